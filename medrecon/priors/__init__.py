@@ -1,0 +1,14 @@
+"""Diffusion priors built on MONAI: network + schedule, bundles, registry and training."""
+
+from .bundle import load_bundle, read_metadata, save_bundle
+from .prior import DiffusionPrior
+from .registry import DEFAULT_PRIORS, list_priors, resolve_prior
+
+
+def load_prior(name_or_path: str | None, modality: str, device="cpu") -> DiffusionPrior:
+    """Resolve and load a prior (sha256-verified) for ``modality`` onto ``device``."""
+    return load_bundle(resolve_prior(name_or_path, modality), device)
+
+
+__all__ = ["DiffusionPrior", "save_bundle", "load_bundle", "read_metadata", "list_priors",
+           "resolve_prior", "load_prior", "DEFAULT_PRIORS"]

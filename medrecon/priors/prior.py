@@ -1,0 +1,117 @@
+"""``DiffusionPrior``: a MONAI network plus a MONAI noise schedule, seen by samplers as a denoiser.
+
+Samplers use only this interface (DESIGN.md section 1): the cumulative schedule
+``alphas_cumprod``, the noise prediction ``eps(x_t, t)``, Tweedie's estimate
+``x0(x_t, t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (Chung et al. 2023, eq. 7 for the
+variance-preserving SDE) and the score ``-eps / sqrt(1 - abar_t)``; plus the normalization rule
+that maps physical images to and from the network's space.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from monai.networks.schedulers import DDPMScheduler
+from torch import nn
+
+from .network import build_network
+from .normalization import NormalizationRule, rule_from_dict
+
+__all__ = ["DiffusionPrior", "DEFAULT_SCHEDULE"]
+
+DEFAULT_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "schedule": "linear_beta",
+                                    "beta_start": 1e-4, "beta_end": 2e-2}
+
+
+def make_scheduler(schedule: dict[str, Any]) -> DDPMScheduler:
+    """The MONAI DDPM scheduler described by ``schedule`` (epsilon prediction)."""
+    s = {**DEFAULT_SCHEDULE, **schedule}
+    return DDPMScheduler(num_train_timesteps=int(s["num_train_timesteps"]), schedule=s["schedule"],
+                         beta_start=float(s["beta_start"]), beta_end=float(s["beta_end"]),
+                         prediction_type="epsilon", clip_sample=False)
+
+
+class DiffusionPrior(nn.Module):
+    """A trained (or untrained) diffusion prior.
+
+    Args:
+        modality: ``"mri"`` (complex, 2 channels) or ``"ct"`` (real, 1 channel).
+        network_config: kwargs for :func:`build_network`.
+        schedule: MONAI noise-schedule settings.
+        normalization: the rule as a dict (see :mod:`medrecon.priors.normalization`).
+        name: a human-readable name.
+    """
+
+    def __init__(self, modality: str, network_config: dict, schedule: Optional[dict] = None,
+                 normalization: Optional[dict] = None, name: str = "untitled") -> None:
+        super().__init__()
+        if modality not in ("mri", "ct"):
+            raise ValueError(f"modality must be 'mri' or 'ct', got {modality!r}")
+        self.modality = modality
+        self.name = name
+        self.schedule = {**DEFAULT_SCHEDULE, **(schedule or {})}
+        default_rule = {"kind": "complex-percentile", "percentile": 99.0} if modality == "mri" else \
+            {"kind": "hu-window", "low": -1000.0, "high": 2000.0}
+        self.rule: NormalizationRule = rule_from_dict(normalization or default_rule)
+        self.network_config = dict(network_config)
+        self.channels = self.rule.channels
+        self.net = build_network(self.network_config, self.channels)
+        self.scheduler = make_scheduler(self.schedule)
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+        # Inference-time settings (not part of the weights).
+        self.autocast_dtype: Optional[torch.dtype] = None
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.schedule["num_train_timesteps"])
+
+    @property
+    def device(self) -> torch.device:
+        return self.alphas_cumprod.device
+
+    def _t(self, t, batch: int) -> torch.Tensor:
+        t = torch.as_tensor(t, device=self.device)
+        if t.dim() == 0:
+            t = t.expand(batch)
+        return t.long()
+
+    def eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """Predicted noise. Shapes: ``x_t (B, channels, H, W)``, ``t`` int or ``(B,)`` -> ``(B, channels, H, W)``."""
+        tt = self._t(t, x_t.shape[0])
+        if self.autocast_dtype is not None and x_t.device.type == "cuda":
+            with torch.autocast("cuda", dtype=self.autocast_dtype):
+                return self.net(x_t, tt).float()
+        return self.net(x_t, tt)
+
+    def x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """Tweedie estimate from a noise prediction: ``(x_t - sqrt(1-abar) eps) / sqrt(abar)``."""
+        abar = self.alphas_cumprod[self._t(t, x_t.shape[0])].view(-1, 1, 1, 1)
+        return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+    def x0(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """Tweedie's posterior-mean estimate ``E[x0 | x_t]``. Shapes as :meth:`eps`."""
+        return self.x0_from_eps(x_t, t, self.eps(x_t, t))
+
+    def score(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """``grad log p_t(x_t) = -eps / sqrt(1 - abar_t)``. Shapes as :meth:`eps`."""
+        abar = self.alphas_cumprod[self._t(t, x_t.shape[0])].view(-1, 1, 1, 1)
+        return -self.eps(x_t, t) / (1 - abar).sqrt()
+
+    # ----------------------------------------------------- physical <-> network
+    def scale_of(self, image: torch.Tensor) -> torch.Tensor:
+        """Per-slice scale of a physical image under the prior's rule. ``(..., H, W) -> (..., 1, 1)``."""
+        return self.rule.scale_of(image)
+
+    def to_network(self, image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Physical image ``(..., H, W)`` (complex for MRI, HU for CT) -> ``(..., channels, H, W)``."""
+        return self.rule.to_network(image, scale)
+
+    def from_network(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Network tensor ``(..., channels, H, W)`` -> physical image ``(..., H, W)``."""
+        return self.rule.from_network(x, scale)
+
+    def describe(self) -> dict:
+        """Plain-data description stored in bundle metadata."""
+        return {"modality": self.modality, "network": self.network_config, "schedule": self.schedule,
+                "normalization": self.rule.to_dict(), "channels": self.channels}
