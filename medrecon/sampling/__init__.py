@@ -1,0 +1,12 @@
+"""Posterior samplers over a diffusion prior and a linear forward operator.
+
+* :func:`~medrecon.sampling.dps.dps_chain`: diffusion posterior sampling (Chung et al. 2023).
+* :func:`~medrecon.sampling.fast.fast_chain`: DDIM + CG data consistency (DDS, Chung et al. 2024).
+* :func:`posterior_sample`: K samples per slice, batched and seeded, with mean and std maps.
+"""
+
+from .common import SampleResult
+from .posterior import SAMPLERS, posterior_sample
+from .problem import InverseProblem
+
+__all__ = ["posterior_sample", "SampleResult", "InverseProblem", "SAMPLERS"]

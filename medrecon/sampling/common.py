@@ -1,0 +1,92 @@
+"""Shared sampler machinery: results, seeding, the schedule walk, and divergence guards."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from medrecon.errors import SamplerDivergedError
+
+__all__ = ["SampleResult", "posterior_stats", "check_finite", "randn", "Timer", "ddpm_posterior"]
+
+
+@dataclass
+class SampleResult:
+    """What every sampler returns.
+
+    Attributes:
+        mean: posterior mean, physical units, ``(S, H, W)`` (complex for MRI).
+        std: pixel-wise posterior standard deviation of the magnitude (MRI) or value (CT), ``(S, H, W)``;
+            zeros when one sample was drawn.
+        samples: ``(S, K, H, W)`` physical samples (kept only if asked).
+        nfe: network evaluations per slice batch (the same for every slice).
+        seconds: wall time.
+        info: sampler settings and diagnostics.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    nfe: int
+    seconds: float
+    samples: Optional[torch.Tensor] = None
+    info: dict = field(default_factory=dict)
+
+
+def posterior_stats(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over posterior samples. Shapes: ``(S, K, H, W) -> (S, H, W), (S, H, W)``.
+
+    The std is of the magnitude for complex images (what a reader sees), unbiased for K > 1.
+    """
+    mean = samples.mean(dim=1)
+    k = samples.shape[1]
+    if k < 2:
+        return mean, torch.zeros(mean.shape, dtype=mean.real.dtype, device=mean.device)
+    vals = samples.abs() if samples.is_complex() else samples
+    return mean, vals.std(dim=1, unbiased=True)
+
+
+def check_finite(x: torch.Tensor, where: str) -> None:
+    """Raise a clear error if a sampler produced NaN/Inf (one host sync; call sparingly)."""
+    if not bool(torch.isfinite(x).all()):
+        raise SamplerDivergedError(f"the {where} sampler diverged (NaN/Inf); lower the step size "
+                                   "(--zeta) or use more steps; no output was written")
+
+
+def randn(shape, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+    """Seeded normal noise; the generator may live on CPU or on ``device``."""
+    gdev = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gdev).to(device)
+
+
+def ddpm_posterior(abar_t: torch.Tensor, abar_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Coefficients of ``q(x_prev | x_t, x0)`` between any two timesteps (Ho et al. 2020, eq. 7).
+
+    Returns ``(c_x0, c_xt, var)`` with mean ``c_x0 x0 + c_xt x_t`` and variance ``var``.
+    """
+    alpha = abar_t / abar_prev
+    beta = 1 - alpha
+    c_x0 = abar_prev.sqrt() * beta / (1 - abar_t)
+    c_xt = alpha.sqrt() * (1 - abar_prev) / (1 - abar_t)
+    var = beta * (1 - abar_prev) / (1 - abar_t)
+    return c_x0, c_xt, var
+
+
+class Timer:
+    """Wall-clock timer that synchronizes CUDA at start and stop only."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> "Timer":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds = time.perf_counter() - self.t0
