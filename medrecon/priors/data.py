@@ -30,6 +30,9 @@ from medrecon.errors import InputError
 __all__ = ["SliceVolume", "load_training_volumes", "split_heldout", "SliceSampler", "save_slice_cache",
            "smooth_random_phase", "source_licence"]
 
+# Target in-plane pixel sizes (mm) that training crops are zoomed towards, per modality.
+PIXEL_MM = {"mri": (0.9, 1.8), "ct": (1.4, 3.0)}
+
 MANIFEST = Path(__file__).resolve().parents[2] / "data_manifests" / "shared_data.json"
 
 
@@ -67,8 +70,8 @@ def _sha256_dir(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_licence(path: Path) -> str:
-    """Licence of a known shared-data source (data_manifests/shared_data.json), else 'user data'."""
+def source_info(path: Path) -> dict:
+    """The data_manifests/shared_data.json entry of a known source, else ``{}``."""
     if MANIFEST.is_file():
         manifest = json.loads(MANIFEST.read_text())
         root = (MANIFEST.parents[1] / manifest.get("root", "../shared/data")).resolve()
@@ -76,8 +79,13 @@ def source_licence(path: Path) -> str:
         for entry in manifest.get("files", []):
             known = root / entry["path"]
             if path == known or known in path.parents:
-                return entry.get("licence", "unstated")
-    return "user data (licence not recorded)"
+                return entry
+    return {}
+
+
+def source_licence(path: Path) -> str:
+    """Licence of a known shared-data source, else 'user data (licence not recorded)'."""
+    return source_info(path).get("licence", "user data (licence not recorded)")
 
 
 def _foreground(slices: np.ndarray, modality: str) -> np.ndarray:
@@ -104,8 +112,10 @@ def _load_one(path: Path, modality: str, min_foreground: float) -> list[SliceVol
     else:
         from medrecon.io.volumes import load_volume
 
-        vol = load_volume(path)
-        mag = np.asarray(vol.data, dtype=np.float32)
+        info = source_info(path)
+        vol = load_volume(path, modality="CT" if modality == "ct" else None)
+        # Some CT files store CT numbers with an offset (e.g. air = 0); the manifest records it.
+        mag = np.asarray(vol.data, dtype=np.float32) + float(info.get("hu_offset", 0.0))
         pixel_mm = float(min(vol.spacing[1], vol.spacing[2])) if vol.spacing is not None else 1.0
         kind = vol.kind
     if modality == "ct" and kind != "hu":
@@ -116,10 +126,23 @@ def _load_one(path: Path, modality: str, min_foreground: float) -> list[SliceVol
     if not keep.any():
         raise InputError(f"{path.name} has no slice with enough signal to train on")
     mag = mag[keep]
+    mag, pixel_mm = _downsample_to(mag, pixel_mm, PIXEL_MM[modality][0])
     if modality == "mri":
         mag = _normalize_mri(np.abs(mag))
     prov = [{"file": path.name, "sha256": _sha256(path), "licence": source_licence(path)}]
     return [SliceVolume(path.name, np.ascontiguousarray(mag), pixel_mm, prov)]
+
+
+def _downsample_to(slices: np.ndarray, pixel_mm: float, finest_mm: float) -> tuple[np.ndarray, float]:
+    """Antialiased downsampling of slices finer than ``finest_mm``: the sampler never needs them finer."""
+    if pixel_mm >= 0.95 * finest_mm:
+        return slices, pixel_mm
+    zoom = pixel_mm / finest_mm
+    h, w = slices.shape[1:]
+    size = (max(8, round(h * zoom)), max(8, round(w * zoom)))
+    t = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[:, None]
+    out = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)[:, 0].numpy()
+    return out, pixel_mm * h / size[0]
 
 
 def _load_cache(path: Path) -> list[SliceVolume]:
@@ -136,7 +159,7 @@ def save_slice_cache(volumes: Sequence[SliceVolume], path: Path | str) -> None:
     """Save prepared volumes (float16) with their provenance to one ``.npz``."""
     meta = {"volumes": [{"name": v.name, "pixel_mm": v.pixel_mm, "provenance": v.provenance} for v in volumes]}
     arrays = {f"slices_{i}": v.slices.astype(np.float16) for i, v in enumerate(volumes)}
-    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_training_volumes(paths: Sequence[str | Path], modality: str, min_foreground: float = 0.15) -> list[SliceVolume]:
@@ -238,8 +261,13 @@ class SliceSampler:
             new = (max(8, round(h * zoom)), max(8, round(w * zoom)))
             img = F.interpolate(img[None, None], size=new, mode="bilinear", antialias=True, align_corners=False)[0, 0]
         img = self._crop(img)
+        # Dihedral augmentation: files disagree on orientation (radiological vs neurological, RAS vs LPS).
         if self.rng.random() < 0.5:
             img = img.flip(-1)
+        if self.rng.random() < 0.5:
+            img = img.flip(-2)
+        if self.rng.random() < 0.5:
+            img = img.transpose(-1, -2)
         if self.modality == "mri":
             img = img * float(self.rng.uniform(0.85, 1.15))
         else:

@@ -11,7 +11,7 @@ import torch
 from .bundle import save_bundle
 from .data import SliceSampler
 from .prior import DiffusionPrior
-from .train import PIXEL_MM
+from .data import PIXEL_MM
 
 __all__ = ["finalize_bundle", "denoising_eval"]
 
@@ -90,7 +90,7 @@ Normalization: `{prior.rule.to_dict()}`.
   {meta_training['minutes']:.1f} minutes on `{meta_training['device']}` (world size {meta_training['world_size']}),
   final EMA loss {meta_training['final_loss']}
 - AdamW, warm-up + cosine learning rate, EMA {meta_training['ema_decay']}, bf16 autocast on GPU.
-- augmentation: zoom towards {meta_training['pixel_mm_range']} mm pixels (never upsampling), random crops, left-right flips,
+- augmentation: zoom towards {meta_training['pixel_mm_range']} mm pixels (never upsampling), random crops, flips and transposes,
   intensity jitter{', smooth random phase' if prior.modality == 'mri' else ''}.
 
 Training data:

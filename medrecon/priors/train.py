@@ -21,13 +21,12 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .data import SliceSampler, SliceVolume, load_training_volumes, split_heldout
+from .data import PIXEL_MM, SliceSampler, SliceVolume, load_training_volumes, split_heldout
 from .network import DEFAULT_NETWORK
 from .prior import DiffusionPrior
 
 __all__ = ["TrainConfig", "train_prior", "resolve_device"]
 
-PIXEL_MM = {"mri": (0.9, 1.8), "ct": (1.4, 3.0)}
 
 
 @dataclass

@@ -1,0 +1,505 @@
+"""2-D CT projectors (parallel beam, flat-detector fan beam) with exact adjoints, plus FBP.
+
+Conventions (DESIGN.md section 3): images hold linear attenuation ``mu`` in 1/mm, the pixel size is
+in mm, so sinograms are dimensionless line integrals. Pixel ``(i, j)`` of an ``(H, W)`` image sits at
+``x = (j - (W-1)/2) * pixel_size``, ``y = ((H-1)/2 - i) * pixel_size`` (row 0 at the top, y up).
+A parallel ray at angle ``theta`` and detector coordinate ``t`` is the line
+``x cos(theta) + y sin(theta) = t`` (Kak & Slaney, *Principles of Computerized Tomographic Imaging*,
+1988, ch. 3, sec. 3.1), detector ``k`` sitting at ``t_k = (k - (n_detectors-1)/2) * detector_spacing``.
+
+Projector (the matrix ``A``): Joseph's ray-driven method (P. M. Joseph, IEEE TMI 1(3):192-196,
+1982). Each ray is sampled once per image row (or column, for rays flatter than 45 degrees), the row
+is read by linear interpolation between its two nearest pixels (``grid_sample``, zero outside) and
+the samples are summed times the path length per row in mm. Compared with bilinear sampling every
+half pixel this blurs the projections less (higher FBP PSNR) and takes ~3x fewer samples. The
+adjoint is the exact transpose of that same linear map, applied with the transposed ``grid_sample``
+kernel on the identical sample grid, so the dot-product test holds to float rounding. Both
+directions are autograd functions whose backward is the other direction, so autograd through
+``forward`` gives ``adjoint`` (and vice versa). Angles are processed in chunks
+(``max_chunk_elements``) to bound memory; geometry lives in buffers so ``.to(device)`` moves the
+operator.
+
+FBP (``.fbp``) is the approximate inverse, never the adjoint: discrete spatial-domain ramp kernel
+with zero padding (Kak & Slaney sec. 3.3.3), optional Shepp-Logan or Hann apodisation, and a
+pixel-driven linearly interpolated backprojection; fan beam uses the flat-detector weighted
+algorithm of Kak & Slaney sec. 3.4.2 (full 2*pi scan, no short-scan weights).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .base import LinearOperator, OperatorShapeError
+
+__all__ = ["FanBeamCT", "ParallelBeamCT", "hu_to_mu", "mu_to_hu", "ramp_filter", "transmission_noise"]
+
+_FILTERS = ("ramp", "shepp-logan", "hann")
+
+
+# ----------------------------------------------------------------------------- physics helpers
+def hu_to_mu(hu: torch.Tensor | float, mu_water: float = 0.019) -> torch.Tensor | float:
+    """Hounsfield units to linear attenuation (1/mm): ``mu = mu_water * (1 + HU/1000)``."""
+    return mu_water * (1.0 + hu / 1000.0)
+
+
+def mu_to_hu(mu: torch.Tensor | float, mu_water: float = 0.019) -> torch.Tensor | float:
+    """Linear attenuation (1/mm) to Hounsfield units: ``HU = 1000 * (mu - mu_water) / mu_water``."""
+    return 1000.0 * (mu - mu_water) / mu_water
+
+
+def transmission_noise(sinogram: torch.Tensor, photons: float, generator: torch.Generator,
+                       electronic_std: float = 0.0) -> torch.Tensor:
+    """Simulate a low-dose scan: Poisson counts on ``I0 exp(-p)`` plus Gaussian electronic noise.
+
+    ``N ~ Poisson(I0 exp(-p)) + N(0, electronic_std^2)``; the noisy line integral is
+    ``log(I0 / max(N, 1))``. The clamp at one count keeps the logarithm finite where photon
+    starvation (or negative electronic noise) gives ``N <= 0``; it caps each line integral at
+    ``log(I0)``.
+
+    Args:
+        sinogram: noiseless line integrals ``p`` (any shape, real).
+        photons: unattenuated counts per detector bin ``I0``.
+        generator: a ``torch.Generator`` on the sinogram's device (same seed -> same noise).
+        electronic_std: standard deviation of additive electronic noise, in counts.
+
+    Shapes:
+        sinogram: ``(...)`` -> returns ``(...)``, same dtype.
+    """
+    if photons <= 0:
+        raise ValueError(f"photons must be positive, got {photons}")
+    rate = photons * torch.exp(-sinogram.double())
+    counts = torch.poisson(rate, generator=generator)
+    if electronic_std > 0:
+        counts = counts + electronic_std * torch.randn(counts.shape, generator=generator, dtype=counts.dtype,
+                                                       device=counts.device)
+    return torch.log(photons / counts.clamp_min(1.0)).to(sinogram.dtype)
+
+
+# ----------------------------------------------------------------------------- filtering
+def ramp_filter(n: int, spacing: float, filter: str = "ramp", *, dtype: torch.dtype = torch.float64,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Frequency response of the discrete ramp filter, ready for a length-``L`` FFT convolution.
+
+    ``L`` is the next power of two >= ``2 n`` so the circular convolution of a zero-padded
+    projection has no wrap-around. The kernel is the band-limited ramp sampled in space
+    (Kak & Slaney sec. 3.3.3): ``h(0) = 1/(4 tau^2)``, ``h(k tau) = 0`` for even k,
+    ``-1/(k pi tau)^2`` for odd k. Its FFT, times ``tau`` (the convolution sum is a Riemann sum),
+    avoids the DC error of sampling ``|f|`` directly. Apodisations multiply the response:
+    Shepp-Logan by ``sinc(f)``, Hann by ``(1 + cos 2 pi f) / 2`` (``f`` in cycles/sample).
+
+    Shapes:
+        returns: ``(L // 2 + 1,)`` real, for use with ``torch.fft.rfft`` of length ``L``.
+    """
+    if filter not in _FILTERS:
+        raise ValueError(f"filter must be one of {_FILTERS}, got {filter!r}")
+    size = max(64, 2 ** math.ceil(math.log2(2 * n)))
+    k = torch.cat([torch.arange(0, size // 2 + 1), torch.arange(-size // 2 + 1, 0)]).double()
+    h = torch.zeros(size, dtype=torch.float64)
+    h[0] = 0.25 / spacing ** 2
+    odd = k.remainder(2) == 1
+    h[odd] = -1.0 / (math.pi * k[odd] * spacing) ** 2
+    resp = torch.fft.rfft(h).real * spacing
+    f = torch.fft.rfftfreq(size, dtype=torch.float64)
+    if filter == "shepp-logan":
+        resp = resp * torch.sinc(f)
+    elif filter == "hann":
+        resp = resp * 0.5 * (1.0 + torch.cos(2 * math.pi * f))
+    return resp.to(dtype=dtype, device=device)
+
+
+def _filter_rows(p: torch.Tensor, spacing: float, filter: str) -> torch.Tensor:
+    """Convolve the last axis with the discrete ramp (zero padded, linear not circular)."""
+    n = p.shape[-1]
+    resp = ramp_filter(n, spacing, filter, dtype=p.dtype, device=p.device)
+    size = 2 * (resp.shape[0] - 1)
+    return torch.fft.irfft(torch.fft.rfft(p, n=size) * resp, n=size)[..., :n]
+
+
+def _angle_weights(angles: torch.Tensor, period: float) -> torch.Tensor:
+    """Quadrature weights d(theta) for possibly non-uniform angles on a circle of ``period``.
+
+    Each angle gets half the gap to each neighbour (cyclically); equispaced angles get
+    ``period / n``, the ``pi / K`` of Kak & Slaney's discrete backprojection.
+    """
+    a = torch.remainder(angles.double(), period)
+    order = torch.argsort(a)
+    s = a[order]
+    gaps = torch.diff(torch.cat([s, s[:1] + period]))
+    w_sorted = 0.5 * (gaps + torch.roll(gaps, 1))
+    w = torch.empty_like(w_sorted)
+    w[order] = w_sorted
+    return w
+
+
+def _interp_rows(q: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``q`` along its last axis at fractional indices ``pos`` (0 outside).
+
+    Shapes:
+        q: ``(B, A, D)``; pos: ``(A, P)`` -> returns ``(B, A, P)``.
+    """
+    b, a, d = q.shape
+    qp = F.pad(q, (1, 1))  # zero guard samples at index -1 and D
+    p = pos.clamp(-1.0, float(d)) + 1.0
+    i0 = torch.floor(p).long().clamp(0, d)
+    w = (p - i0).to(q.dtype)
+    i0 = i0.unsqueeze(0).expand(b, a, -1)
+    lo = torch.gather(qp, 2, i0)
+    hi = torch.gather(qp, 2, i0 + 1)
+    return lo + w * (hi - lo)
+
+
+# ----------------------------------------------------------------------------- autograd kernels
+def _sample_t(v: torch.Tensor, grid: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Exact transpose of bilinear ``grid_sample`` (zeros padding, align_corners=True).
+
+    Shapes:
+        v: ``(B, R, S)`` values at the grid points; grid: ``(R, S, 2)`` -> returns ``(B, H, W)``.
+    """
+    shape_in = v.new_zeros(()).expand(1, v.shape[0], *shape)  # only its size/dtype is read
+    gi, _ = torch.ops.aten.grid_sampler_2d_backward(v.unsqueeze(0), shape_in, grid.unsqueeze(0),
+                                                    0, 0, True, [True, False])
+    return gi[0]
+
+
+class _Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, op: _RayProjector) -> torch.Tensor:  # type: ignore[override]
+        ctx.op = op
+        return op._project(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        return _BackProject.apply(g, ctx.op), None
+
+
+class _BackProject(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, op: _RayProjector) -> torch.Tensor:  # type: ignore[override]
+        ctx.op = op
+        return op._backproject(y)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        return _Project.apply(g, ctx.op), None
+
+
+# ----------------------------------------------------------------------------- operators
+def _as_angles(angles: torch.Tensor | Sequence[float] | int, period: float) -> torch.Tensor:
+    if isinstance(angles, numbers.Integral) and not isinstance(angles, bool):
+        angles = int(angles)
+        if angles < 1:
+            raise ValueError(f"need at least one angle, got {angles}")
+        return torch.arange(angles, dtype=torch.float64) * (period / angles)
+    a = torch.as_tensor(angles, dtype=torch.float64).detach().cpu().reshape(-1)
+    if a.numel() < 1:
+        raise ValueError("need at least one angle")
+    return a
+
+
+class _RayProjector(LinearOperator):
+    """Shared machinery of the ray-driven (Joseph) projectors; subclasses define the rays."""
+
+    #: Upper bound on ``batch * rays * samples`` per chunk (elements of the largest temporary).
+    max_chunk_elements: int = 2 ** 22
+
+    def __init__(self, image_shape: Sequence[int], angles: torch.Tensor, n_detectors: int,
+                 pixel_size: float, detector_spacing: float) -> None:
+        h, w = (int(s) for s in image_shape)
+        if h < 2 or w < 2:
+            raise ValueError(f"{type(self).__name__}: image_shape must be at least (2, 2), got {(h, w)}")
+        if n_detectors < 1 or pixel_size <= 0 or detector_spacing <= 0:
+            raise ValueError(f"{type(self).__name__}: need n_detectors >= 1 and positive spacings")
+        super().__init__((h, w), (angles.numel(), int(n_detectors)), False, False)
+        self.image_shape = (h, w)
+        self.pixel_size = float(pixel_size)
+        self.detector_spacing = float(detector_spacing)
+        self.n_detectors = int(n_detectors)
+        self._angles_list = [float(a) for a in angles]  # exact copy for geometry()
+        self.register_buffer("angles", angles)
+        self.register_buffer("detector_positions",
+                             (torch.arange(n_detectors, dtype=torch.float64) - (n_detectors - 1) / 2)
+                             * self.detector_spacing)
+        # Radius (mm) of the support of the interpolated image: pixel centres +- one pixel.
+        self.support_radius = 0.5 * self.pixel_size * math.hypot(h + 1, w + 1)
+        self.n_samples = max(h, w)
+
+    def _rays(self, a0: int, a1: int) -> tuple[torch.Tensor, ...]:
+        """Rays of views ``a0:a1`` as a point ``(px, py)`` and a direction ``(dx, dy)`` in mm.
+
+        Shapes:
+            returns: four float64 tensors ``(a1 - a0, n_detectors)``.
+        """
+        raise NotImplementedError
+
+    def _grid(self, a0: int, a1: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joseph's sample grid (normalised for ``grid_sample``) and per-ray step length (mm).
+
+        Joseph (IEEE TMI 1982): a ray steeper than 45 degrees is sampled once per image row, at the
+        row centre, reading the row by linear interpolation between its two nearest pixels; the sum
+        is weighted by the path length per row, ``pixel_size / |cos|``. Flatter rays step along
+        columns. On a row centre ``grid_sample``'s bilinear weights reduce to that 1-D linear
+        interpolation, so both coordinates are affine in the sample index ``k``:
+        ``grid = a + b k``.
+
+        Shapes:
+            returns: grid ``(R, S, 2)`` with ``R = (a1 - a0) n_detectors``, ``S = max(H, W)``;
+            step ``(R,)``.
+        """
+        h, w = self.image_shape
+        ps = self.pixel_size
+        px, py, dx, dy = (t.reshape(-1) for t in self._rays(a0, a1))
+        steep = dy.abs() >= dx.abs()
+        one = torch.ones_like(dx)
+        sx = dx / torch.where(steep, dy, one)   # dx/dy on steep rays
+        sy = dy / torch.where(steep, one, dx)   # dy/dx on flat rays
+        nx, ny = 2.0 / (ps * (w - 1)), -2.0 / (ps * (h - 1))  # mm -> grid_sample units (align_corners)
+        # steep: row k at y_k = ((h-1)/2 - k) ps, x_k = px + (y_k - py) dx/dy
+        ax_s, bx_s = (px + ((h - 1) / 2 * ps - py) * sx) * nx, -ps * sx * nx
+        # flat: column k at x_k = (k - (w-1)/2) ps, y_k = py + (x_k - px) dy/dx
+        ay_f, by_f = (py - ((w - 1) / 2 * ps + px) * sy) * ny, ps * sy * ny
+        a = torch.stack([torch.where(steep, ax_s, -one), torch.where(steep, -one, ay_f)], -1)
+        b = torch.stack([torch.where(steep, bx_s, 2.0 / (w - 1) * one),
+                         torch.where(steep, 2.0 / (h - 1) * one, by_f)], -1)
+        k = torch.arange(self.n_samples, device=a.device, dtype=dtype)[None, :, None]
+        grid = a.to(dtype)[:, None, :] + b.to(dtype)[:, None, :] * k
+        if h != w:  # rays with fewer lines than S: park the extra samples far outside (zero)
+            valid = k[..., 0] < torch.where(steep, h, w)[:, None]
+            grid = torch.where(valid[..., None], grid, torch.full_like(grid, 3.0))
+        step = ps * torch.sqrt(dx * dx + dy * dy) / torch.maximum(dx.abs(), dy.abs())
+        return grid, step.to(dtype)
+
+    def _chunks(self, batch: int, per_angle: int | None = None) -> list[tuple[int, int]]:
+        """Angle ranges whose temporaries hold at most ~``max_chunk_elements`` values."""
+        per_angle = max(batch, 2) * (per_angle or self.n_detectors * self.n_samples)
+        step = max(1, self.max_chunk_elements // per_angle)
+        n = self.out_shape[0]
+        return [(a0, min(n, a0 + step)) for a0 in range(0, n, step)]
+
+    def _cos_sin(self, a0: int, a1: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.angles[a0:a1].double()
+        return torch.cos(a).to(dtype)[:, None], torch.sin(a).to(dtype)[:, None]
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W) -> (B, A, D)``, no autograd (see ``_Project``)."""
+        b = x.shape[0]
+        out = []
+        for a0, a1 in self._chunks(b):
+            grid, step = self._grid(a0, a1, x.dtype)
+            v = F.grid_sample(x.unsqueeze(0), grid.unsqueeze(0), mode="bilinear", padding_mode="zeros",
+                              align_corners=True)[0]
+            out.append((v.sum(-1) * step).reshape(b, a1 - a0, self.n_detectors))
+        return torch.cat(out, dim=1)
+
+    def _backproject(self, y: torch.Tensor) -> torch.Tensor:
+        """Exact transpose of ``_project``: ``(B, A, D) -> (B, H, W)``."""
+        b = y.shape[0]
+        acc = y.new_zeros((b, *self.image_shape))
+        for a0, a1 in self._chunks(b):
+            grid, step = self._grid(a0, a1, y.dtype)
+            v = (y[:, a0:a1].reshape(b, -1) * step).unsqueeze(-1).expand(-1, -1, self.n_samples)
+            acc = acc + _sample_t(v, grid, self.image_shape)
+        return acc
+
+    def _batched(self, t: torch.Tensor, fn, n_trail: int, out_trail: tuple[int, ...]) -> torch.Tensor:
+        if not t.is_floating_point():
+            raise OperatorShapeError(f"{self.name}: expected a floating-point tensor, got {t.dtype}")
+        lead = t.shape[: t.dim() - n_trail]
+        tb = t.reshape(-1, *t.shape[t.dim() - n_trail:])
+        if tb.shape[0] == 0:
+            return t.new_zeros((*lead, *out_trail))
+        return fn(tb.contiguous(), self).reshape(*lead, *out_trail)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._batched(x, _Project.apply, 2, self.out_shape)
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self._batched(y, _BackProject.apply, 2, self.in_shape)
+
+    def _pixel_coords(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel-centre coordinates (mm), each flattened to ``(H*W,)``."""
+        h, w = self.image_shape
+        dev = self.angles.device
+        x = (torch.arange(w, device=dev, dtype=dtype) - (w - 1) / 2) * self.pixel_size
+        y = ((h - 1) / 2 - torch.arange(h, device=dev, dtype=dtype)) * self.pixel_size
+        yy, xx = torch.meshgrid(y, x, indexing="ij")
+        return xx.reshape(-1), yy.reshape(-1)
+
+    def _check_sino(self, sinogram: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+        self._check(sinogram, self.out_shape, False, "fbp")
+        lead = sinogram.shape[:-2]
+        s = sinogram.reshape(-1, *self.out_shape)
+        return (s if s.is_floating_point() else s.double()), lead
+
+    def geometry(self) -> dict[str, Any]:
+        """Plain JSON-serialisable description; ``type(self).from_geometry(d)`` rebuilds the operator."""
+        return {"type": self.geometry_type, "image_shape": list(self.image_shape), "pixel_size": self.pixel_size,
+                "angles": list(self._angles_list), "n_detectors": self.n_detectors,
+                "detector_spacing": self.detector_spacing, "units": "mm, rad"}
+
+    def extra_repr(self) -> str:
+        return f"image_shape={self.image_shape}, n_angles={self.out_shape[0]}, n_detectors={self.n_detectors}"
+
+
+class ParallelBeamCT(_RayProjector):
+    """2-D parallel-beam CT projector (line integrals, exact adjoint) with FBP.
+
+    Args:
+        image_shape: ``(H, W)``.
+        angles: projection angles in radians, or an int ``n`` for ``n`` equispaced angles in
+            ``[0, pi)``.
+        n_detectors: detector bins; default ``ceil(diagonal / detector_spacing)``, plus one if its
+            parity differs from ``W``'s: the bins cover the image diagonal and, when
+            ``detector_spacing == pixel_size``, sit on pixel centres at ``theta = 0`` (exact
+            column sums, no interpolation blur).
+        pixel_size: pixel size in mm (sinogram = image value x mm).
+        detector_spacing: bin spacing in mm.
+
+    Shapes:
+        forward: ``(..., H, W)`` real -> ``(..., n_angles, n_detectors)`` real.
+        adjoint: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
+        fbp: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
+    """
+
+    geometry_type = "parallel"
+
+    def __init__(self, image_shape: tuple[int, int], angles: torch.Tensor | int, n_detectors: int | None = None,
+                 pixel_size: float = 1.0, detector_spacing: float = 1.0) -> None:
+        h, w = (int(s) for s in image_shape)
+        if n_detectors is None:
+            n_detectors = math.ceil(pixel_size * math.hypot(h, w) / detector_spacing - 1e-9)
+            n_detectors += (n_detectors - w) % 2
+        super().__init__((h, w), _as_angles(angles, math.pi), n_detectors, pixel_size, detector_spacing)
+
+    def _rays(self, a0, a1):
+        # Ray (theta, t) = {x cos + y sin = t}: through t e_theta along r_theta, e = (cos, sin), r = (-sin, cos).
+        c, s = self._cos_sin(a0, a1, torch.float64)
+        t = self.detector_positions.double()[None, :]
+        return t * c, t * s, (-s).expand_as(t * c), c.expand_as(t * c)
+
+    def fbp(self, sinogram: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
+        """Filtered backprojection (approximate inverse, not the adjoint).
+
+        ``f(x, y) = sum_i dtheta_i Q_i(x cos theta_i + y sin theta_i)`` with ``Q_i`` the projection
+        convolved with the discrete ramp kernel (Kak & Slaney sec. 3.3.3) and read by linear
+        interpolation. ``dtheta_i`` is ``pi / n`` for equispaced angles over ``[0, pi)``.
+
+        Args:
+            sinogram: line integrals.
+            filter: ``"ramp"``, ``"shepp-logan"`` or ``"hann"``.
+
+        Shapes:
+            sinogram: ``(..., n_angles, n_detectors)`` -> returns ``(..., H, W)``, image units.
+        """
+        s, lead = self._check_sino(sinogram)
+        q = _filter_rows(s, self.detector_spacing, filter)
+        q = q * _angle_weights(self.angles, math.pi).to(q)[:, None]
+        xx, yy = self._pixel_coords(q.dtype)
+        out = q.new_zeros((q.shape[0], xx.numel()))
+        for a0, a1 in self._chunks(q.shape[0], xx.numel()):
+            c, sn = self._cos_sin(a0, a1, q.dtype)
+            pos = (xx * c + yy * sn) / self.detector_spacing + (self.n_detectors - 1) / 2
+            out = out + _interp_rows(q[:, a0:a1], pos).sum(1)
+        return out.reshape(*lead, *self.image_shape)
+
+    @classmethod
+    def from_geometry(cls, d: dict[str, Any]) -> ParallelBeamCT:
+        """Rebuild from :meth:`geometry` output."""
+        if d.get("type") != cls.geometry_type:
+            raise ValueError(f"not a parallel-beam geometry: type={d.get('type')!r}")
+        return cls(tuple(d["image_shape"]), torch.tensor(d["angles"], dtype=torch.float64), int(d["n_detectors"]),
+                   float(d["pixel_size"]), float(d["detector_spacing"]))
+
+
+class FanBeamCT(_RayProjector):
+    """2-D fan-beam CT projector with a flat, equispaced detector (exact adjoint) and FBP.
+
+    At angle ``beta`` the source sits at ``-source_distance * r_beta`` with
+    ``r_beta = (-sin beta, cos beta)`` (beta = 0: source below the image), the detector is the line
+    through ``(detector_distance - source_distance) * r_beta`` along ``e_beta = (cos beta, sin beta)``;
+    bin ``k`` is at ``u_k = (k - (n_detectors-1)/2) * detector_spacing`` on it.
+
+    Args:
+        image_shape: ``(H, W)``.
+        angles: source angles in radians, or an int ``n`` for ``n`` equispaced angles in ``[0, 2 pi)``.
+        source_distance: source to isocentre (mm); must exceed the image's half diagonal.
+        detector_distance: source to detector (mm).
+        n_detectors: number of detector bins.
+        detector_spacing: bin spacing on the detector (mm).
+        pixel_size: pixel size in mm.
+
+    Shapes:
+        forward: ``(..., H, W)`` real -> ``(..., n_angles, n_detectors)`` real.
+        adjoint: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
+        fbp: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
+    """
+
+    geometry_type = "fan_flat"
+
+    def __init__(self, image_shape: tuple[int, int], angles: torch.Tensor | int, source_distance: float,
+                 detector_distance: float, n_detectors: int, detector_spacing: float,
+                 pixel_size: float = 1.0) -> None:
+        super().__init__(image_shape, _as_angles(angles, 2 * math.pi), n_detectors, pixel_size, detector_spacing)
+        self.source_distance = float(source_distance)
+        self.detector_distance = float(detector_distance)
+        if self.source_distance <= self.support_radius or self.detector_distance <= 0:
+            raise ValueError(f"FanBeamCT: source_distance {source_distance} must exceed the image half diagonal "
+                             f"{self.support_radius:.1f} mm and detector_distance must be positive")
+
+    def _rays(self, a0, a1):
+        # Source at -D_so r_beta; the ray to bin u has direction D_sd r_beta + u e_beta.
+        c, s = self._cos_sin(a0, a1, torch.float64)
+        u = self.detector_positions.double()[None, :]
+        dso, dsd = self.source_distance, self.detector_distance
+        return (dso * s).expand_as(u * c), (-dso * c).expand_as(u * c), -dsd * s + u * c, dsd * c + u * s
+
+    def fbp(self, sinogram: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
+        """Fan-beam FBP for a flat detector over a full 2 pi scan (approximate inverse).
+
+        Kak & Slaney sec. 3.4.2 (equally spaced collinear detectors): rescale the detector to the
+        isocentre (``s = u D / D_sd``, ``D`` = source_distance), pre-weight by ``D / sqrt(D^2 + s^2)``,
+        convolve with half the ramp kernel at spacing ``ds``, then backproject with the distance
+        weight ``1 / U^2``, ``U = (D + p . r_beta) / D``, at ``s' = D (p . e_beta) / (D + p . r_beta)``.
+
+        Args:
+            sinogram: line integrals.
+            filter: ``"ramp"``, ``"shepp-logan"`` or ``"hann"``.
+
+        Shapes:
+            sinogram: ``(..., n_angles, n_detectors)`` -> returns ``(..., H, W)``, image units.
+        """
+        s, lead = self._check_sino(sinogram)
+        dso = self.source_distance
+        ds = self.detector_spacing * dso / self.detector_distance
+        sv = self.detector_positions.to(s) * (dso / self.detector_distance)
+        q = _filter_rows(s * (dso / torch.sqrt(dso ** 2 + sv ** 2)), ds, filter) * 0.5
+        q = q * _angle_weights(self.angles, 2 * math.pi).to(q)[:, None]
+        xx, yy = self._pixel_coords(q.dtype)
+        out = q.new_zeros((q.shape[0], xx.numel()))
+        for a0, a1 in self._chunks(q.shape[0], xx.numel()):
+            c, sn = self._cos_sin(a0, a1, q.dtype)
+            pe = xx * c + yy * sn        # p . e_beta
+            pr = -xx * sn + yy * c       # p . r_beta
+            u_ = (dso + pr) / dso
+            pos = (pe / u_) / ds + (self.n_detectors - 1) / 2
+            out = out + (_interp_rows(q[:, a0:a1], pos) / u_ ** 2).sum(1)
+        return out.reshape(*lead, *self.image_shape)
+
+    def geometry(self) -> dict[str, Any]:
+        d = super().geometry()
+        d.update(source_distance=self.source_distance, detector_distance=self.detector_distance)
+        return d
+
+    @classmethod
+    def from_geometry(cls, d: dict[str, Any]) -> FanBeamCT:
+        """Rebuild from :meth:`geometry` output."""
+        if d.get("type") != cls.geometry_type:
+            raise ValueError(f"not a flat-detector fan-beam geometry: type={d.get('type')!r}")
+        return cls(tuple(d["image_shape"]), torch.tensor(d["angles"], dtype=torch.float64),
+                   float(d["source_distance"]), float(d["detector_distance"]), int(d["n_detectors"]),
+                   float(d["detector_spacing"]), float(d["pixel_size"]))
