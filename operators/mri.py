@@ -48,13 +48,14 @@ class CoilExpand(LinearOperator):
     """Multiply an image by each coil map: ``(..., H, W) -> (..., C, H, W)``.
 
     Args:
-        coil_maps: complex ``(C, H, W)`` sensitivities.
+        coil_maps: complex ``(C, H, W)`` sensitivities, or ``(B, C, H, W)`` with one set per slice; the
+            leading dims then broadcast against the image's batch dims.
     """
 
     def __init__(self, coil_maps: torch.Tensor) -> None:
-        if coil_maps.dim() != 3 or not coil_maps.is_complex():
-            raise OperatorShapeError(f"coil_maps must be complex (C, H, W), got {tuple(coil_maps.shape)} {coil_maps.dtype}")
-        c, h, w = coil_maps.shape
+        if coil_maps.dim() < 3 or not coil_maps.is_complex():
+            raise OperatorShapeError(f"coil_maps must be complex (..., C, H, W), got {tuple(coil_maps.shape)} {coil_maps.dtype}")
+        c, h, w = coil_maps.shape[-3:]
         super().__init__((h, w), (c, h, w), True, True)
         self.register_buffer("coil_maps", coil_maps)
 
@@ -65,7 +66,7 @@ class CoilExpand(LinearOperator):
         return (y * self.coil_maps.conj()).sum(dim=-3)
 
     def _normal(self, x: torch.Tensor) -> torch.Tensor:
-        return x * (self.coil_maps.abs() ** 2).sum(dim=0)
+        return x * (self.coil_maps.abs() ** 2).sum(dim=-3)
 
 
 class Sample(LinearOperator):
@@ -96,7 +97,7 @@ class MultiCoilMRI(Composition):
     """Multi-coil Cartesian MRI: ``y = mask * fft2c(coil_maps * x)``.
 
     Args:
-        coil_maps: complex ``(C, H, W)``.
+        coil_maps: complex ``(C, H, W)``, or ``(B, C, H, W)`` per-slice maps (see :class:`CoilExpand`).
         mask: broadcastable to ``(H, W)`` (a ``(W,)`` column mask works).
 
     Shapes:
@@ -106,7 +107,7 @@ class MultiCoilMRI(Composition):
 
     def __init__(self, coil_maps: torch.Tensor, mask: torch.Tensor) -> None:
         expand = CoilExpand(coil_maps)
-        c, h, w = coil_maps.shape
+        c, h, w = coil_maps.shape[-3:]
         sample = Sample(mask.to(coil_maps.device) if isinstance(mask, torch.Tensor) else mask, (h, w), n_coils=c)
         super().__init__(Composition(sample, FFT2C((c, h, w))), expand)
 

@@ -5,6 +5,9 @@ Readers return plain numpy arrays plus non-identifying metadata; every user-caus
 """
 
 from medrecon.io.atomic import atomic_write
+from medrecon.io.bart import read_bart_kspace, read_cfl, write_cfl
+from medrecon.io.detect import detect_format
+from medrecon.io.dicom_writer import write_dicom_series
 from medrecon.io.fastmri import (
     FastMRIVolume,
     minimal_ismrmrd_header,
@@ -12,6 +15,9 @@ from medrecon.io.fastmri import (
     write_fastmri_kspace,
     write_reconstruction,
 )
+from medrecon.io.ismrmrd_io import read_ismrmrd, write_ismrmrd
+from medrecon.io.nifti_writer import write_nifti
+from medrecon.io.run_record import scrub_identifiers, sha256_path, write_run_record
 from medrecon.io.volumes import Volume, load_dicom, load_nifti, load_nrrd, load_volume, lps_to_ras
 
 __all__ = [
@@ -27,4 +33,15 @@ __all__ = [
     "read_fastmri",
     "write_fastmri_kspace",
     "write_reconstruction",
+    "read_cfl",
+    "write_cfl",
+    "read_bart_kspace",
+    "read_ismrmrd",
+    "write_ismrmrd",
+    "detect_format",
+    "write_nifti",
+    "write_dicom_series",
+    "write_run_record",
+    "scrub_identifiers",
+    "sha256_path",
 ]

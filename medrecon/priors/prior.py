@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import torch
 from monai.networks.schedulers import DDPMScheduler
+import torch.nn.functional as F
 from torch import nn
 
 from .network import build_network
@@ -77,12 +78,22 @@ class DiffusionPrior(nn.Module):
         return t.long()
 
     def eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        """Predicted noise. Shapes: ``x_t (B, channels, H, W)``, ``t`` int or ``(B,)`` -> ``(B, channels, H, W)``."""
+        """Predicted noise. Shapes: ``x_t (B, channels, H, W)``, ``t`` int or ``(B,)`` -> ``(B, channels, H, W)``.
+
+        Any ``H, W`` works: the input is reflect-padded to a multiple of the UNet's total stride and the
+        output cropped back.
+        """
         tt = self._t(t, x_t.shape[0])
+        h, w = x_t.shape[-2:]
+        m = 2 ** (len(self.network_config["channels"]) - 1)
+        ph, pw = (-h) % m, (-w) % m
+        x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect") if ph or pw else x_t
         if self.autocast_dtype is not None and x_t.device.type == "cuda":
             with torch.autocast("cuda", dtype=self.autocast_dtype):
-                return self.net(x_t, tt).float()
-        return self.net(x_t, tt)
+                out = self.net(x, tt).float()
+        else:
+            out = self.net(x, tt)
+        return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w] if ph or pw else out
 
     def x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """Tweedie estimate from a noise prediction: ``(x_t - sqrt(1-abar) eps) / sqrt(abar)``."""

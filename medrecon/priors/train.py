@@ -73,11 +73,14 @@ def _dist_info() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
-def _lr_at(step: int, cfg: TrainConfig, world: int) -> float:
+def _lr_at(step: int, cfg: TrainConfig, world: int, minutes: float) -> float:
+    """Warm-up then cosine decay to 10%; progress is by steps or, with --max-minutes, by time if further."""
     base = cfg.lr * math.sqrt(world)  # sqrt scaling keeps AdamW stable at large effective batch
     if step < cfg.warmup:
         return base * (step + 1) / cfg.warmup
     frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.max_minutes:
+        frac = max(frac, min(1.0, minutes / cfg.max_minutes))
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -151,7 +154,7 @@ def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.modality} prior", disable=not cfg.progress or rank != 0)
     stop = False
     while step < cfg.steps and not stop:
-        lr = _lr_at(step, cfg, world)
+        lr = _lr_at(step, cfg, world, (elapsed0 + time.time() - t0) / 60)
         for g in opt.param_groups:
             g["lr"] = lr
         x0 = prior.to_network(sampler.batch(cfg.batch_size), 1.0)

@@ -1,0 +1,101 @@
+"""Build the samplers' inverse problems from raw MRI k-space and CT sinograms.
+
+MRI: ESPIRiT coil maps from the calibration region, the multi-coil operator with the acquisition
+mask, the prior's per-slice scale from the zero-filled SENSE-combined image, and the k-space noise
+variance (given, or estimated from the readout edges of the sampled lines, where oversampled
+k-space holds almost no signal).
+CT: the projector rebuilt from the file's geometry; line integrals of attenuation
+``mu = mu_water (1 + HU/1000)``; noise variance from the photon count when the data is low-dose.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from medrecon.errors import InputError
+from medrecon.sampling import InverseProblem
+from operators import MultiCoilMRI, espirit_maps, sense_combine
+from operators.fft import ifft2c
+
+__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "calib_size"]
+
+
+def calib_size(mask_cols: torch.Tensor, cap: int = 24) -> tuple[int, int]:
+    """Calibration block ``(rows, cols)`` from the fully sampled centre of a column mask ``(W,)``."""
+    w = mask_cols.shape[-1]
+    c = w // 2
+    n = 0
+    while c - n - 1 >= 0 and c + n < w and bool(mask_cols[c - n - 1]) and bool(mask_cols[c + n]):
+        n += 1
+    width = 2 * n
+    if width < 6:
+        raise InputError(f"the sampling mask has only {width} fully sampled central lines; ESPIRiT coil maps "
+                         "need at least 6 (use a mask with a larger centre fraction)")
+    return cap, min(cap, width)
+
+
+def coil_maps_for(kspace: torch.Tensor, mask_cols: torch.Tensor) -> torch.Tensor:
+    """ESPIRiT maps per slice. Shapes: kspace ``(S, C, H, W)``, mask ``(W,)`` -> ``(S, C, H, W)``."""
+    calib = calib_size(mask_cols)
+    return espirit_maps(kspace, calib_width=calib)
+
+
+def estimate_kspace_noise(kspace: torch.Tensor, mask_cols: torch.Tensor, edge: float = 0.04) -> torch.Tensor:
+    """Noise variance ``E|n|^2`` per slice from the outermost readout samples of the sampled lines.
+
+    Shapes: kspace ``(S, C, H, W)``, mask ``(W,)`` -> ``(S,)``. An upper bound when the image fills
+    the readout field of view (then edge samples still carry some signal).
+    """
+    h = kspace.shape[-2]
+    n = max(1, int(round(edge * h)))
+    cols = mask_cols.bool()
+    edges = torch.cat([kspace[..., :n, :], kspace[..., h - n:, :]], dim=-2)[..., cols]
+    return edges.abs().pow(2).mean(dim=tuple(range(1, edges.dim())))
+
+
+def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Optional[torch.Tensor] = None,
+                noise_var: Optional[torch.Tensor] = None) -> tuple[InverseProblem, torch.Tensor]:
+    """The MRI inverse problem for S slices.
+
+    Args:
+        prior: MRI prior (for its normalization rule).
+        kspace: masked k-space ``(S, C, H, W)`` complex.
+        mask_cols: ``(W,)`` bool column mask (or ``(H, W)``).
+        maps: coil maps ``(S, C, H, W)``; ESPIRiT when None.
+        noise_var: ``(S,)`` noise variance; estimated when None.
+
+    Returns:
+        ``(problem, maps)``.
+    """
+    if maps is None:
+        maps = coil_maps_for(kspace, mask_cols if mask_cols.dim() == 1 else mask_cols.any(0))
+    A = MultiCoilMRI(maps, mask_cols.to(kspace.device))
+    y = kspace * A.mask + 0.0
+    zf = sense_combine(ifft2c(y), maps)
+    scale = prior.scale_of(zf).reshape(-1, 1, 1).to(torch.float32)
+    if noise_var is None:
+        m = mask_cols if mask_cols.dim() == 1 else mask_cols.any(0)
+        noise_var = estimate_kspace_noise(y, m)
+    zero = torch.zeros_like(scale)
+    return InverseProblem(A, y, scale, zero, noise_var.float().to(y.device), True), maps
+
+
+def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,
+               photons: Optional[float] = None) -> InverseProblem:
+    """The CT inverse problem: ``sinogram = A mu`` with ``mu = offset + gain x`` (x: prior space).
+
+    Shapes: sinogram ``(S, n_angles, n_det)`` float.
+    """
+    rule = prior.rule
+    s = sinogram.shape[0]
+    dev = sinogram.device
+    gain = torch.full((s, 1, 1), mu_water * rule.half_width / 1000.0, device=dev)
+    offset = torch.full((s, 1, 1), mu_water * (1 + rule.center / 1000.0), device=dev)
+    if photons:
+        # Var[log(I0/N)] ~ 1/(I0 exp(-p)) for Poisson counts (delta method), averaged over rays.
+        noise_var = (sinogram.exp() / float(photons)).mean(dim=(1, 2))
+    else:
+        noise_var = torch.zeros(s, device=dev)
+    return InverseProblem(A, sinogram.float(), gain, offset, noise_var, False)
