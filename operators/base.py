@@ -110,6 +110,14 @@ class LinearOperator(nn.Module):
             self.__dict__["_adjoint_view"] = adj
         return adj
 
+    def batch_repeat(self, k: int) -> "LinearOperator":
+        """The operator for inputs whose batch rows are each repeated ``k`` times (slice-major).
+
+        Operators with per-slice buffers (e.g. per-slice coil maps) return a copy with those buffers
+        repeated; shared operators return themselves.
+        """
+        return self
+
     def __matmul__(self, other: "LinearOperator") -> "LinearOperator":
         if not isinstance(other, LinearOperator):
             return NotImplemented

@@ -62,6 +62,11 @@ class CoilExpand(LinearOperator):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.unsqueeze(-3) * self.coil_maps
 
+    def batch_repeat(self, k: int) -> "CoilExpand":
+        if self.coil_maps.dim() == 3 or k == 1:
+            return self
+        return CoilExpand(self.coil_maps.repeat_interleave(k, dim=0))
+
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return (y * self.coil_maps.conj()).sum(dim=-3)
 
@@ -118,6 +123,11 @@ class MultiCoilMRI(Composition):
     @property
     def coil_maps(self) -> torch.Tensor:
         return self.inner.coil_maps
+
+    def batch_repeat(self, k: int) -> "MultiCoilMRI":
+        if self.coil_maps.dim() == 3 or k == 1:
+            return self
+        return MultiCoilMRI(self.coil_maps.repeat_interleave(k, dim=0), self.mask)
 
     @property
     def mask(self) -> torch.Tensor:

@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from medrecon.device import resolve_device
+
 from .data import PIXEL_MM, SliceSampler, SliceVolume, load_training_volumes, split_heldout
 from .network import DEFAULT_NETWORK
 from .prior import DiffusionPrior
@@ -53,18 +55,6 @@ class TrainConfig:
     weights_dtype: str = "float16"
     n_samples: int = 4
     progress: bool = True
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is a clear error."""
-    from medrecon.errors import DeviceError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return dev
 
 
 def _dist_info() -> tuple[int, int, int]:

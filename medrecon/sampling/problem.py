@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from operators import MultiCoilMRI
 from operators.base import LinearOperator
 
 __all__ = ["InverseProblem", "batched_dot"]
@@ -67,11 +68,15 @@ class InverseProblem:
     def repeat(self, k: int) -> "InverseProblem":
         """Each slice repeated ``k`` times along dim 0, slice-major (posterior samples of one slice adjacent)."""
         r = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
-        return replace(self, y=r(self.y), gain=r(self.gain), offset=r(self.offset), noise_var=r(self.noise_var))
+        return replace(self, A=self.A.batch_repeat(k), y=r(self.y), gain=r(self.gain), offset=r(self.offset),
+                       noise_var=r(self.noise_var))
 
     def select(self, idx: slice) -> "InverseProblem":
-        """A sub-batch of rows (the operator is shared)."""
-        return replace(self, y=self.y[idx], gain=self.gain[idx], offset=self.offset[idx],
+        """A sub-batch of rows."""
+        A = self.A
+        if isinstance(A, MultiCoilMRI) and A.coil_maps.dim() > 3:
+            A = MultiCoilMRI(A.coil_maps[idx], A.mask)
+        return replace(self, A=A, y=self.y[idx], gain=self.gain[idx], offset=self.offset[idx],
                        noise_var=self.noise_var[idx])
 
 

@@ -1,0 +1,76 @@
+"""Settings of one reconstruction (what ``medrecon recon`` parses its arguments into)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+__all__ = ["ReconConfig", "MRI_METHODS", "CT_METHODS", "LEARNED", "DEFAULTS"]
+
+MRI_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "dps", "fast")
+CT_METHODS = ("fbp", "tv", "dps", "fast")
+LEARNED = ("dps", "fast")
+
+# Defaults per method, chosen by the sweeps in benchmarks/ (see README, "Choosing the defaults").
+DEFAULTS = {
+    "dps": {"steps": 1000, "zeta": 3.0},
+    "fast": {"steps": 50, "cg_iters": 5, "eta": 0.85},
+    "sense": {"iters": 30},
+    "cs-wavelet": {"lam": 0.005, "iters": 100},
+    "cs-tv": {"lam": 0.002, "iters": 100},
+    "tv": {"lam": 0.01, "iters": 100},
+}
+
+
+@dataclass
+class ReconConfig:
+    """One reconstruction's settings.
+
+    Attributes:
+        method: one of :data:`MRI_METHODS` or :data:`CT_METHODS`.
+        prior: prior name or bundle folder (default: the shipped prior of the data's modality).
+        steps, zeta, cg_iters, eta: sampler settings (``None``: the method's default).
+        lam, iters: classical-method settings; ``lam`` is relative to ``max |A^H y|``.
+        samples: posterior samples per slice (K); the std map needs K > 1.
+        seed: sampler seed.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: rows (slice x sample) per network batch.
+        autocast: bf16 autocast for the network on GPU.
+        mask, accel, center_fraction, mask_seed: retrospective undersampling of fully sampled k-space.
+        slices: ``a:b`` slice range.
+        noise_std: measurement noise (k-space std per sample); ``None``: from the file or estimated.
+        progress: show progress bars.
+    """
+
+    method: str
+    prior: Optional[str] = None
+    steps: Optional[int] = None
+    zeta: Optional[float] = None
+    cg_iters: Optional[int] = None
+    eta: Optional[float] = None
+    lam: Optional[float] = None
+    iters: Optional[int] = None
+    samples: int = 1
+    seed: int = 0
+    device: str = "auto"
+    batch_size: Optional[int] = None
+    autocast: bool = False
+    mask: Optional[str] = None
+    accel: int = 4
+    center_fraction: float = 0.08
+    mask_seed: Optional[int] = None
+    slices: Optional[str] = None
+    noise_std: Optional[float] = None
+    progress: bool = True
+
+    def method_params(self) -> dict:
+        """The method's effective parameters (defaults filled in)."""
+        d = dict(DEFAULTS.get(self.method, {}))
+        for k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters"):
+            v = getattr(self, k)
+            if v is not None and k in d:
+                d[k] = v
+        return d
+
+    def to_dict(self) -> dict:
+        return asdict(self)

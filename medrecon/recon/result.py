@@ -1,0 +1,35 @@
+"""The result of one reconstruction and the shared sampler call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from medrecon.sampling import posterior_sample
+
+__all__ = ["ReconResult", "run_sampler"]
+
+
+@dataclass
+class ReconResult:
+    """Image ``(S, h, w)`` float32 (MRI magnitude, CT HU), optional std map, and accounting."""
+
+    image: np.ndarray
+    std: Optional[np.ndarray]
+    modality: str
+    params: dict
+    nfe: int
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+def run_sampler(cfg, prior, problem, params: dict):
+    """Run DPS or the fast sampler with the config's seed, samples, batching and autocast."""
+    prior.autocast_dtype = torch.bfloat16 if cfg.autocast else None
+    kw = {k: v for k, v in params.items() if k in ("steps", "zeta", "cg_iters", "eta")}
+    res = posterior_sample(cfg.method, prior, problem, samples=cfg.samples, seed=cfg.seed,
+                           batch_size=cfg.batch_size, progress=cfg.progress, **kw)
+    return res
