@@ -91,7 +91,7 @@ def _add_train_prior(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medrecon", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="medrecon", description="MRI and CT reconstruction with diffusion posterior sampling over MONAI priors.")
     parser.add_argument("--version", action="version", version=f"medrecon {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,0 +1,144 @@
+"""Command-line parsers for recon, simulate, evaluate and demo (registered into medrecon.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pathlib import Path
+
+from medrecon.cli import EXTRA_PARSERS, command
+from medrecon.recon.config import CT_METHODS, MRI_METHODS, ReconConfig
+
+METHODS = sorted(set(MRI_METHODS) | set(CT_METHODS))
+
+
+def _add_recon(sub) -> None:
+    p = sub.add_parser("recon", help="reconstruct k-space or sinogram files",
+                       description="Reconstruct MRI k-space (fastMRI h5, ISMRMRD h5, BART cfl) or CT sinograms "
+                                   "(from `medrecon simulate ct`). Writes the image and <out>.run.json.")
+    p.add_argument("input", help="input file (or a folder/glob with --out DIR for a batch)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--out", required=True, help="output .h5 (fastMRI submission layout), .nii/.nii.gz, or a folder "
+                                                "with --format dicom")
+    p.add_argument("--format", choices=["h5", "nifti", "dicom"], default=None, help="default: from --out's suffix")
+    p.add_argument("--like", default=None, help="DICOM file/folder whose patient and study modules the output copies")
+    p.add_argument("--prior", default=None, help="prior name or bundle folder (default: shipped prior of the modality)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (dps 1000, fast 50)")
+    p.add_argument("--zeta", type=float, default=None, help="DPS step size")
+    p.add_argument("--cg-iters", type=int, default=None, help="fast sampler: CG iterations per step")
+    p.add_argument("--eta", type=float, default=None, help="fast sampler: DDIM stochasticity (0..1)")
+    p.add_argument("--lam", type=float, default=None, help="CS/TV weight relative to max|A^H y|")
+    p.add_argument("--iters", type=int, default=None, help="iterations of sense/cs/tv")
+    p.add_argument("--samples", type=int, default=1, help="posterior samples per slice (std map when > 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=None, help="rows (slice x sample) per network batch")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the network (GPU)")
+    p.add_argument("--mask", default=None, help="undersample fully sampled k-space with a fastMRI mask kind")
+    p.add_argument("--accel", type=int, default=4)
+    p.add_argument("--center-fraction", type=float, default=0.08)
+    p.add_argument("--mask-seed", type=int, default=None)
+    p.add_argument("--slices", default=None, help="slice range a:b")
+    p.add_argument("--noise-std", type=float, default=None, help="k-space noise std (default: file or estimate)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("recon")
+def _recon(a: argparse.Namespace) -> int:
+    from medrecon.pipeline import reconstruct_file
+
+    cfg = ReconConfig(method=a.method, prior=a.prior, steps=a.steps, zeta=a.zeta, cg_iters=a.cg_iters, eta=a.eta,
+                      lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
+                      batch_size=a.batch_size, autocast=a.bf16, mask=a.mask, accel=a.accel,
+                      center_fraction=a.center_fraction, mask_seed=a.mask_seed, slices=a.slices,
+                      noise_std=a.noise_std, progress=not a.quiet)
+    inp = Path(a.input)
+    if inp.is_dir() or any(c in a.input for c in "*?["):
+        from medrecon.batch import run_batch
+
+        return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None)
+    res = reconstruct_file(inp, Path(a.out), cfg, a.format, Path(a.like) if a.like else None)
+    msg = f"{a.method}: {res.image.shape[0]} slice(s) in {res.seconds:.1f} s"
+    if res.nfe:
+        msg += f", {res.nfe} network evaluations"
+    if "metrics" in res.info:
+        m = res.info["metrics"]
+        msg += f"; PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NMSE {m['nmse']:.4f}"
+    print(msg + f" -> {a.out}")
+    return 0
+
+
+def _add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="simulate measurements from real images")
+    ss = p.add_subparsers(dest="sim_kind", metavar="mri|ct", required=True)
+    m = ss.add_parser("mri", help="multi-coil Cartesian k-space (fastMRI layout) from a NIfTI/DICOM image")
+    m.add_argument("--image", required=True)
+    m.add_argument("--slices", default=None, help="slice range a:b")
+    m.add_argument("--mask", default="random", help="fastMRI mask kind (random, equispaced, ..._fraction, magic)")
+    m.add_argument("--accel", type=int, default=4)
+    m.add_argument("--center-fraction", type=float, default=0.08)
+    m.add_argument("--coils", type=int, default=8)
+    m.add_argument("--noise-std", type=float, default=0.0, help="k-space noise std relative to the image scale")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True)
+    c = ss.add_parser("ct", help="sparse-view / low-dose sinogram from a HU image (NIfTI, DICOM file or folder)")
+    c.add_argument("--image", required=True)
+    c.add_argument("--slices", default=None)
+    c.add_argument("--views", type=int, default=60)
+    c.add_argument("--geometry", choices=["parallel", "fan"], default="parallel")
+    c.add_argument("--photons", type=float, default=None, help="incident photons per ray (low dose); none = noiseless")
+    c.add_argument("--size", type=int, default=None, help="resample slices to SIZE x SIZE")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True)
+
+
+@command("simulate")
+def _simulate(a: argparse.Namespace) -> int:
+    from medrecon.simulate import simulate_ct_file, simulate_mri_file
+
+    if a.sim_kind == "mri":
+        info = simulate_mri_file(a.image, a.out, a.slices, a.mask, a.accel, a.center_fraction, a.coils, a.noise_std,
+                                 a.seed)
+    else:
+        info = simulate_ct_file(a.image, a.out, a.views, a.geometry, a.photons, a.seed, a.slices, size=a.size)
+    print(f"wrote {a.out}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="fastMRI metrics (NMSE, PSNR, SSIM) of reconstructions against targets")
+    p.add_argument("--target", required=True, help="folder of target h5 files (reconstruction_rss/esc)")
+    p.add_argument("--recon", required=True, help="folder of reconstruction h5 files (same names)")
+    p.add_argument("--target-key", default=None)
+    p.add_argument("--json", action="store_true")
+
+
+@command("evaluate")
+def _evaluate(a: argparse.Namespace) -> int:
+    from medrecon.metrics import evaluate_folders, format_summary
+
+    summary = evaluate_folders(a.target, a.recon, a.target_key)
+    print(json.dumps(summary, indent=2, default=float) if a.json else format_summary(summary))
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the end-to-end demo on the shipped sample scans")
+    p.add_argument("--modality", choices=["mri", "ct", "both"], default="both")
+    p.add_argument("--out", default="medrecon-demo")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--full", action="store_true", help="full settings (1000-step DPS); meant for a GPU")
+
+
+@command("demo")
+def _demo(a: argparse.Namespace) -> int:
+    from medrecon.demo import run_demo
+
+    run_demo(a.modality, Path(a.out), a.device, full=a.full)
+    return 0
+
+
+EXTRA_PARSERS.extend([("recon", _add_recon), ("simulate", _add_simulate), ("evaluate", _add_evaluate),
+                      ("demo", _add_demo)])
+
