@@ -53,3 +53,17 @@ def cg_normal(A: LinearOperator, rhs: torch.Tensor, lam: torch.Tensor, x_init: t
         p = r + _bcast(beta, p) * p
         rs = rs_new
     return x
+
+
+def operator_norm(A: LinearOperator, like: torch.Tensor, iters: int = 15, seed: int = 0) -> torch.Tensor:
+    """Largest singular value of ``A`` per batch row by power iteration on ``A^H A``. ``like``: ``(B, H, W)``."""
+    g = torch.Generator(device=like.device).manual_seed(seed)
+    v = torch.randn(like.shape, generator=g, device=like.device, dtype=like.real.dtype)
+    v = v.to(like.dtype)
+    lam = torch.ones(like.shape[0], device=like.device)
+    for _ in range(iters):
+        v = v / batched_dot(v, v).sqrt().clamp_min(1e-30).view(-1, *([1] * (v.dim() - 1)))
+        w = A.normal(v)
+        lam = batched_dot(v, w)
+        v = w
+    return lam.clamp_min(0).sqrt()

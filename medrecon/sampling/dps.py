@@ -4,7 +4,10 @@ At each step: Tweedie's estimate ``x0_hat(x_i)``; the ancestral DDPM update; the
 the data residual, with the gradient flowing back through the network. The paper writes the step as
 ``zeta_i grad ||y - A x0_hat||^2`` with ``zeta_i = zeta' / ||y - A x0_hat||``; the official code
 differentiates the unsquared norm ``||y - A x0_hat||`` and scales by a constant, which is the same
-update with ``zeta = 2 zeta'``. We do the latter, once (residuals measured in network units).
+update with ``zeta = 2 zeta'``. We do the latter, once (residuals measured in network units), and
+divide the step by the operator norm ``||A||`` (power iteration, once per batch) so that one ``zeta``
+serves operators of any scale: ``||A|| = 1`` for SENSE with normalized coil maps (so MRI matches the
+paper's convention), while a CT projector's norm grows with the image size and number of views.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from .cg import operator_norm
 from .common import check_finite, ddpm_posterior, randn
 from .problem import InverseProblem
 from .schedule import strided_timesteps
@@ -48,6 +52,9 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1
     ts = strided_timesteps(prior.num_timesteps, steps)
     one = torch.ones((), device=dev)
     gain = problem.gain.reshape(b).abs()
+    with torch.no_grad():
+        like = problem.A.adjoint(problem.y)
+        step = zeta / operator_norm(problem.A, like).view(b, 1, 1, 1).clamp_min(1e-12)
     for i, t in enumerate(tqdm(ts, desc="DPS", leave=False, disable=not progress)):
         abar_t = ac[t]
         abar_prev = ac[ts[i + 1]] if i + 1 < len(ts) else one
@@ -63,7 +70,7 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1
             x_new = c_x0 * x0.clamp(-4, 4) + c_xt * x
             if i + 1 < len(ts):
                 x_new = x_new + var.sqrt() * randn(shape, generator, dev)
-            x = x_new - zeta * grad
+            x = x_new - step * grad
     x = x.detach()
     check_finite(x, "DPS")
     return x, len(ts)
