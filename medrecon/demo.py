@@ -2,7 +2,7 @@
 
 Uses the small sample scans shipped in ``medrecon/data`` (held-out slices, never trained on; see
 data_manifests/samples.json for sources and licences) and the shipped default priors. On a CPU it
-uses reduced settings (strided DPS) so the whole demo finishes in a few minutes; ``--full`` uses
+uses reduced settings (60-step strided DPS, 25-step fast sampler) so the whole demo finishes in a few minutes; ``--full`` uses
 the full 1000-step DPS meant for a GPU.
 """
 
@@ -30,7 +30,7 @@ CT_SIM = {"views": 60, "geometry": "parallel", "photons": None, "seed": 0}
 def _settings(full: bool) -> dict:
     if full:
         return {"dps": {"steps": 1000}, "fast": {"steps": 50}}
-    return {"dps": {"steps": 100}, "fast": {"steps": 30}}
+    return {"dps": {"steps": 60}, "fast": {"steps": 25}}
 
 
 def _methods(modality: str) -> list[str]:
