@@ -35,7 +35,7 @@ def _train_prior(a: argparse.Namespace) -> int:
 
     if a.save_cache:
         vols = load_training_volumes(a.data, a.modality)
-        save_slice_cache(vols, a.save_cache)
+        save_slice_cache(vols, a.save_cache, a.modality)
         print(f"saved {sum(len(v.slices) for v in vols)} slices from {len(vols)} volumes to {a.save_cache}")
         return 0
     net = json.loads(a.network) if a.network else {}

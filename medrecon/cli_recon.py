@@ -119,8 +119,21 @@ def _evaluate(a: argparse.Namespace) -> int:
     from medrecon.metrics import evaluate_folders, format_summary
 
     summary = evaluate_folders(a.target, a.recon, a.target_key)
-    print(json.dumps(summary, indent=2, default=float) if a.json else format_summary(summary))
+    print(json.dumps(_no_nan(summary), indent=2, allow_nan=False) if a.json else format_summary(summary))
     return 0
+
+
+def _no_nan(obj):
+    """JSON has no NaN: a spread over a single volume is undefined, so it becomes null."""
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_no_nan(v) for v in obj]
+    if hasattr(obj, "item"):
+        obj = obj.item()
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
 def _add_demo(sub) -> None:

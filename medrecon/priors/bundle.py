@@ -25,7 +25,6 @@ from safetensors.torch import load_file, save_file
 from medrecon import __version__
 from medrecon.errors import PriorError
 
-from .prior import DiffusionPrior
 
 __all__ = ["save_bundle", "load_bundle", "read_metadata", "sha256_file", "BUNDLE_FORMAT"]
 
@@ -43,7 +42,7 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_bundle(prior: DiffusionPrior, out_dir: Path | str, training: Optional[dict] = None,
+def save_bundle(prior, out_dir: Path | str, training: Optional[dict] = None,
                 extra: Optional[dict] = None, weights_dtype: str = "float32",
                 state_dict: Optional[dict] = None) -> Path:
     """Write ``prior`` as a bundle folder (each file written to a temporary name, then renamed).
@@ -105,7 +104,7 @@ def read_metadata(bundle_dir: Path | str) -> dict:
     return meta
 
 
-def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu") -> DiffusionPrior:
+def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu"):
     """Load a prior after verifying its weights' sha256 against the metadata.
 
     Raises:
@@ -122,6 +121,8 @@ def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu") -> D
         raise PriorError(f"prior weights {wpath.name} in {bundle_dir} fail the sha256 check "
                          f"(expected {str(meta['weights'].get('sha256'))[:12]}..., got {digest[:12]}...): "
                          "the file was modified or replaced; reinstall or retrain the prior")
+    from .prior import DiffusionPrior  # imports MONAI: only when weights are actually loaded
+
     try:
         prior = DiffusionPrior(meta["modality"], meta["network"], meta.get("schedule"),
                                meta.get("normalization"), name=meta.get("name", bundle_dir.name))

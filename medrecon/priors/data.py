@@ -103,7 +103,10 @@ def _normalize_mri(slices: np.ndarray) -> np.ndarray:
 
 def _load_one(path: Path, modality: str, min_foreground: float) -> list[SliceVolume]:
     if path.suffix == ".npz":
-        return _load_cache(path)
+        vols, cached_modality = _load_cache(path)
+        if cached_modality not in (None, modality):
+            raise InputError(f"{path.name} holds {cached_modality.upper()} slices; cannot train a {modality} prior on it")
+        return vols
     if path.suffix == ".h5":
         from medrecon.priors.fastmri_images import fastmri_training_slices
 
@@ -145,19 +148,20 @@ def _downsample_to(slices: np.ndarray, pixel_mm: float, finest_mm: float) -> tup
     return out, pixel_mm * h / size[0]
 
 
-def _load_cache(path: Path) -> list[SliceVolume]:
+def _load_cache(path: Path) -> tuple[list[SliceVolume], Optional[str]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return [SliceVolume(v["name"], z[f"slices_{i}"].astype(np.float32), float(v["pixel_mm"]),
+            vols = [SliceVolume(v["name"], z[f"slices_{i}"].astype(np.float32), float(v["pixel_mm"]),
                                 v["provenance"]) for i, v in enumerate(meta["volumes"])]
+            return vols, meta.get("modality")
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path.name} is not a medrecon slice cache: {exc}") from None
 
 
-def save_slice_cache(volumes: Sequence[SliceVolume], path: Path | str) -> None:
-    """Save prepared volumes (float16) with their provenance to one ``.npz``."""
-    meta = {"volumes": [{"name": v.name, "pixel_mm": v.pixel_mm, "provenance": v.provenance} for v in volumes]}
+def save_slice_cache(volumes: Sequence[SliceVolume], path: Path | str, modality: Optional[str] = None) -> None:
+    """Save prepared volumes (float16) with their provenance (and modality) to one ``.npz``."""
+    meta = {"modality": modality, "volumes": [{"name": v.name, "pixel_mm": v.pixel_mm, "provenance": v.provenance} for v in volumes]}
     arrays = {f"slices_{i}": v.slices.astype(np.float16) for i, v in enumerate(volumes)}
     np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
 

@@ -22,8 +22,12 @@ from operators.fft import ifft2c
 __all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "calib_size"]
 
 
-def calib_size(mask_cols: torch.Tensor, cap: int = 24) -> tuple[int, int]:
-    """Calibration block ``(rows, cols)`` from the fully sampled centre of a column mask ``(W,)``."""
+def calib_size(mask_cols: torch.Tensor, cap: int = 24, rows: int = 48) -> tuple[int, int]:
+    """Calibration block ``(rows, cols)`` from the fully sampled centre of a column mask ``(W,)``.
+
+    A column mask samples every readout row, so the block can be taller than it is wide; more rows
+    give ESPIRiT more kernel positions when few central columns are sampled.
+    """
     w = mask_cols.shape[-1]
     c = w // 2
     n = 0
@@ -33,13 +37,19 @@ def calib_size(mask_cols: torch.Tensor, cap: int = 24) -> tuple[int, int]:
     if width < 6:
         raise InputError(f"the sampling mask has only {width} fully sampled central lines; ESPIRiT coil maps "
                          "need at least 6 (use a mask with a larger centre fraction)")
-    return cap, min(cap, width)
+    return rows, min(cap, width)
 
 
 def coil_maps_for(kspace: torch.Tensor, mask_cols: torch.Tensor) -> torch.Tensor:
-    """ESPIRiT maps per slice. Shapes: kspace ``(S, C, H, W)``, mask ``(W,)`` -> ``(S, C, H, W)``."""
-    calib = calib_size(mask_cols)
-    return espirit_maps(kspace, calib_width=calib)
+    """ESPIRiT maps per slice. Shapes: kspace ``(S, C, H, W)``, mask ``(W,)`` -> ``(S, C, H, W)``.
+
+    The kernel shrinks with narrow calibration regions (at least two kernel widths of calibration
+    lines are needed, or the maps vanish over much of the object).
+    """
+    rows, cols = calib_size(mask_cols)
+    rows = min(rows, kspace.shape[-2])
+    kernel = min(6, max(3, cols // 2))
+    return espirit_maps(kspace, calib_width=(rows, cols), kernel_width=kernel)
 
 
 def estimate_kspace_noise(kspace: torch.Tensor, mask_cols: torch.Tensor, edge: float = 0.04) -> torch.Tensor:

@@ -1,0 +1,195 @@
+"""Prior training: a tiny run with checkpoint and resume, the train-prior CLI's errors, and the slice sampler."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from medrecon.cli import main as cli_main
+from medrecon.errors import InputError
+from medrecon.priors import load_bundle, read_metadata
+from medrecon.priors.data import SliceSampler, SliceVolume, load_training_volumes, split_heldout
+from medrecon.priors.train import TrainConfig, train_prior
+
+TINY = {"channels": [16, 32, 32, 32], "norm_num_groups": 8, "num_head_channels": 32}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _volume(name: str, modality: str, n: int = 4, size: int = 40, pixel_mm: float = 1.0, seed: int = 0) -> SliceVolume:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    disc = (xx ** 2 + yy ** 2 < 0.16).astype(np.float32)
+    slices = np.stack([disc * (1 + 0.2 * rng.random()) for _ in range(n)]).astype(np.float32)
+    if modality == "ct":
+        slices = slices * 1040.0 - 1000.0  # air outside, ~40 HU inside
+    return SliceVolume(name, slices, pixel_mm, [{"file": name, "sha256": "0" * 64, "licence": "test"}])
+
+
+# ----------------------------------------------------------------------------- training and resume
+def _loss_steps(out):
+    with open(out / "training" / "loss.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["step", "loss", "loss_ema", "lr", "minutes"]
+    assert all(r[0] != "step" for r in rows[1:])  # one header, even after resuming
+    return [int(r[0]) for r in rows[1:]]
+
+
+def test_train_checkpoint_and_resume_continue_the_step_count(tmp_path):
+    out = tmp_path / "tiny-mri"
+    vols = [_volume("a.nii.gz", "mri", pixel_mm=1.2), _volume("b.nii.gz", "mri", pixel_mm=1.2, seed=1)]
+    cfg = TrainConfig(modality="mri", data=[], out=str(out), size=32, steps=3, batch_size=2, warmup=2,
+                      device="cpu", checkpoint_every=2, network=TINY, n_samples=1, progress=False,
+                      weights_dtype="float32")
+    assert train_prior(cfg, volumes=vols) == out
+    assert _loss_steps(out) == [3]
+    ck = torch.load(out / "training" / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 3
+    meta = read_metadata(out)
+    assert meta["training"]["steps"] == 3 and meta["training"]["device"] == "cpu"
+    assert meta["training"]["data"] == [v.provenance[0] for v in vols]
+    first = load_bundle(out)
+
+    cfg.steps, cfg.resume = 5, True
+    train_prior(cfg, volumes=vols)
+    assert _loss_steps(out) == [3, 5]
+    assert torch.load(out / "training" / "checkpoint.pt", weights_only=True)["step"] == 5
+    meta = read_metadata(out)
+    assert meta["training"]["steps"] == 5
+    assert meta["network"]["channels"] == TINY["channels"] and meta["modality"] == "mri"
+    prior = load_bundle(out)
+    assert prior.name == "tiny-mri" and prior.channels == 2
+    changed = any(not torch.equal(a, b) for a, b in zip(first.net.state_dict().values(),
+                                                          prior.net.state_dict().values()))
+    assert changed  # the two extra steps trained something
+    x = torch.randn(1, 2, 24, 24)
+    with torch.no_grad():
+        assert torch.isfinite(prior.eps(x, 500)).all()
+    assert (out / "docs" / "README.md").is_file() and (out / "docs" / "samples.png").is_file()
+
+
+# ----------------------------------------------------------------------------- train-prior CLI errors
+def _cli_error(argv, capfd):
+    code = cli_main(argv)
+    captured = capfd.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("medrecon: error:"), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def _train_args(tmp_path, data, modality="mri"):
+    return ["train-prior", "--modality", modality, "--data", str(data), "--out", str(tmp_path / "bundle"),
+            "--steps", "1", "--size", "16", "--batch-size", "1", "--device", "cpu",
+            "--network", '{"channels": [16, 32, 32, 32], "norm_num_groups": 8, "num_head_channels": 32}']
+
+
+def test_train_prior_cli_empty_folder(tmp_path, capfd):
+    (tmp_path / "empty").mkdir()
+    msg = _cli_error(_train_args(tmp_path, tmp_path / "empty"), capfd)
+    assert "empty" in msg
+    assert not (tmp_path / "bundle" / "configs").exists()
+
+
+def test_train_prior_cli_missing_path(tmp_path, capfd):
+    msg = _cli_error(_train_args(tmp_path, tmp_path / "nope.nii.gz"), capfd)
+    assert "does not exist" in msg
+
+
+def _ct_dicom_series(folder):
+    from medrecon.io.dicom_writer import write_dicom_series
+
+    hu = np.full((2, 24, 24), -1000.0)
+    hu[:, 6:18, 6:18] = 40.0
+    write_dicom_series(folder, hu, np.diag([2.0, 1.5, 1.5, 1.0]), "CT", None, "test CT", "test")
+    return folder
+
+
+def test_train_prior_cli_ct_data_for_mri_prior(tmp_path, capfd):
+    series = _ct_dicom_series(tmp_path / "ct_series")
+    msg = _cli_error(_train_args(tmp_path, series, "mri"), capfd)
+    assert "CT volume" in msg and "MRI" in msg
+    # The same series is fine training data for a CT prior.
+    vols = load_training_volumes([series], "ct")
+    assert len(vols) == 1 and vols[0].slices.shape[0] == 2
+
+
+def test_load_training_volumes_errors(tmp_path):
+    with pytest.raises(InputError, match="no training data"):
+        load_training_volumes([], "ct")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not an npz")
+    with pytest.raises(InputError):
+        load_training_volumes([junk], "ct")
+
+
+# ----------------------------------------------------------------------------- SliceSampler
+def test_sampler_batches_shape_and_dtype():
+    mri = SliceSampler([_volume("m", "mri")], "mri", size=32, pixel_mm_range=(0.9, 1.8), seed=0)
+    b = mri.batch(3)
+    assert b.shape == (3, 32, 32) and b.dtype == torch.complex64
+    assert float(b.abs().amax()) > 0.5 and float(b.abs().amax()) < 2.0
+    assert float(b.imag.abs().amax()) > 0  # a smooth random phase was applied
+    ct = SliceSampler([_volume("c", "ct")], "ct", size=32, pixel_mm_range=(1.4, 3.0), seed=0)
+    b = ct.batch(2)
+    assert b.shape == (2, 32, 32) and b.dtype == torch.float32
+    assert float(b.amin()) < -900 and float(b.amax()) < 200
+
+
+def test_sampler_is_seeded():
+    vols = [_volume("a", "ct"), _volume("b", "ct", seed=1)]
+    a = SliceSampler(vols, "ct", size=24, pixel_mm_range=(1.4, 3.0), seed=5).batch(4)
+    b = SliceSampler(vols, "ct", size=24, pixel_mm_range=(1.4, 3.0), seed=5).batch(4)
+    c = SliceSampler(vols, "ct", size=24, pixel_mm_range=(1.4, 3.0), seed=6).batch(4)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    m1 = SliceSampler([_volume("m", "mri")], "mri", size=24, seed=3).batch(2)
+    m2 = SliceSampler([_volume("m", "mri")], "mri", size=24, seed=3).batch(2)
+    assert torch.equal(m1, m2)
+
+
+def _checkerboard(pixel_mm: float, size: int = 48) -> SliceVolume:
+    board = (np.indices((size, size)).sum(0) % 2).astype(np.float32) * 2000.0 - 1000.0  # -1000 / +1000 HU
+    return SliceVolume("board", np.stack([board, board]), pixel_mm)
+
+
+def test_sampler_never_upsamples():
+    """A coarse source is only cropped: each crop holds exactly two values, no interpolated ones."""
+    coarse = SliceSampler([_checkerboard(4.0)], "ct", size=32, pixel_mm_range=(1.4, 3.0), seed=0)
+    for img in coarse.batch(6):
+        vals = torch.unique(img)
+        assert len(vals) == 2 and float(vals[0]) == -1000.0
+        assert (img[1:] != img[:-1]).all() and (img[:, 1:] != img[:, :-1]).all()  # still a 1-pixel checkerboard
+    # A fine source is zoomed towards the target pixel size (antialiased), which blends the board.
+    fine = SliceSampler([_checkerboard(0.5)], "ct", size=16, pixel_mm_range=(1.4, 3.0), seed=0)
+    assert all(len(torch.unique(img)) > 2 for img in fine.batch(3))
+
+
+def test_sampler_pads_small_slices_with_background():
+    small = SliceVolume("s", np.full((1, 10, 10), 40.0, dtype=np.float32), 2.0)
+    img = SliceSampler([small], "ct", size=20, pixel_mm_range=(1.4, 3.0), seed=0).batch(1)[0]
+    assert img.shape == (20, 20)
+    assert int((img == -1000.0).sum()) == 400 - 100
+    with pytest.raises(InputError):
+        SliceSampler([], "ct")
+
+
+def test_split_heldout_is_by_volume_and_seeded():
+    vols = [_volume(f"v{i}", "ct", n=2 + i) for i in range(10)]
+    train, held = split_heldout(vols, fraction=0.2, seed=0)
+    assert len(held) == 2 and len(train) == 8
+    assert {v.name for v in train}.isdisjoint({v.name for v in held})
+    assert sorted(v.name for v in train + held) == sorted(v.name for v in vols)
+    assert all(any(h is v for v in vols) for h in held)  # whole volumes, never slices
+    assert [v.name for v in split_heldout(vols, 0.2, seed=0)[1]] == [v.name for v in held]
+    assert split_heldout(vols[:2], 0.5) == (vols[:2], [])  # too few volumes: nothing held out
+    assert split_heldout(vols, 0.0) == (vols, [])
