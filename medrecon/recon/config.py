@@ -13,7 +13,7 @@ LEARNED = ("dps", "fast")
 
 # Defaults per method, chosen by the sweeps in benchmarks/ (see README, "Choosing the defaults").
 DEFAULTS = {
-    "dps": {"steps": 1000, "zeta": 3.0},
+    "dps": {"steps": 1000, "zeta": {"mri": 3.0, "ct": 10.0}},
     "fast": {"steps": 50, "cg_iters": 5, "eta": 0.85},
     "sense": {"iters": 30},
     "cs-wavelet": {"lam": 0.005, "iters": 100},
@@ -63,9 +63,10 @@ class ReconConfig:
     noise_std: Optional[float] = None
     progress: bool = True
 
-    def method_params(self) -> dict:
-        """The method's effective parameters (defaults filled in)."""
-        d = dict(DEFAULTS.get(self.method, {}))
+    def method_params(self, modality: Optional[str] = None) -> dict:
+        """The method's effective parameters (defaults filled in; some defaults depend on the modality)."""
+        d = {k: (v.get(modality, next(iter(v.values()))) if isinstance(v, dict) else v)
+             for k, v in DEFAULTS.get(self.method, {}).items()}
         for k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters"):
             v = getattr(self, k)
             if v is not None and k in d:

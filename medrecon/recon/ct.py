@@ -21,7 +21,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     """Reconstruct ``(S, views, detectors)`` line integrals into HU images ``(S, H, W)``."""
     y = torch.from_numpy(np.ascontiguousarray(sinogram)).to(device, torch.float32)
     A = A.to(device)
-    params = cfg.method_params()
+    params = cfg.method_params("ct")
     t0 = time.perf_counter()
     std, nfe = None, 0
     if cfg.method == "fbp":

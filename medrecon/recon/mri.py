@@ -74,7 +74,7 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     k = k * mask2d + 0.0
     if not bool(k.abs().amax() > 0):
         raise InputError("the k-space is all zeros")
-    params = cfg.method_params()
+    params = cfg.method_params("mri")
     t0 = time.perf_counter()
     std = None
     nfe = 0
