@@ -40,6 +40,7 @@ def _add_recon(sub) -> None:
     p.add_argument("--center-fraction", type=float, default=0.08)
     p.add_argument("--mask-seed", type=int, default=None)
     p.add_argument("--slices", default=None, help="slice range a:b")
+    p.add_argument("--axes", default=None, help="axis order of .npy/.npz k-space, letters S C H W (e.g. SCHW, HWC)")
     p.add_argument("--noise-std", type=float, default=None, help="k-space noise std (default: file or estimate)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -58,7 +59,7 @@ def _recon(a: argparse.Namespace) -> int:
         from medrecon.batch import run_batch
 
         return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None)
-    res = reconstruct_file(inp, Path(a.out), cfg, a.format, Path(a.like) if a.like else None)
+    res = reconstruct_file(inp, Path(a.out), cfg, a.format, Path(a.like) if a.like else None, axes=a.axes)
     msg = f"{a.method}: {res.image.shape[0]} slice(s) in {res.seconds:.1f} s"
     if res.nfe:
         msg += f", {res.nfe} network evaluations"

@@ -50,8 +50,8 @@ def _slice_range(spec: Optional[str], n: int) -> slice:
     return s
 
 
-def load_input(path: Path, slices: Optional[str] = None) -> LoadedInput:
-    """Read an MRI k-space file (fastMRI h5, ISMRMRD, BART cfl) or a CT sinogram file."""
+def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = None) -> LoadedInput:
+    """Read an MRI k-space file (fastMRI h5, ISMRMRD, BART cfl, npy/npz with ``axes``) or a CT sinogram file."""
     from medrecon.io.detect import detect_format
 
     if not path.exists() and not Path(str(path) + ".cfl").exists():
@@ -84,6 +84,12 @@ def load_input(path: Path, slices: Optional[str] = None) -> LoadedInput:
                            noise_std=None if noise is None else float(noise),
                            affine=None if aff is None else _slab_affine(np.asarray(aff), s.start or 0),
                            space=_text(v.extra.get("source_space")))
+    if fmt in ("npy", "npz"):
+        from medrecon.io.numpy_kspace import read_numpy_kspace
+
+        k, m = read_numpy_kspace(path, axes)
+        s = _slice_range(slices, k.shape[0])
+        return LoadedInput("mri", k[s], m, tuple(k.shape[-2:]))
     if fmt == "bart":
         from medrecon.io.bart import read_bart_kspace
 
@@ -182,11 +188,12 @@ def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfi
 
 
 def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[str] = None,
-                     like: Optional[Path] = None, command: Optional[list] = None) -> ReconResult:
+                     like: Optional[Path] = None, command: Optional[list] = None,
+                     axes: Optional[str] = None) -> ReconResult:
     """Read, reconstruct, write outputs and the run record (``<out>.run.json``)."""
     from medrecon.io.run_record import write_run_record
 
-    inp = load_input(inp_path, cfg.slices)
+    inp = load_input(inp_path, cfg.slices, axes)
     res = reconstruct(inp, cfg)
     metrics = None
     if inp.target is not None:
