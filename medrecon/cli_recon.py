@@ -19,9 +19,10 @@ def _add_recon(sub) -> None:
                                    "(from `medrecon simulate ct`). Writes the image and <out>.run.json.")
     p.add_argument("input", help="input file (or a folder/glob with --out DIR for a batch)")
     p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--out", required=True, help="output .h5 (fastMRI submission layout), .nii/.nii.gz, or a folder "
-                                                "with --format dicom")
-    p.add_argument("--format", choices=["h5", "nifti", "dicom"], default=None, help="default: from --out's suffix")
+    p.add_argument("--out", required=True, help="output .h5 (fastMRI submission layout), .nii/.nii.gz, .png, or a "
+                                                "folder with --format dicom")
+    p.add_argument("--format", choices=["h5", "nifti", "dicom", "png"], default=None,
+                   help="default: from --out's suffix (.h5, .nii/.nii.gz, .png)")
     p.add_argument("--like", default=None, help="DICOM file/folder whose patient and study modules the output copies")
     p.add_argument("--prior", default=None, help="prior name or bundle folder (default: shipped prior of the modality)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (dps 1000, fast 50)")

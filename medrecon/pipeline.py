@@ -153,7 +153,8 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig) -> ReconResult:
 def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfig, fmt: Optional[str] = None,
                   like: Optional[Path] = None) -> list[Path]:
     """Write the reconstruction (and std map) as h5, NIfTI or a DICOM series; returns the paths written."""
-    fmt = fmt or ("nifti" if out.name.endswith((".nii", ".nii.gz")) else "h5")
+    if fmt is None:
+        fmt = "nifti" if out.name.endswith((".nii", ".nii.gz")) else "png" if out.suffix == ".png" else "h5"
     written: list[Path] = []
     if fmt == "h5":
         from medrecon.io.fastmri import write_reconstruction
@@ -168,6 +169,10 @@ def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfi
         if res.std is not None:
             stem = out.name[:-7] if out.name.endswith(".nii.gz") else out.stem
             written.append(write_nifti(out.with_name(stem + "_std.nii.gz"), res.std, aff, space))
+    elif fmt == "png":
+        from medrecon.io.png import write_png
+
+        written.append(write_png(out, res.image, res.std, res.modality, f"medrecon {cfg.method}"))
     elif fmt == "dicom":
         from medrecon import __version__
         from medrecon.io.dicom_writer import write_dicom_series
@@ -183,7 +188,7 @@ def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfi
             written.extend(write_dicom_series(out.with_name(out.name + "_std"), res.std, aff, modality, like,
                                               f"medrecon {cfg.method} std", deriv + " std", series_number=901))
     else:
-        raise InputError(f"unknown output format {fmt!r}; use h5, nifti or dicom")
+        raise InputError(f"unknown output format {fmt!r}; use h5, nifti, dicom or png")
     return written
 
 

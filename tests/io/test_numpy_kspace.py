@@ -42,3 +42,11 @@ def test_recon_cli_reads_npy(tmp_path, capsys):
     assert out.is_file()
     assert main(["recon", str(tmp_path / "k.npy"), "--method", "zero-filled", "--out", str(tmp_path / "x.h5")]) == 2
     assert "--axes" in capsys.readouterr().err
+
+
+def test_recon_png_output_with_std(tmp_path):
+    np.save(tmp_path / "k.npy", _k((2, 16, 12)))
+    out = tmp_path / "r.png"
+    assert main(["recon", str(tmp_path / "k.npy"), "--axes", "CHW", "--method", "zero-filled", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "r.png.run.json").is_file()
