@@ -1,0 +1,67 @@
+"""MRI sampler sweep with TRUE coil maps (isolates the prior and the sampler from ESPIRiT).
+
+Held-out VS-SEG-001 T1 slices 40 and 60 (prepared cache, 0.9 mm) resized to 128x128, 8 birdcage coils,
+fastMRI random mask (default 8x / 0.04), noiseless. This is the code behind
+benchmarks/sweeps/mri_8x_128_2026-11-26.txt, which was run as separate throwaway scripts during development
+with the same steps; rerun it to regenerate those numbers.
+
+    python benchmarks/sweep_mri_truemaps.py CACHE.npz [ACCEL CENTER_FRACTION]
+
+CACHE.npz comes from `medrecon train-prior --modality mri --data ../shared/data/mri/vsseg001_t1_dicom
+--out x --save-cache CACHE.npz`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def main(argv: list[str]) -> int:
+    from medrecon.baselines import cs_wavelet
+    from medrecon.metrics import psnr, ssim
+    from medrecon.priors import load_prior
+    from medrecon.priors.data import load_training_volumes
+    from medrecon.recon.problems import mri_problem
+    from medrecon.sampling import posterior_sample
+    from medrecon.sampling.cg import cg_normal
+    from medrecon.simulate import simulate_kspace
+    from operators import rss
+    from operators.fft import ifft2c
+
+    cache = argv[0]
+    accel = int(argv[1]) if len(argv) > 1 else 8
+    cf = float(argv[2]) if len(argv) > 2 else 0.04
+    prior = load_prior(None, "mri")
+    st = torch.from_numpy(load_training_volumes([cache], "mri")[0].slices)[[40, 60]].float()
+    img = F.interpolate(st[:, None], size=(128, 128), mode="bilinear", antialias=True)[:, 0]
+    sim = simulate_kspace(img, 8, "random", accel, cf, seed=0, noise_std=0.0)
+    gt = sim["target"].numpy().astype(np.float64)
+    k, m = sim["kspace"], sim["mask"]
+
+    def report(name, x):
+        x = x.abs().numpy() if torch.is_tensor(x) else x
+        print(f"{name}: psnr {psnr(gt, x):.2f} ssim {ssim(gt, x):.4f}", flush=True)
+
+    report("zero-filled", rss(ifft2c(k)))
+    maps = sim["maps"].expand(2, -1, -1, -1).contiguous()
+    prob, _ = mri_problem(prior, k, m, maps=maps, noise_var=torch.zeros(2))
+    report("CG-SENSE 30", cg_normal(prob.A, prob.A.adjoint(prob.y), torch.zeros(2),
+                                    torch.zeros(2, 128, 128, dtype=torch.complex64), 30))
+    mx = float(prob.A.adjoint(prob.y).abs().amax())
+    for lam in (0.002, 0.005, 0.01):
+        report(f"cs-wavelet lam {lam}", cs_wavelet(prob.A, prob.y, lam * mx, iters=100))
+    for k_, kw in [(1, dict(steps=50, cg_iters=5)), (1, dict(steps=50, cg_iters=2)),
+                   (1, dict(steps=50, cg_iters=5, eta=0.0)), (4, dict(steps=50, cg_iters=5, eta=1.0)),
+                   (4, dict(steps=100, cg_iters=5, eta=1.0)), (4, dict(steps=50, cg_iters=20, eta=1.0))]:
+        report(f"fast K={k_} {kw}", posterior_sample("fast", prior, prob, samples=k_, seed=0, **kw).mean)
+    for z in (0.3, 1.0, 3.0):
+        report(f"dps steps 100 zeta {z}", posterior_sample("dps", prior, prob, samples=1, seed=0, steps=100, zeta=z).mean)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
