@@ -118,6 +118,10 @@ class LinearOperator(nn.Module):
         """
         return self
 
+    def batch_select(self, idx: slice) -> "LinearOperator":
+        """The operator for a slice ``idx`` of the batch rows (per-slice buffers are sliced; shared ones kept)."""
+        return self
+
     def __matmul__(self, other: "LinearOperator") -> "LinearOperator":
         if not isinstance(other, LinearOperator):
             return NotImplemented

@@ -67,6 +67,9 @@ class CoilExpand(LinearOperator):
             return self
         return CoilExpand(self.coil_maps.repeat_interleave(k, dim=0))
 
+    def batch_select(self, idx: slice) -> "CoilExpand":
+        return self if self.coil_maps.dim() == 3 else CoilExpand(self.coil_maps[idx])
+
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return (y * self.coil_maps.conj()).sum(dim=-3)
 
@@ -128,6 +131,9 @@ class MultiCoilMRI(Composition):
         if self.coil_maps.dim() == 3 or k == 1:
             return self
         return MultiCoilMRI(self.coil_maps.repeat_interleave(k, dim=0), self.mask)
+
+    def batch_select(self, idx: slice) -> "MultiCoilMRI":
+        return self if self.coil_maps.dim() == 3 else MultiCoilMRI(self.coil_maps[idx], self.mask)
 
     @property
     def mask(self) -> torch.Tensor:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from operators import MultiCoilMRI
 from operators.base import LinearOperator
 
 __all__ = ["InverseProblem", "batched_dot"]
@@ -73,10 +72,7 @@ class InverseProblem:
 
     def select(self, idx: slice) -> "InverseProblem":
         """A sub-batch of rows."""
-        A = self.A
-        if isinstance(A, MultiCoilMRI) and A.coil_maps.dim() > 3:
-            A = MultiCoilMRI(A.coil_maps[idx], A.mask)
-        return replace(self, A=A, y=self.y[idx], gain=self.gain[idx], offset=self.offset[idx],
+        return replace(self, A=self.A.batch_select(idx), y=self.y[idx], gain=self.gain[idx], offset=self.offset[idx],
                        noise_var=self.noise_var[idx])
 
 

@@ -67,3 +67,15 @@ def test_shape_and_dtype_errors_name_the_operator():
         A(torch.zeros(16, 20))
     with pytest.raises(O.OperatorShapeError, match="columns"):
         O.MultiCoilMRI(_maps(dtype=torch.complex64), torch.ones(19))
+
+
+def test_per_slice_maps_repeat_and_select_match_the_rows():
+    maps = _maps(c=3, h=8, w=10, dtype=torch.complex64)
+    per_slice = torch.stack([maps, 2 * maps])  # (S=2, C, H, W)
+    A = O.MultiCoilMRI(per_slice, torch.ones(10))
+    x = torch.randn(2, 8, 10, dtype=torch.complex64)
+    rep = A.batch_repeat(3)  # rows s0,s0,s0,s1,s1,s1
+    torch.testing.assert_close(rep(x.repeat_interleave(3, dim=0))[3:], A(x)[1:].repeat_interleave(3, dim=0))
+    torch.testing.assert_close(A.batch_select(slice(1, 2))(x[1:]), A(x)[1:])
+    shared = O.MultiCoilMRI(maps, torch.ones(10))
+    assert shared.batch_repeat(3) is shared and shared.batch_select(slice(0, 1)) is shared
