@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -112,8 +112,12 @@ def _slab_affine(affine: np.ndarray, first: int) -> np.ndarray:
     return out
 
 
-def reconstruct(inp: LoadedInput, cfg: ReconConfig) -> ReconResult:
-    """Reconstruct a loaded input with the configured method."""
+def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callable] = None) -> ReconResult:
+    """Reconstruct a loaded input with the configured method.
+
+    ``load_prior(name_or_path, modality, device)`` replaces :func:`medrecon.priors.load_prior`; batch
+    workers pass a cache so each worker loads (and sha256-checks) its prior once, not once per study.
+    """
     allowed = MRI_METHODS if inp.modality == "mri" else CT_METHODS
     if cfg.method not in allowed:
         raise InputError(f"method {cfg.method!r} does not apply to {inp.modality.upper()} data; choose from "
@@ -123,8 +127,8 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig) -> ReconResult:
     device = resolve_device(cfg.device)
     prior = None
     if cfg.method in LEARNED:
-        from medrecon.priors import load_prior
-
+        if load_prior is None:
+            from medrecon.priors import load_prior
         prior = load_prior(cfg.prior, inp.modality, device)
     if inp.modality == "mri":
         from medrecon.recon.mri import mask_for, reconstruct_kspace
@@ -194,12 +198,13 @@ def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfi
 
 def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[str] = None,
                      like: Optional[Path] = None, command: Optional[list] = None,
-                     axes: Optional[str] = None) -> ReconResult:
-    """Read, reconstruct, write outputs and the run record (``<out>.run.json``)."""
+                     axes: Optional[str] = None, load_prior: Optional[Callable] = None) -> ReconResult:
+    """Read, reconstruct, write outputs and the run record (``<out>.run.json``); ``load_prior`` as in
+    :func:`reconstruct`."""
     from medrecon.io.run_record import write_run_record
 
     inp = load_input(inp_path, cfg.slices, axes)
-    res = reconstruct(inp, cfg)
+    res = reconstruct(inp, cfg, load_prior)
     metrics = None
     if inp.target is not None:
         metrics = _metrics(inp, res)
