@@ -20,6 +20,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
+from medrecon.io.guards import check_size, nbytes_of, reader_errors
 
 __all__ = ["BART_COIL_DIM", "read_bart_kspace", "read_cfl", "write_cfl"]
 
@@ -43,7 +44,10 @@ def _read_dims(hdr: Path) -> list[int]:
         raise InputError(f"BART header {hdr.name} does not exist; give the base name of a .hdr/.cfl pair")
     if hdr.stat().st_size > _MAX_HDR_BYTES:
         raise InputError(f"{hdr.name} is larger than 64 KiB; it is not a BART header")
-    lines = hdr.read_bytes().decode("latin-1").splitlines()
+    try:
+        lines = hdr.read_bytes().decode("latin-1").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read BART header {hdr.name} ({type(exc).__name__})") from exc
     for i, line in enumerate(lines):
         if line.strip() == "# Dimensions" and i + 1 < len(lines):
             try:
@@ -74,12 +78,17 @@ def read_cfl(base_path: str | os.PathLike) -> np.ndarray:
     dims = _read_dims(hdr)
     if not cfl.is_file():
         raise InputError(f"BART data file {cfl.name} does not exist next to {hdr.name}")
-    expected = int(np.prod(dims, dtype=np.int64)) * _CFL_DTYPE.itemsize
+    if len(dims) > 64:
+        raise InputError(f"{hdr.name} lists {len(dims)} dimensions; BART arrays have at most 16 (up to 64 accepted)")
+    expected = nbytes_of(dims, _CFL_DTYPE.itemsize)  # Python ints: hostile dims cannot overflow into a match
     size = cfl.stat().st_size
     if size != expected:
         # Size first: a truncated or mismatched file must not be half-read into a wrong shape.
-        raise InputError(f"{cfl.name} has {size} bytes but its header dims {dims} need {expected}; it is truncated")
-    data = np.fromfile(cfl, dtype=_CFL_DTYPE)
+        raise InputError(f"{cfl.name} has {size} bytes but its header dims {dims} need {expected}; it is truncated "
+                         "or belongs to another header")
+    check_size(expected, f"BART array {dims}", cfl.name)
+    with reader_errors(cfl.name, "BART cfl"):
+        data = np.fromfile(cfl, dtype=_CFL_DTYPE)
     return data.reshape(dims, order="F").astype(np.complex64, copy=False)
 
 

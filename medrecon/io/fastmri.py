@@ -25,6 +25,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
+from medrecon.io.guards import check_size, nbytes_of, reader_errors
 
 __all__ = [
     "FastMRIVolume",
@@ -36,7 +37,9 @@ __all__ = [
 ]
 
 TARGET_KEYS = {True: "reconstruction_rss", False: "reconstruction_esc"}  # by multicoil
-_RESERVED = {"kspace", "mask", "ismrmrd_header", "reconstruction_rss", "reconstruction_esc", "reconstruction"}
+MAPS_KEYS = ("sens_maps", "coil_maps")  # optional precomputed coil sensitivities, as some fastMRI derivatives store
+_RESERVED = {"kspace", "mask", "ismrmrd_header", "reconstruction_rss", "reconstruction_esc", "reconstruction",
+             *MAPS_KEYS}
 _IDENTIFYING = re.compile(r"patient|name|birth|dob|accession|mrn|subject|ssn|address|phone", re.IGNORECASE)
 _MAX_HEADER_BYTES = 16 * 2**20
 
@@ -72,6 +75,8 @@ class FastMRIVolume:
             ``right = left + maximum + 1``; None without those header fields.
         encoded_size: ``encoding/encodedSpace/matrixSize`` (x, y), or None.
         target_key: the dataset the target came from, or None.
+        maps: precomputed coil sensitivities ``(slices, coils, H, W)`` complex64 from a ``sens_maps`` /
+            ``coil_maps`` dataset, or None (then ESPIRiT estimates them from the calibration region).
     """
 
     kspace: np.ndarray
@@ -84,6 +89,7 @@ class FastMRIVolume:
     padding: tuple[int, int] | None = None
     encoded_size: tuple[int, int] | None = None
     target_key: str | None = None
+    maps: np.ndarray | None = None
 
     @property
     def num_slices(self) -> int:
@@ -123,6 +129,8 @@ def _header_text(f: h5py.File, name: str) -> bytes | None:
     ds = f["ismrmrd_header"]
     if not isinstance(ds, h5py.Dataset) or ds.size != 1 or ds.dtype.kind not in "SOU":
         raise InputError(f"{name}: ismrmrd_header is not a single XML string; rewrite the file's header")
+    if ds.dtype.itemsize > _MAX_HEADER_BYTES:  # fixed-length strings: the size is known before reading
+        raise InputError(f"{name}: ismrmrd_header is larger than 16 MiB; this is not a fastMRI header")
     value = ds[()]
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0]
@@ -140,7 +148,7 @@ def _xml_int(root: Any, path: str) -> int | None:
         return None
     try:
         return int(float(node.text.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan", "inf": treat the field as absent
         return None
 
 
@@ -170,12 +178,23 @@ def _check_kspace(f: h5py.File, name: str) -> h5py.Dataset:
         raise InputError(f"{name} has no 'kspace' dataset; give a fastMRI k-space file (not a target or submission)")
     ds = f["kspace"]
     if ds.ndim not in (3, 4):
-        raise InputError(f"{name}: kspace has shape {ds.shape}; expected (slices, coils, H, W) or (slices, H, W)")
+        raise InputError(f"{name}: kspace has {ds.ndim} dimensions (shape {ds.shape}); expected (slices, coils, H, W) "
+                         "or (slices, H, W)")
     if ds.dtype.kind != "c":
         raise InputError(f"{name}: kspace has dtype {ds.dtype}; expected complex k-space")
     if min(ds.shape) < 1:
         raise InputError(f"{name}: kspace has an empty axis {ds.shape}")
     return ds
+
+
+def _selected(n: int, sel: slice) -> int:
+    """How many of ``n`` slices ``sel`` keeps (for the memory check before reading)."""
+    return len(range(*sel.indices(n)))
+
+
+def _check_read_size(ds: h5py.Dataset, sel: slice, itemsize: int, what: str, name: str) -> None:
+    shape = (_selected(int(ds.shape[0]), sel), *ds.shape[1:]) if ds.ndim else ()
+    check_size(nbytes_of(shape, itemsize), f"{what} {tuple(ds.shape)}", name)
 
 
 def _read_mask(f: h5py.File, name: str, width: int) -> np.ndarray | None:
@@ -185,6 +204,8 @@ def _read_mask(f: h5py.File, name: str, width: int) -> np.ndarray | None:
     if not isinstance(ds, h5py.Dataset) or ds.shape != (width,):
         shape = getattr(ds, "shape", None)
         raise InputError(f"{name}: mask has shape {shape}; expected ({width},), one entry per k-space column")
+    if ds.dtype.kind not in "biuf":
+        raise InputError(f"{name}: mask has dtype {ds.dtype}; expected booleans or numbers (1 = sampled column)")
     return np.asarray(ds[()]) != 0
 
 
@@ -197,11 +218,34 @@ def _read_target(f: h5py.File, name: str, multicoil: bool, num_slices: int, sel:
                 raise InputError(f"{name}: {key} has shape {getattr(ds, 'shape', None)}; expected ({num_slices}, h, w)")
             if ds.dtype.kind not in "fiu":
                 raise InputError(f"{name}: {key} has dtype {ds.dtype}; expected a real image")
+            _check_read_size(ds, sel, 4, key, name)
             return np.asarray(ds[sel], dtype=np.float32), key
     return None, None
 
 
-def _read_attrs_extra(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_maps(f: h5py.File, name: str, kspace_shape: tuple[int, ...], sel: slice) -> np.ndarray | None:
+    """Precomputed coil maps, which must match the k-space's coils and matrix (checked before reading)."""
+    key = next((k for k in MAPS_KEYS if k in f), None)
+    if key is None:
+        return None
+    ds = f[key]
+    s, c, h, w = kspace_shape
+    shape = getattr(ds, "shape", None)
+    if not isinstance(ds, h5py.Dataset) or shape not in ((s, c, h, w), (c, h, w)):
+        raise InputError(f"{name}: coil maps '{key}' have shape {shape} but the k-space is {kspace_shape} "
+                         f"(slices, coils, H, W); the maps must be ({c}, {h}, {w}) or ({s}, {c}, {h}, {w}): "
+                         f"recompute them for this k-space or delete the '{key}' dataset")
+    if ds.dtype.kind != "c":
+        raise InputError(f"{name}: coil maps '{key}' have dtype {ds.dtype}; expected complex sensitivities")
+    if ds.ndim == 3:
+        check_size(nbytes_of((c, h, w), 8), f"coil maps {shape}", name)
+        maps = np.asarray(ds[()], dtype=np.complex64)
+        return np.ascontiguousarray(np.broadcast_to(maps, (_selected(s, sel), c, h, w)))
+    _check_read_size(ds, sel, 8, "coil maps", name)
+    return np.asarray(ds[sel], dtype=np.complex64)
+
+
+def _read_attrs_extra(f: h5py.File, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     attrs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in f.attrs.items():
@@ -210,6 +254,7 @@ def _read_attrs_extra(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
         (extra if key.startswith("source_") else attrs)[key] = _plain(value)
     for key, obj in f.items():
         if _is_extra_key(key) and isinstance(obj, h5py.Dataset):
+            check_size(nbytes_of(obj.shape, obj.dtype.itemsize), f"dataset {key!r} {obj.shape}", name)
             value = obj[()]
             extra[key] = _plain(value) if not isinstance(value, np.ndarray) or value.dtype.kind in "SO" else value
     return attrs, extra
@@ -226,33 +271,42 @@ def _default_recon_size(h: int, w: int, target: np.ndarray | None) -> tuple[int,
 def read_fastmri(path: str | os.PathLike, slices: slice | None = None) -> FastMRIVolume:
     """Read a fastMRI k-space file (multicoil or single-coil; train/val/test).
 
+    Every array's size is computed from its HDF5 shape and checked against ``MEDRECON_MAX_GB``
+    (:func:`medrecon.io.guards.check_size`) before it is read.
+
     Args:
         path: the ``.h5`` file.
-        slices: optional slice selection applied to kspace and target (default: all).
+        slices: optional slice selection applied to kspace, target and coil maps (default: all).
 
     Raises:
-        InputError: not HDF5, truncated, no/invalid ``kspace``, bad mask/target/header.
+        InputError: not HDF5, truncated, no/invalid ``kspace``, bad mask/target/maps/header, or an
+            array larger than the memory cap.
     """
     path = Path(path)
     name = path.name
     if not path.is_file():
-        raise InputError(f"fastMRI file {path} does not exist")
+        raise InputError(f"fastMRI file {path.name} does not exist")
     if not h5py.is_hdf5(path):
         raise InputError(f"{name} is not an HDF5 file; give a fastMRI .h5 k-space file")
     sel = slice(None) if slices is None else slices
-    try:
-        with h5py.File(path, "r") as f:
-            ds = _check_kspace(f, name)
-            multicoil = ds.ndim == 4
-            h, w = int(ds.shape[-2]), int(ds.shape[-1])
-            mask = _read_mask(f, name, w)
-            header = _header_text(f, name)
-            hdr = _parse_header(header, name) if header is not None else {}
-            target, target_key = _read_target(f, name, multicoil, int(ds.shape[0]), sel)
-            attrs, extra = _read_attrs_extra(f)
-            kspace = np.asarray(ds[sel], dtype=np.complex64)
-    except (OSError, KeyError, TypeError) as exc:  # h5py: damaged/truncated files, broken links
-        raise InputError(f"cannot read {name}; the HDF5 file is damaged or truncated ({exc})") from exc
+    with reader_errors(name, "fastMRI HDF5"):
+        try:
+            with h5py.File(path, "r") as f:
+                ds = _check_kspace(f, name)
+                multicoil = ds.ndim == 4
+                h, w = int(ds.shape[-2]), int(ds.shape[-1])
+                _check_read_size(ds, sel, 8, "kspace", name)  # stored as complex64 in memory
+                mask = _read_mask(f, name, w)
+                header = _header_text(f, name)
+                hdr = _parse_header(header, name) if header is not None else {}
+                target, target_key = _read_target(f, name, multicoil, int(ds.shape[0]), sel)
+                full = tuple(int(d) for d in ds.shape) if multicoil else (int(ds.shape[0]), 1, h, w)
+                maps = _read_maps(f, name, full, sel)
+                attrs, extra = _read_attrs_extra(f, name)
+                kspace = np.asarray(ds[sel], dtype=np.complex64)
+        except (OSError, KeyError, TypeError) as exc:  # h5py: damaged/truncated files, broken links
+            raise InputError(f"cannot read {name}; the HDF5 file is damaged or truncated "
+                             f"({type(exc).__name__})") from exc
     if not multicoil:
         kspace = kspace[:, None]
     recon_size = hdr.get("recon_size") or _default_recon_size(h, w, target)
@@ -267,6 +321,7 @@ def read_fastmri(path: str | os.PathLike, slices: slice | None = None) -> FastMR
         padding=hdr.get("padding"),
         encoded_size=hdr.get("encoded_size"),
         target_key=target_key,
+        maps=maps,
     )
 
 

@@ -39,6 +39,7 @@ import scipy.linalg
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
+from medrecon.io.guards import check_size, nbytes_of, reader_errors
 from medrecon.io.fastmri import (
     FastMRIVolume,
     _default_recon_size,
@@ -118,7 +119,12 @@ def _header(xml: bytes, name: str) -> _Header:
 def _read_xml(f: h5py.File, name: str) -> bytes:
     if "dataset" not in f or "xml" not in f["dataset"] or "data" not in f["dataset"]:
         raise InputError(f"{name} has no /dataset/xml and /dataset/data; it is not an ISMRMRD raw-data file")
-    value = f["dataset"]["xml"][()]
+    ds = f["dataset"]["xml"]
+    if not isinstance(ds, h5py.Dataset) or ds.size > 1 or ds.dtype.kind not in "SOU":
+        raise InputError(f"{name}: /dataset/xml is not a single XML string; it is not an ISMRMRD raw-data file")
+    if ds.dtype.itemsize > _MAX_XML_BYTES:  # fixed-length string: refuse before reading it
+        raise InputError(f"{name}: the ISMRMRD XML header is larger than 16 MiB; this is not an ISMRMRD file")
+    value = ds[()]
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0] if value.size else b""
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
@@ -156,8 +162,12 @@ def _acquisitions(f: h5py.File, ismrmrd: Any) -> Iterator[tuple[Any, np.ndarray]
     method does: the header through ``ismrmrd.Acquisition``, the data as interleaved float32.
     """
     rows = f["dataset"]["data"]
-    if rows.dtype.names is None or not {"head", "data"} <= set(rows.dtype.names):
-        raise InputError(f"{Path(f.filename).name}: /dataset/data is not a table of ISMRMRD acquisitions")
+    name = Path(f.filename).name
+    if not isinstance(rows, h5py.Dataset) or rows.ndim != 1 or rows.dtype.names is None \
+            or not {"head", "data"} <= set(rows.dtype.names):
+        raise InputError(f"{name}: /dataset/data is not a table of ISMRMRD acquisitions")
+    # The table of headers alone must fit the memory cap (the samples are checked as the matrix, later).
+    check_size(nbytes_of(rows.shape, rows.dtype.itemsize), f"{rows.shape[0]} acquisitions", name)
     for start in range(0, rows.shape[0], _BLOCK):
         for row in rows[start : start + _BLOCK]:
             acq = ismrmrd.Acquisition(row["head"])
@@ -169,6 +179,10 @@ def _gather(f: h5py.File, ismrmrd: Any, header: _Header, name: str) -> _Lines:
     skip_flags = [getattr(ismrmrd, flag) for flag in _SKIP_FLAG_NAMES if hasattr(ismrmrd, flag)]
     out = _Lines()
     for acq, data in _acquisitions(f, ismrmrd):
+        if data.size == 0:
+            # Real acquisitions always hold samples; an empty one is an unwritten (fill-value) row of a
+            # damaged or crafted table, and walking millions of them would look like a hang.
+            raise InputError(f"{name} holds an acquisition without samples; the ISMRMRD file is damaged")
         if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
             out.noise.append(data)
             out.noise_dwell = float(acq.sample_time_us)
@@ -226,6 +240,10 @@ def _assemble(lines: _Lines, header: _Header, coils: int, name: str) -> tuple[np
     # fastMRI padding: acquired column e1 lands at enc_y // 2 - center + e1.
     left = width // 2 - header.e1_center if header.e1_center is not None else 0
     slices = max(header.num_slices or 0, max(s for s, _, _, _, _ in lines.lines) + 1)
+    if min(slices, coils, h, width) < 1:
+        raise InputError(f"{name}: the header gives an empty matrix ({slices} slices, {coils} coils, {h}x{width})")
+    # The header's matrix size decides the allocation: check it before np.zeros, not after.
+    check_size(nbytes_of((slices, coils, h, width), 8), f"k-space ({slices}, {coils}, {h}, {width})", name)
     acc = np.zeros((slices, coils, h, width), np.complex64)
     count = np.zeros((slices, width), np.int64)
     for s, e1, data, centre, _ in lines.lines:
@@ -270,18 +288,18 @@ def read_ismrmrd(path: str | os.PathLike, whiten: bool = True) -> FastMRIVolume:
     if not h5py.is_hdf5(path):
         raise InputError(f"{name} is not an HDF5 file; give an ISMRMRD .h5 raw-data file")
     ismrmrd = _ismrmrd()
-    try:
+    with reader_errors(name, "ISMRMRD"):  # damaged HDF5, compound rows, numeric garbage in the header
         with h5py.File(path, "r") as f:
             header = _header(_read_xml(f, name), name)
             lines = _gather(f, ismrmrd, header, name)
-    except InputError:
-        raise
-    except (OSError, KeyError, LookupError, ValueError, TypeError) as exc:  # damaged HDF5 / compound rows
-        raise InputError(
-            f"cannot read {name}; the ISMRMRD file is damaged or truncated ({type(exc).__name__})"
-        ) from exc
-    coils = header.channels or lines.lines[0][2].shape[0]
-    kspace, sampled, max_avg = _assemble(lines, header, coils, name)
+        coils = header.channels if header.channels and header.channels > 0 else lines.lines[0][2].shape[0]
+        kspace, sampled, max_avg = _assemble(lines, header, coils, name)
+        return _finish(kspace, sampled, max_avg, lines, header, coils, name, whiten)
+
+
+def _finish(kspace: np.ndarray, sampled: np.ndarray, max_avg: int, lines: _Lines, header: _Header, coils: int,
+            name: str, whiten: bool) -> FastMRIVolume:
+    """Whiten (when noise scans allow) and package the assembled k-space."""
     data_dwell = lines.lines[0][4]
     ratio = lines.noise_dwell / data_dwell if lines.noise_dwell > 0 and data_dwell > 0 else 1.0
     chol = _whitener(lines.noise, coils, ratio, name) if whiten else None

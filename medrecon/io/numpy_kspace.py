@@ -14,8 +14,24 @@ from typing import Optional
 import numpy as np
 
 from medrecon.errors import InputError
+from medrecon.io.guards import check_size, nbytes_of, reader_errors
 
 __all__ = ["read_numpy_kspace"]
+
+
+def _npz_member_shape(z, key: str, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npz`` member's ``.npy`` header, read without decompressing the array."""
+    with z.zip.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    return tuple(int(d) for d in shape), np.dtype(dtype)
+
+
+def _check_member(z, key: str, name: str, what: str) -> None:
+    shape, dtype = _npz_member_shape(z, key, name)
+    # Size in memory after the cast to complex64 (the largest copy the reader makes).
+    check_size(nbytes_of(shape, max(8, dtype.itemsize)), f"{what} {shape} {dtype}", name)
 
 
 def read_numpy_kspace(path, axes: Optional[str]) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -27,19 +43,33 @@ def read_numpy_kspace(path, axes: Optional[str]) -> tuple[np.ndarray, Optional[n
     if sorted(set(axes)) != sorted(axes) or not set(axes) <= set("SCHW") or not {"H", "W"} <= set(axes):
         raise InputError(f"--axes {axes!r} must use each of S, C, H, W at most once and include H and W")
     mask = None
-    try:
-        if path.suffix == ".npz":
+    with reader_errors(path.name, "numpy"):
+        if _is_zip(path):
             with np.load(path, allow_pickle=False) as z:
                 names = list(z.keys())
                 key = "kspace" if "kspace" in names else (names[0] if len(names) == 1 else None)
                 if key is None:
                     raise InputError(f"{path.name} has several arrays and none named 'kspace'")
+                # Shapes from the member headers first: a compressed member may expand to terabytes.
+                _check_member(z, key, path.name, "k-space")
                 arr = z[key]
-                mask = z["mask"].astype(bool) if "mask" in names else None
+                if "mask" in names:
+                    _check_member(z, "mask", path.name, "mask")
+                    mask = z["mask"].astype(bool)
         else:
-            arr = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path.name} is not a readable numpy file ({type(exc).__name__})") from None
+            arr = np.load(path, allow_pickle=False, mmap_mode="r")  # memory-mapped: only the header is read
+        check_size(nbytes_of(arr.shape, 8), f"k-space {arr.shape} (as complex64)", path.name)
+        return _reorder(arr, axes, mask, path.name)
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def _reorder(arr: np.ndarray, axes: str, mask: Optional[np.ndarray], name: str) -> tuple:
+    """``arr`` with axes ``axes`` -> ``(S, C, H, W)`` complex64, after the checks."""
+    path = Path(name)
     if arr.ndim != len(axes):
         raise InputError(f"{path.name} has {arr.ndim} dimensions but --axes {axes} names {len(axes)}")
     if not np.iscomplexobj(arr):

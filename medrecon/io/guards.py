@@ -1,0 +1,104 @@
+"""Defenses shared by every reader: a memory cap checked from headers, and one error type for damage.
+
+Files from scanners, PACS exports and the internet may be truncated, corrupted or crafted. Two rules
+keep a hostile file from crashing medrecon or exhausting the machine:
+
+1. **Sizes before reads.** A reader computes how many bytes an array will take from the file's
+   header (HDF5 dataset shape, BART/NRRD/NIfTI dims, DICOM Rows x Columns x frames, ISMRMRD
+   encoded matrix) and calls :func:`check_size` *before* reading or allocating it. The cap is
+   ``MEDRECON_MAX_GB`` (gibibytes, default :data:`DEFAULT_MAX_GB`); a header that claims more is
+   refused with an :class:`~medrecon.errors.InputError` that names the variable to raise.
+2. **One error type.** Third-party parsers (h5py, pydicom, nibabel, numpy, zlib, ...) raise dozens of
+   exception types on damaged input. :func:`reader_errors` turns any of them into an ``InputError``
+   naming the file and the exception *type* (never its text, which may quote header fields such as
+   a patient name), chained so that ``medrecon --debug`` still shows the original traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterable, Iterator
+
+from medrecon.errors import InputError, MedreconError
+
+__all__ = ["DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "nbytes_of", "reader_errors"]
+
+ENV_MAX_GB = "MEDRECON_MAX_GB"
+#: Default cap on the bytes one input array may take in memory (GiB). A fastMRI knee volume is about
+#: 1 GiB of complex64 k-space and the largest fastMRI brain files about 2.5 GiB, so 16 GiB leaves room
+#: for every real file while refusing headers that claim terabytes.
+DEFAULT_MAX_GB = 16.0
+_GIB = 2**30
+
+
+def max_bytes() -> int:
+    """The cap in bytes, from ``MEDRECON_MAX_GB`` (a positive number of GiB) or the default.
+
+    Raises:
+        InputError: the variable is set but is not a positive number.
+    """
+    text = os.environ.get(ENV_MAX_GB, "").strip()
+    if not text:
+        return int(DEFAULT_MAX_GB * _GIB)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{ENV_MAX_GB}={text!r} is not a positive number of GiB; unset it or give e.g. 32")
+    return int(value * _GIB)
+
+
+def nbytes_of(shape: Iterable[int], itemsize: int) -> int:
+    """Bytes of an array of ``shape`` and ``itemsize``, in Python integers (no int64 overflow on hostile dims)."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise InputError(f"array dimensions {dims} include a negative size; the file header is damaged")
+    return math.prod(dims) * int(itemsize)
+
+
+def check_size(nbytes: int, what: str, name: str) -> None:
+    """Refuse an array that would need more than the cap, before it is read or allocated.
+
+    Args:
+        nbytes: bytes the array takes in memory once read (use :func:`nbytes_of`).
+        what: what the array is, e.g. ``"k-space (16, 15, 640, 368) complex64"``.
+        name: the file's base name (never a full path: folders may name the patient).
+
+    Raises:
+        InputError: ``nbytes`` exceeds ``MEDRECON_MAX_GB``.
+    """
+    cap = max_bytes()
+    if nbytes > cap:
+        raise InputError(
+            f"{name}: {what} would need {nbytes / _GIB:.3g} GiB of memory, more than the {ENV_MAX_GB} limit of "
+            f"{cap / _GIB:.3g} GiB; select fewer slices, or raise {ENV_MAX_GB} if the machine has the memory"
+        )
+
+
+@contextlib.contextmanager
+def reader_errors(name: str, kind: str) -> Iterator[None]:
+    """Turn any unexpected exception raised while parsing ``name`` into an :class:`InputError`.
+
+    ``MedreconError`` passes through unchanged (it already says what is wrong). ``MemoryError``
+    says the file is too large. Everything else is reported by type only, because third-party
+    messages may quote header contents. ``KeyboardInterrupt`` and ``SystemExit`` are not caught.
+
+    Args:
+        name: the file's base name.
+        kind: the format, e.g. ``"DICOM"``, ``"NIfTI"``, ``"HDF5"``.
+    """
+    try:
+        yield
+    except MedreconError:
+        raise
+    except MemoryError as exc:
+        raise InputError(f"{name}: reading this {kind} file ran out of memory; lower the slice range or "
+                         f"{ENV_MAX_GB}, or use a machine with more memory") from exc
+    except RecursionError as exc:
+        raise InputError(f"{name}: the {kind} file is nested too deeply to parse; it is damaged or hostile") from exc
+    except Exception as exc:  # noqa: BLE001 - the reader's one error path; the cause stays chained for --debug
+        raise InputError(f"cannot read {name} ({type(exc).__name__}); the {kind} file is damaged, truncated or "
+                         "not a valid file of this format") from exc
