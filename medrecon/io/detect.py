@@ -9,11 +9,13 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
 
 from medrecon.errors import InputError
+from medrecon.io.guards import reader_errors
 
 __all__ = ["FORMATS", "detect_format"]
 
@@ -41,13 +43,13 @@ def _gunzip_head(path: Path) -> bytes:
     try:
         with gzip.open(path, "rb") as fh:
             return fh.read(_HEAD)  # bounded read: no decompression bomb
-    except (OSError, EOFError):
+    except (OSError, EOFError, ValueError, zlib.error):  # a damaged stream is simply "not gzip'd NIfTI"
         return b""
 
 
 def _hdf5_kind(path: Path) -> str:
     try:
-        with h5py.File(path, "r") as f:
+        with reader_errors(path.name, "HDF5"), h5py.File(path, "r") as f:
             dataset = f.get("dataset")
             if isinstance(dataset, h5py.Group) and "xml" in dataset:
                 return "ismrmrd"
@@ -88,7 +90,7 @@ def _is_npz(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # noqa: BLE001 - a probe: any damaged zip is simply "not npz"
         return False
     return bool(names) and all(n.endswith(".npy") for n in names)
 
@@ -115,7 +117,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if _bart_pair(path):
         return "bart"
     if not path.is_file():
-        raise InputError(f"input {path} does not exist")
+        raise InputError(f"input {path.name} does not exist")
     head = _head(path)
     if head.startswith(b"\x89HDF\r\n\x1a\n") or h5py.is_hdf5(path):  # is_hdf5 also finds user blocks
         return _hdf5_kind(path)

@@ -99,6 +99,6 @@ def reader_errors(name: str, kind: str) -> Iterator[None]:
                          f"{ENV_MAX_GB}, or use a machine with more memory") from exc
     except RecursionError as exc:
         raise InputError(f"{name}: the {kind} file is nested too deeply to parse; it is damaged or hostile") from exc
-    except Exception as exc:  # noqa: BLE001 - the reader's one error path; the cause stays chained for --debug
+    except Exception as exc:
         raise InputError(f"cannot read {name} ({type(exc).__name__}); the {kind} file is damaged, truncated or "
                          "not a valid file of this format") from exc

@@ -39,7 +39,6 @@ import scipy.linalg
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.guards import check_size, nbytes_of, reader_errors
 from medrecon.io.fastmri import (
     FastMRIVolume,
     _default_recon_size,
@@ -47,6 +46,7 @@ from medrecon.io.fastmri import (
     _xml_int,
     minimal_ismrmrd_header,
 )
+from medrecon.io.guards import check_size, nbytes_of, reader_errors
 
 __all__ = ["read_ismrmrd", "write_ismrmrd"]
 

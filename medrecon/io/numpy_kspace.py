@@ -9,7 +9,6 @@ as fastMRI stores it. An ``.npz`` holds it under ``kspace`` (or as its only arra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -34,7 +33,7 @@ def _check_member(z, key: str, name: str, what: str) -> None:
     check_size(nbytes_of(shape, max(8, dtype.itemsize)), f"{what} {shape} {dtype}", name)
 
 
-def read_numpy_kspace(path, axes: Optional[str]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def read_numpy_kspace(path, axes: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Return k-space ``(S, C, H, W)`` complex64 and an optional mask."""
     path = Path(path)
     if not axes:
@@ -67,7 +66,7 @@ def _is_zip(path: Path) -> bool:
         return fh.read(4) == b"PK\x03\x04"
 
 
-def _reorder(arr: np.ndarray, axes: str, mask: Optional[np.ndarray], name: str) -> tuple:
+def _reorder(arr: np.ndarray, axes: str, mask: np.ndarray | None, name: str) -> tuple:
     """``arr`` with axes ``axes`` -> ``(S, C, H, W)`` complex64, after the checks."""
     path = Path(name)
     if arr.ndim != len(axes):

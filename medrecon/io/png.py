@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from medrecon.io.atomic import atomic_write
 __all__ = ["write_png"]
 
 
-def write_png(path, image: np.ndarray, std: Optional[np.ndarray] = None, modality: str = "mri",
+def write_png(path, image: np.ndarray, std: np.ndarray | None = None, modality: str = "mri",
               title: str = "", max_slices: int = 8) -> Path:
     """Write up to ``max_slices`` slices of ``image`` ``(S, H, W)`` (CT in HU, window 40/400) as one PNG."""
     import matplotlib

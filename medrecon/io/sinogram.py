@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import h5py
 import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
+from medrecon.io.guards import check_size, nbytes_of, reader_errors
 
-__all__ = ["SinogramFile", "read_sinogram", "write_sinogram", "projector_from_geometry"]
+__all__ = ["SinogramFile", "projector_from_geometry", "read_sinogram", "write_sinogram"]
 
 
 @dataclass
@@ -31,45 +31,86 @@ class SinogramFile:
     geometry: dict
     mu_water: float = 0.019
     photons: float = 0.0
-    target_hu: Optional[np.ndarray] = None
+    target_hu: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
 
 
 def projector_from_geometry(geometry: dict):
-    """Rebuild the CT operator stored with a sinogram."""
+    """Rebuild the CT operator stored with a sinogram (the geometry is data, checked, never evaluated)."""
     from operators import FanBeamCT, ParallelBeamCT
 
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    cls = {"parallel": ParallelBeamCT, "fan": FanBeamCT}.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise InputError(f"unknown CT geometry type {str(kind)[:40]!r}; expected 'parallel' or 'fan'")
+    try:
+        return cls.from_geometry(geometry)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as exc:
+        raise InputError(f"the stored CT geometry does not describe a valid projector ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); regenerate the sinogram") from exc
+
+
+_POSITIVE = {"parallel": ("pixel_size", "detector_spacing"),
+             "fan": ("pixel_size", "detector_spacing", "source_distance", "detector_distance")}
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def check_geometry(geometry, sino_shape: tuple[int, ...], name: str) -> dict:
+    """Validate a stored geometry against the sinogram before any projector is built.
+
+    Raises:
+        InputError: not a dict, unknown type, non-finite or non-positive sizes, angles or detectors
+            that do not match the sinogram, or an image too large for ``MEDRECON_MAX_GB``.
+    """
+    if not isinstance(geometry, dict):
+        raise InputError(f"{name}: the 'geometry' attribute is not a JSON object; regenerate the sinogram")
     kind = geometry.get("type")
-    if kind == "parallel":
-        return ParallelBeamCT.from_geometry(geometry)
-    if kind == "fan":
-        return FanBeamCT.from_geometry(geometry)
-    raise InputError(f"unknown CT geometry type {kind!r}; expected 'parallel' or 'fan'")
+    if kind not in _POSITIVE:
+        raise InputError(f"{name}: unknown CT geometry type {str(kind)[:40]!r}; expected 'parallel' or 'fan'")
+    s, views, detectors = sino_shape
+    angles = geometry.get("angles")
+    if not isinstance(angles, list) or not all(_finite(a) for a in angles):
+        raise InputError(f"{name}: the geometry's 'angles' are not a list of finite numbers")
+    if len(angles) != views:
+        raise InputError(f"{name}: the geometry has {len(angles)} angles but the sinogram has {views} views")
+    if geometry.get("n_detectors") != detectors:
+        raise InputError(f"{name}: the geometry has {str(geometry.get('n_detectors'))[:20]} detectors but the "
+                         f"sinogram has {detectors}")
+    shape = geometry.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise InputError(f"{name}: the geometry's image_shape must be two positive integers")
+    for key in _POSITIVE[kind]:
+        if not (_finite(geometry.get(key)) and geometry[key] > 0):
+            raise InputError(f"{name}: the geometry's {key} must be a positive number")
+    check_size(nbytes_of((s, *shape), 8), f"CT images ({s}, {shape[0]}, {shape[1]})", name)
+    return geometry
 
 
 def write_sinogram(path, sinogram: np.ndarray, geometry: dict, mu_water: float, photons: float, seed: int,
-                   target_hu: Optional[np.ndarray] = None, extra: Optional[dict] = None,
-                   attrs: Optional[dict] = None) -> Path:
+                   target_hu: np.ndarray | None = None, extra: dict | None = None,
+                   attrs: dict | None = None) -> Path:
     """Write a sinogram file atomically (see the module docstring for the layout)."""
     sinogram = np.asarray(sinogram, dtype=np.float32)
     if sinogram.ndim != 3:
         raise InputError(f"sinogram must be (slices, views, detectors), got shape {sinogram.shape}")
-    with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("sinogram", data=sinogram)
-            f.create_dataset("angles", data=np.asarray(geometry["angles"], dtype=np.float64))
-            if target_hu is not None:
-                f.create_dataset("target_hu", data=np.asarray(target_hu, dtype=np.float32))
-            for k, v in (extra or {}).items():
-                f.create_dataset(k, data=np.asarray(v))
-            f.attrs["geometry"] = json.dumps(geometry)
-            f.attrs["mu_water"] = float(mu_water)
-            f.attrs["photons"] = float(photons or 0.0)
-            f.attrs["seed"] = int(seed)
-            f.attrs["format"] = "medrecon-sinogram/1"
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("sinogram", data=sinogram)
+        f.create_dataset("angles", data=np.asarray(geometry["angles"], dtype=np.float64))
+        if target_hu is not None:
+            f.create_dataset("target_hu", data=np.asarray(target_hu, dtype=np.float32))
+        for k, v in (extra or {}).items():
+            f.create_dataset(k, data=np.asarray(v))
+        f.attrs["geometry"] = json.dumps(geometry)
+        f.attrs["mu_water"] = float(mu_water)
+        f.attrs["photons"] = float(photons or 0.0)
+        f.attrs["seed"] = int(seed)
+        f.attrs["format"] = "medrecon-sinogram/1"
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
     return Path(path)
 
 
@@ -80,27 +121,40 @@ def read_sinogram(path) -> SinogramFile:
         raise InputError(f"{path.name}: no such file")
     if not h5py.is_hdf5(path):
         raise InputError(f"{path.name} is not an HDF5 sinogram file")
-    try:
-        with h5py.File(path, "r") as f:
-            if "sinogram" not in f or "geometry" not in f.attrs:
-                raise InputError(f"{path.name} lacks the 'sinogram' dataset or the 'geometry' attribute; "
-                                 "make sinograms with `medrecon simulate ct`")
-            ds = f["sinogram"]
-            if ds.ndim != 3:
-                raise InputError(f"{path.name}: 'sinogram' must be (slices, views, detectors), got {ds.shape}")
-            geometry = json.loads(f.attrs["geometry"])
-            sino = ds[()].astype(np.float32)
-            target = f["target_hu"][()].astype(np.float32) if "target_hu" in f else None
-            extra = {k: f[k][()] for k in ("source_affine", "slice_indices") if k in f}
-            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()
-                     if k in ("seed", "source_space", "source_name", "views", "format")}
-            mu_water = float(f.attrs.get("mu_water", 0.019))
-            photons = float(f.attrs.get("photons", 0.0))
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"{path.name} is not a readable sinogram file ({type(exc).__name__})") from None
-    if len(geometry.get("angles", [])) != sino.shape[1]:
-        raise InputError(f"{path.name}: the geometry has {len(geometry.get('angles', []))} angles but the sinogram "
-                         f"has {sino.shape[1]} views")
+    name = path.name
+    with reader_errors(name, "sinogram HDF5"), h5py.File(path, "r") as f:
+        if "sinogram" not in f or "geometry" not in f.attrs:
+            raise InputError(f"{name} lacks the 'sinogram' dataset or the 'geometry' attribute; "
+                             "make sinograms with `medrecon simulate ct`")
+        ds = f["sinogram"]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or min(ds.shape) < 1 or ds.dtype.kind not in "fiu":
+            raise InputError(f"{name}: 'sinogram' must be real (slices, views, detectors), got "
+                             f"{getattr(ds, 'shape', None)} {getattr(ds, 'dtype', '')}")
+        check_size(nbytes_of(ds.shape, 4), f"sinogram {ds.shape}", name)
+        geometry = check_geometry(json.loads(f.attrs["geometry"]), tuple(ds.shape), name)
+        sino = ds[()].astype(np.float32)
+        target = _read_target(f, tuple(ds.shape), name)
+        extra = {}
+        for k in ("source_affine", "slice_indices"):
+            if k in f:
+                check_size(nbytes_of(f[k].shape, f[k].dtype.itemsize), k, name)
+                extra[k] = f[k][()]
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()
+                 if k in ("seed", "source_space", "source_name", "views", "format")}
+        mu_water = float(f.attrs.get("mu_water", 0.019))
+        photons = float(f.attrs.get("photons", 0.0))
+    if not (np.isfinite(mu_water) and mu_water > 0 and np.isfinite(photons) and photons >= 0):
+        raise InputError(f"{name}: mu_water must be positive and photons non-negative; regenerate the sinogram")
     if not np.isfinite(sino).all():
         raise InputError(f"{path.name}: the sinogram contains NaN or Inf values")
     return SinogramFile(sino, geometry, mu_water, photons, target, extra, attrs)
+
+
+def _read_target(f: h5py.File, sino_shape: tuple[int, ...], name: str) -> np.ndarray | None:
+    if "target_hu" not in f:
+        return None
+    ds = f["target_hu"]
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or ds.shape[0] != sino_shape[0] or ds.dtype.kind not in "fiu":
+        raise InputError(f"{name}: 'target_hu' must be real ({sino_shape[0]}, H, W), got {getattr(ds, 'shape', None)}")
+    check_size(nbytes_of(ds.shape, 4), f"target_hu {ds.shape}", name)
+    return ds[()].astype(np.float32)

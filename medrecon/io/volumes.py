@@ -19,8 +19,10 @@ are never copied.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ import h5py
 import numpy as np
 
 from medrecon.errors import InputError
+from medrecon.io.guards import check_size, max_bytes, nbytes_of, reader_errors
 
 __all__ = ["DICOM_META_KEYS", "Volume", "load_dicom", "load_nifti", "load_nrrd", "load_volume", "lps_to_ras"]
 
@@ -107,7 +110,11 @@ def _nib_image(path: Path) -> Any:
         return nib.load(str(path))
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        cap = max_bytes()
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+            raw = gz.read(cap + 1)  # bounded: a gzip bomb stops at the memory cap
+        if len(raw) > cap:
+            check_size(len(raw), "decompressed NIfTI", path.name)
     cls = nib.Nifti2Image if raw[4:8] in (b"n+2\0", b"ni2\0") else nib.Nifti1Image
     return cls.from_bytes(raw)
 
@@ -127,6 +134,8 @@ def load_nifti(path: str | os.PathLike, modality: str | None = None) -> Volume:
             shape = img.shape
         if len(shape) not in (2, 3):
             raise InputError(f"{path.name} has shape {shape}; medrecon needs a 2-D or 3-D NIfTI image")
+        # nibabel reads only the header until get_fdata: check the size the header claims first.
+        check_size(nbytes_of(shape, 4), f"NIfTI image {tuple(shape)}", path.name)
         data = np.asarray(img.get_fdata(dtype=np.float32))
         zooms = [float(z) for z in img.header.get_zooms()[: len(shape)]]
         affine = np.asarray(img.affine, dtype=np.float64)
@@ -235,10 +244,21 @@ def _floats(value: Any, n: int) -> np.ndarray | None:
     return arr if arr.size == n and np.all(np.isfinite(arr)) else None
 
 
+def _float_or_none(value: Any) -> float | None:
+    """A finite float from a DICOM DS/IS value, or None for missing or garbage values."""
+    if value is None or value == "":
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return out if np.isfinite(out) else None
+
+
 def _rescale(item: Any) -> tuple[float, float]:
-    slope = item.get("RescaleSlope") if item is not None else None
-    intercept = item.get("RescaleIntercept") if item is not None else None
-    return (float(slope) if slope not in (None, "") else 1.0, float(intercept) if intercept not in (None, "") else 0.0)
+    slope = _float_or_none(item.get("RescaleSlope")) if item is not None else None
+    intercept = _float_or_none(item.get("RescaleIntercept")) if item is not None else None
+    return (slope if slope is not None and slope != 0 else 1.0, intercept if intercept is not None else 0.0)
 
 
 def _spacing2(value: Any) -> tuple[float, float]:
@@ -278,11 +298,20 @@ def _group_item(ds: Any, i: int, seq: str) -> Any:
 
 def _frames_from_multiframe(ds: Any, name: str) -> list[_Frame]:
     n = int(ds.get("NumberOfFrames", 1) or 1)
+    pixel_bytes = len(ds.get("PixelData") or b"")
+    if n < 1 or n > max(pixel_bytes, 1):
+        # Every frame takes at least one byte of pixel data, compressed or not; a larger count is a damaged
+        # or crafted header, and looping over it would look like a hang.
+        raise InputError(f"{name}: NumberOfFrames {n} does not fit {pixel_bytes} bytes of pixel data; "
+                         "the file is damaged")
     cache: dict[str, np.ndarray] = {}
 
     def frame(i: int) -> np.ndarray:
         if "all" not in cache:
             arr = _decode(ds, name)
+            if arr.ndim < 2 or arr.size != n * arr.shape[-2] * arr.shape[-1]:
+                raise InputError(f"{name}: NumberOfFrames is {n} but the pixel data holds {arr.shape}; "
+                                 "the file is damaged")
             cache["all"] = arr.reshape((n, *arr.shape[-2:]))
         return cache["all"][i]
 
@@ -298,7 +327,7 @@ def _frames_from_multiframe(ds: Any, name: str) -> list[_Frame]:
         if position is None and n > 1 and orientation is not None:
             # Legacy multi-frame: frames stacked along the normal from the top-level position.
             origin = _floats(ds.get("ImagePositionPatient"), 3)
-            step = float(thickness) if thickness not in (None, "") else None
+            step = _float_or_none(thickness)
             if origin is not None and step:
                 position = origin + i * step * np.cross(orientation[:3], orientation[3:])
         spacing_src = (pix_item or ds).get("PixelSpacing") or ds.get("PixelSpacing")
@@ -345,9 +374,23 @@ def _sort_frames(frames: list[_Frame], fallback_step: float) -> tuple[list[_Fram
     return frames, affine, "LPS"
 
 
+def _check_pixels_size(frames: list[_Frame], ds0: Any, name: str) -> None:
+    """Refuse, from Rows x Columns x frames in the header, a volume over the memory cap before decoding.
+
+    Compressed pixel data (JPEG 2000, RLE) may decode to far more than the file's size, so the file
+    size alone bounds nothing; the header's matrix does (decoding to any other size fails).
+    """
+    rows, cols = int(ds0.get("Rows") or 0), int(ds0.get("Columns") or 0)
+    if rows < 1 or cols < 1:
+        raise InputError(f"{name}: DICOM Rows/Columns are missing or zero; the file is damaged")
+    # float64 while decoding and rescaling is the largest copy (8 bytes per pixel).
+    check_size(nbytes_of((len(frames), rows, cols), 8), f"DICOM pixels ({len(frames)}, {rows}, {cols})", name)
+
+
 def _assemble(frames: list[_Frame], ds0: Any, path: Path) -> Volume:
-    step = ds0.get("SpacingBetweenSlices") or ds0.get("SliceThickness")
-    fallback_step = float(step) if step not in (None, "") and float(step) > 0 else 1.0
+    _check_pixels_size(frames, ds0, path.name)
+    step = _float_or_none(ds0.get("SpacingBetweenSlices") or ds0.get("SliceThickness"))
+    fallback_step = step if step is not None and step > 0 else 1.0
     frames, affine, space = _sort_frames(frames, fallback_step)
     first = frames[0].pixels()
     data = np.empty((len(frames), *first.shape[-2:]), dtype=np.float32)
@@ -364,9 +407,10 @@ def _assemble(frames: list[_Frame], ds0: Any, path: Path) -> Volume:
 
 def _read_folder(folder: Path) -> list[tuple[Path, Any]]:
     datasets = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file():
-            continue
+    files = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and p.is_file()]
+    # Each file is read whole (pixel data included); the folder must fit the memory cap.
+    check_size(sum(p.stat().st_size for p in files), f"DICOM folder of {len(files)} files", folder.name)
+    for p in files:
         with open(p, "rb") as fh:
             if fh.read(132)[128:132] != b"DICM":
                 continue
@@ -389,6 +433,13 @@ def load_dicom(path: str | os.PathLike) -> Volume:
     in LPS (see module docstring).
     """
     path = Path(path)
+    # Pixel decoding happens lazily inside _assemble: every failure there (a truncated JPEG 2000
+    # stream, a frame count that does not match the data, garbage numbers) ends as an InputError.
+    with reader_errors(path.name, "DICOM"):
+        return _load_dicom(path)
+
+
+def _load_dicom(path: Path) -> Volume:
     if path.is_dir():
         datasets = _read_folder(path)
         if len(datasets) == 1 and int(datasets[0][1].get("NumberOfFrames", 1) or 1) > 1:
@@ -424,6 +475,7 @@ _NRRD_SPACES = {
     "left-anterior-superior": "LAS", "las": "LAS",
 }  # fmt: skip
 _MAX_HEADER = 1 << 20
+_MAX_NRRD_FILES = 100_000  # one file per slice of even the largest volumes
 
 
 def _nrrd_header(path: Path) -> tuple[dict[str, str], list[str], int]:
@@ -472,6 +524,9 @@ def _nrrd_files(path: Path, fields: dict[str, str], listed: list[str], ndim: int
             raise InputError(f"{path.name}: 'data file' step is 0")
         subdim = int(tokens[4]) if len(tokens) == 5 else ndim - 1
         numbers = range(lo, hi + (1 if step > 0 else -1), step)
+        if len(numbers) > _MAX_NRRD_FILES:  # checked before the list is built: "0 999999999999 1" must not hang
+            raise InputError(f"{path.name}: 'data file' names {len(numbers)} files; at most {_MAX_NRRD_FILES} "
+                             "are read")
         return [base / (tokens[0] % i) for i in numbers], subdim
     return [base / spec], ndim
 
@@ -536,7 +591,12 @@ def load_nrrd(path: str | os.PathLike, modality: str | None = None) -> Volume:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"NRRD file {path} does not exist")
+        raise InputError(f"NRRD file {path.name} does not exist")
+    with reader_errors(path.name, "NRRD"):  # garbage numbers, bad format strings, unreadable data files
+        return _load_nrrd(path, modality)
+
+
+def _load_nrrd(path: Path, modality: str | None) -> Volume:
     fields, listed, offset = _nrrd_header(path)
     name = path.name
     try:
@@ -558,6 +618,7 @@ def load_nrrd(path: str | os.PathLike, modality: str | None = None) -> Volume:
     if int(fields.get("line skip", fields.get("lineskip", "0"))) != 0:
         raise InputError(f"{name}: NRRD 'line skip' is not supported; rewrite the data without a text preamble")
     dtype = dtype.newbyteorder("<" if fields.get("endian", "little").lower() == "little" else ">")
+    check_size(nbytes_of(sizes, max(4, dtype.itemsize)), f"NRRD image {sizes}", name)
     files, subdim = _nrrd_files(path, fields, listed, ndim)
     per_file = int(np.prod(sizes[:subdim])) * dtype.itemsize
     if len(files) * per_file != int(np.prod(sizes)) * dtype.itemsize:
@@ -589,11 +650,15 @@ def _load_h5_image(path: Path, modality: str | None) -> Volume:
                 hint = "it holds k-space: reconstruct it first" if "kspace" in f else "no image dataset found"
                 raise InputError(f"{path.name} has no {'/'.join(_H5_IMAGE_KEYS)} dataset; {hint}")
             ds = f[key]
-            if ds.ndim != 3 or ds.dtype.kind not in "fiu":
-                raise InputError(f"{path.name}:{key} has shape {ds.shape}; expected real (slices, h, w)")
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or ds.dtype.kind not in "fiu":
+                raise InputError(f"{path.name}:{key} has shape {getattr(ds, 'shape', None)}; expected real "
+                                 "(slices, h, w)")
+            check_size(nbytes_of(ds.shape, 4), f"{key} {ds.shape}", path.name)
             data = np.asarray(ds[()], dtype=np.float32)
     except OSError as exc:
         raise InputError(f"cannot read {path.name}; the HDF5 file is damaged or truncated") from exc
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise InputError(f"cannot read {path.name} ({type(exc).__name__}); the HDF5 file is damaged") from exc
     meta = {"format": "hdf5", "dataset": key}
     return Volume(data, np.eye(4), (1.0, 1.0, 1.0), modality, _kind(modality), meta, path, None)
 
@@ -610,33 +675,40 @@ def load_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
     and HDF5 files do not record one).
     """
     path = Path(path)
-    if path.is_dir():
-        vol = load_dicom(path)
-    elif not path.is_file():
-        raise InputError(f"input {path} does not exist")
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(548)
-        if h5py.is_hdf5(path):
-            return _load_h5_image(path, modality)
-        if head[128:132] == b"DICM":
-            vol = load_dicom(path)
-        elif head.startswith(b"NRRD000"):
-            return load_nrrd(path, modality)
-        elif _is_nifti_header(head) or (head[:2] == b"\x1f\x8b" and _is_nifti_header(_gunzip_head(path))):
-            return load_nifti(path, modality)
-        else:
-            raise InputError(
-                f"{path.name} is not a recognised image file; medrecon reads DICOM, NIfTI, NRRD and fastMRI .h5"
-            )
+    with reader_errors(path.name, "image"):
+        vol = _load_any(path, modality)
+    if vol.data.size == 0:
+        raise InputError(f"{path.name} holds an empty image {vol.data.shape}")
+    if not np.isfinite(vol.data).all():
+        # NaN/Inf voxels (a NaN scl_slope, float DICOM with NaN) would propagate silently into k-space,
+        # sinograms and training batches; refuse them here, where the file is still known.
+        raise InputError(f"{path.name} holds NaN or Inf voxel values; fix or mask them before using the image")
     if modality is not None:
         vol.modality, vol.kind = modality, _kind(modality)
     return vol
+
+
+def _load_any(path: Path, modality: str | None) -> Volume:
+    if path.is_dir():
+        return load_dicom(path)
+    if not path.is_file():
+        raise InputError(f"input {path.name} does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(548)
+    if h5py.is_hdf5(path):
+        return _load_h5_image(path, modality)
+    if head[128:132] == b"DICM":
+        return load_dicom(path)
+    if head.startswith(b"NRRD000"):
+        return load_nrrd(path, modality)
+    if _is_nifti_header(head) or (head[:2] == b"\x1f\x8b" and _is_nifti_header(_gunzip_head(path))):
+        return load_nifti(path, modality)
+    raise InputError(f"{path.name} is not a recognised image file; medrecon reads DICOM, NIfTI, NRRD and fastMRI .h5")
 
 
 def _gunzip_head(path: Path) -> bytes:
     try:
         with gzip.open(path, "rb") as fh:
             return fh.read(548)
-    except (OSError, EOFError):
+    except (OSError, EOFError, ValueError, zlib.error):  # a damaged stream is simply "not gzip'd NIfTI"
         return b""
