@@ -1,56 +1,32 @@
 """Batch mode: reconstruct every file of a folder or glob into an output folder.
 
-Finished files (output and run record present) are skipped, so a rerun resumes; a broken file is
-reported on one line and the batch goes on. The exit code is non-zero if any file failed.
+A thin front for :mod:`medrecon.scale` on the local executor: finished studies (output and run
+record present) are skipped, so a rerun resumes; a broken file is reported on one line and the
+batch goes on; ``OUT/manifest.json`` records each study as done, failed (with the reason) or
+pending. The exit code is non-zero if any study failed or is still pending.
 """
 
 from __future__ import annotations
 
-import glob
-import sys
 from pathlib import Path
 from typing import Optional
 
-from medrecon.errors import InputError, MedreconError
 from medrecon.recon.config import ReconConfig
+from medrecon.scale.run import ScaleOptions, run_studies
+from medrecon.scale.studies import batch_inputs
 
 __all__ = ["run_batch", "batch_inputs"]
 
 
-def batch_inputs(spec: str) -> list[Path]:
-    """The input files of a folder or glob, sorted (BART pairs by their ``.cfl``)."""
-    p = Path(spec)
-    files = sorted(p.iterdir()) if p.is_dir() else sorted(Path(f) for f in glob.glob(spec))
-    out = []
-    for f in files:
-        if f.name.startswith(".") or f.name.endswith(".run.json") or f.suffix == ".hdr" or not f.is_file():
-            continue
-        out.append(f.with_suffix("") if f.suffix == ".cfl" else f)
-    if not out:
-        raise InputError(f"no input files in {spec}")
-    return out
-
-
 def run_batch(spec: str, out_dir: Path, cfg: ReconConfig, fmt: Optional[str] = None,
-              like: Optional[Path] = None) -> int:
-    """Reconstruct each input to ``out_dir/<name>.h5`` (or ``.nii.gz`` / DICOM folder)."""
-    from medrecon.pipeline import reconstruct_file
+              like: Optional[Path] = None, options: Optional[ScaleOptions] = None,
+              command: Optional[list] = None) -> int:
+    """Reconstruct each input to ``out_dir/<name>.h5`` (or ``.nii.gz`` / ``.png`` / DICOM folder).
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = {"nifti": ".nii.gz", "dicom": ""}.get(fmt or "h5", ".h5")
-    failed = done = skipped = 0
-    for f in batch_inputs(spec):
-        stem = f.name[:-7] if f.name.endswith(".nii.gz") else f.stem
-        out = out_dir / (stem + (suffix if fmt != "dicom" else "_dicom"))
-        if out.exists() and Path(str(out) + ".run.json").exists():
-            skipped += 1
-            continue
-        try:
-            reconstruct_file(f, out, cfg, fmt, like)
-            done += 1
-            print(f"done {f.name} -> {out.name}", flush=True)
-        except MedreconError as exc:
-            failed += 1
-            print(f"medrecon: error: {f.name}: {str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
-    print(f"batch: {done} reconstructed, {skipped} already done, {failed} failed")
-    return 1 if failed else 0
+    Each study is seeded by ``cfg.seed`` combined with its file name, so any executor, shard or retry
+    gives the same output. Returns the exit code (0 when every study is done).
+    """
+    summary = run_studies(spec, Path(out_dir), cfg, fmt, like, options, command)
+    prefix = f"shard {options.shard[0]}/{options.shard[1]}: " if options and options.shard else ""
+    print(prefix + summary.line(), flush=True)
+    return summary.exit_code

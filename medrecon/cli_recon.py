@@ -44,6 +44,57 @@ def _add_recon(sub) -> None:
     p.add_argument("--axes", default=None, help="axis order of .npy/.npz k-space, letters S C H W (e.g. SCHW, HWC)")
     p.add_argument("--noise-std", type=float, default=None, help="k-space noise std (default: file or estimate)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_scale_options(p)
+
+
+def _add_scale_options(p) -> None:
+    """Batch scale-out flags (a folder or glob input); see docs/scaling.md."""
+    g = p.add_argument_group("batches (folder or glob input)",
+                             "Each study is seeded by --seed and its file name, so every executor, shard and retry "
+                             "writes the same output; OUT/manifest.json records done / failed / pending.")
+    g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+                   help="where studies run: this process (default), Ray actors, or a Slurm job array (submitit)")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="only shard K of N (K from 0) of the sorted study list, e.g. $SLURM_ARRAY_TASK_ID/8")
+    g.add_argument("--only-failed", action="store_true", help="retry only the studies the manifest records as failed")
+    g.add_argument("--gpus", type=float, default=None, help="GPUs to use (ray: default all; slurm: array tasks x GPUs)")
+    g.add_argument("--gpus-per-worker", type=float, default=1.0,
+                   help="GPUs per Ray actor; 0.5 puts two actors on each GPU (default 1)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="number of Ray actors / Slurm array tasks (default: one per GPU, or per CPU without GPUs)")
+    g.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="join a running Ray cluster (default: start a local one, or the job's under ray job submit)")
+    g.add_argument("--max-retries", type=int, default=2,
+                   help="retries of a study whose worker died (ray, slurm; default 2)")
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument("--slurm-time", type=int, default=240, metavar="MINUTES", help="time limit per array task")
+    g.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra sbatch option, e.g. account=myproj or qos=high (repeatable)")
+
+
+def _scale_options(a: argparse.Namespace):
+    """The ScaleOptions of the parsed batch flags."""
+    from medrecon.errors import InputError
+    from medrecon.scale import ScaleOptions, parse_shard
+
+    extra = {}
+    for kv in a.slurm_param:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise InputError(f"--slurm-param wants KEY=VALUE, got {kv!r}")
+        extra[key.strip()] = value.strip()
+    if a.max_retries < 0:
+        raise InputError("--max-retries must be 0 or more")
+    slurm = {"partition": a.slurm_partition, "timeout_min": a.slurm_time, "extra": extra}
+    return ScaleOptions(executor=a.executor, shard=parse_shard(a.shard) if a.shard else None,
+                        only_failed=a.only_failed, gpus=a.gpus, gpus_per_worker=a.gpus_per_worker, workers=a.workers,
+                        ray_address=a.ray_address, max_retries=a.max_retries, slurm=slurm, quiet=a.quiet)
+
+
+def _batch_flags_used(a: argparse.Namespace) -> list[str]:
+    used = [("--executor", a.executor != "local"), ("--shard", a.shard), ("--only-failed", a.only_failed),
+            ("--gpus", a.gpus is not None), ("--workers", a.workers is not None), ("--ray-address", a.ray_address)]
+    return [name for name, on in used if on]
 
 
 @command("recon")
@@ -59,7 +110,11 @@ def _recon(a: argparse.Namespace) -> int:
     if inp.is_dir() or any(c in a.input for c in "*?["):
         from medrecon.batch import run_batch
 
-        return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None)
+        return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None, _scale_options(a))
+    if _batch_flags_used(a):
+        from medrecon.errors import InputError
+
+        raise InputError(f"{', '.join(_batch_flags_used(a))} apply to batches; give a folder or glob as the input")
     res = reconstruct_file(inp, Path(a.out), cfg, a.format, Path(a.like) if a.like else None, axes=a.axes)
     msg = f"{a.method}: {res.image.shape[0]} slice(s) in {res.seconds:.1f} s"
     if res.nfe:

@@ -1,0 +1,154 @@
+"""``OUT/manifest.json``: the status of every study of a batch (done, failed with a reason, pending).
+
+The manifest is what makes a batch resumable and auditable: a rerun reads it to skip finished
+studies and (with ``--only-failed``) to retry only the failures, and a study is never silently
+dropped because every listed input has an entry. Several writers may share one output folder (the
+shards of a Slurm array, a Ray driver), so every change is a read-merge-write under an advisory
+file lock, and the file itself is replaced atomically: a reader never sees half a manifest.
+
+The files on disk stay the ground truth for "done": a study whose output and run record exist is
+done even if a killed writer never got to record it. The manifest holds file names, settings and
+one-line reasons only, never folder paths (hospital layouts put patient names in them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from medrecon.errors import InputError
+from medrecon.io.atomic import atomic_write
+from medrecon.recon.config import ReconConfig
+
+from .studies import Study, study_seed
+
+__all__ = ["MANIFEST", "FORMAT", "Manifest", "result_settings"]
+
+MANIFEST = "manifest.json"
+FORMAT = "medrecon-manifest/1"
+STATUSES = ("done", "failed", "pending")
+
+# The settings that decide what a study's output is. A rerun into the same folder with other values
+# would mix two different reconstructions under one manifest, so it is refused. Device, batch size
+# and progress bars only change where and how fast it runs.
+_RESULT_KEYS = ("method", "prior", "steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "seed", "mask",
+                "accel", "center_fraction", "mask_seed", "slices", "noise_std", "autocast")
+
+
+def result_settings(cfg: ReconConfig, fmt: Optional[str]) -> dict[str, Any]:
+    """The output-defining part of ``cfg`` plus the output format."""
+    d = asdict(cfg)
+    return {**{k: d[k] for k in _RESULT_KEYS}, "format": fmt or "h5"}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (a no-op where the file system has no locks)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: single-machine use; shards there run one after another
+        yield
+        return
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:  # some network file systems are mounted without lock support
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class Manifest:
+    """Read and update ``out_dir/manifest.json``.
+
+    Args:
+        out_dir: the batch's output folder (created if missing).
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / MANIFEST
+        self._lock = self.out_dir / ".manifest.lock"
+
+    # ------------------------------------------------------------------------- reading
+    def read(self) -> dict[str, Any]:
+        """The manifest as a dict (an empty one when the folder has none yet)."""
+        if not self.path.is_file():
+            return {"format": FORMAT, "settings": None, "counts": {}, "studies": {}}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {self.path.name} in the output folder ({exc}); move it away to "
+                             "rebuild it from the outputs present") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InputError(f"{self.path.name} in the output folder is not a medrecon batch manifest")
+        return data
+
+    def statuses(self) -> dict[str, str]:
+        """``{study name: status}``."""
+        return {k: v.get("status", "pending") for k, v in self.read().get("studies", {}).items()}
+
+    # ------------------------------------------------------------------------- writing
+    def _write(self, data: dict[str, Any]) -> None:
+        studies = data["studies"]
+        data["studies"] = {k: studies[k] for k in sorted(studies)}
+        data["counts"] = {s: sum(1 for e in studies.values() if e.get("status") == s) for s in STATUSES}
+        data["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with atomic_write(self.path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+    def sync(self, studies: Sequence[Study], settings: dict[str, Any]) -> dict[str, str]:
+        """Record every study of this batch and reconcile the manifest with the files on disk.
+
+        Finished outputs count as done; recorded failures stay failed (``--only-failed`` retries them);
+        everything else is pending. Entries of inputs no longer listed are kept, untouched.
+
+        Returns:
+            ``{study name: status}`` for ``studies``.
+
+        Raises:
+            InputError: the folder holds a batch made with different output-defining settings.
+        """
+        with _locked(self._lock):
+            data = self.read()
+            old = data.get("settings")
+            if old and old != settings:
+                diff = ", ".join(f"{k} {old.get(k)!r} -> {settings.get(k)!r}" for k in sorted(settings)
+                                 if old.get(k) != settings.get(k))
+                raise InputError(f"the output folder holds a batch made with other settings ({diff}); use a new "
+                                 "--out folder, or the same settings to resume")
+            data["settings"] = settings
+            out: dict[str, str] = {}
+            for s in studies:
+                entry = data["studies"].get(s.name, {})
+                if s.finished():
+                    if entry.get("status") != "done":
+                        entry = {**entry, "status": "done", "reason": None}
+                elif entry.get("status") == "failed":
+                    pass
+                else:
+                    # Never recorded, interrupted, or its output was deleted since: to be done.
+                    entry = {**entry, "status": "pending"}
+                entry.setdefault("output", s.output.name)
+                entry.setdefault("seed", study_seed(s.name, settings["seed"]))
+                entry.setdefault("attempts", 0)
+                data["studies"][s.name] = entry
+                out[s.name] = entry["status"]
+            self._write(data)
+        return out
+
+    def update(self, name: str, **fields: Any) -> None:
+        """Merge ``fields`` into one study's entry (read-merge-write under the lock)."""
+        with _locked(self._lock):
+            data = self.read()
+            data["studies"][name] = {**data["studies"].get(name, {}), **fields}
+            self._write(data)
