@@ -5,7 +5,7 @@ fastMRI random mask (default 8x / 0.04), noiseless. This is the code behind
 benchmarks/sweeps/mri_8x_128_2026-11-26.txt, which was run as separate throwaway scripts during development
 with the same steps; rerun it to regenerate those numbers.
 
-    python benchmarks/sweep_mri_truemaps.py CACHE.npz [ACCEL CENTER_FRACTION]
+    python benchmarks/sweep_mri_truemaps.py CACHE.npz [ACCEL CENTER_FRACTION] [--dps-only --zetas 10,30 --steps 100]
 
 CACHE.npz comes from `medrecon train-prior --modality mri --data ../shared/data/mri/vsseg001_t1_dicom
 --out x --save-cache CACHE.npz`.
@@ -32,9 +32,17 @@ def main(argv: list[str]) -> int:
     from operators import rss
     from operators.fft import ifft2c
 
-    cache = argv[0]
-    accel = int(argv[1]) if len(argv) > 1 else 8
-    cf = float(argv[2]) if len(argv) > 2 else 0.04
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cache")
+    ap.add_argument("accel", nargs="?", type=int, default=8)
+    ap.add_argument("cf", nargs="?", type=float, default=0.04)
+    ap.add_argument("--dps-only", action="store_true", help="skip the baselines and the fast sampler")
+    ap.add_argument("--zetas", default="0.3,1,3", help="DPS step sizes to sweep")
+    ap.add_argument("--steps", type=int, default=100, help="DPS steps")
+    a = ap.parse_args(argv)
+    cache, accel, cf = a.cache, a.accel, a.cf
     prior = load_prior(None, "mri")
     st = torch.from_numpy(load_training_volumes([cache], "mri")[0].slices)[[40, 60]].float()
     img = F.interpolate(st[:, None], size=(128, 128), mode="bilinear", antialias=True)[:, 0]
@@ -49,6 +57,8 @@ def main(argv: list[str]) -> int:
     report("zero-filled", rss(ifft2c(k)))
     maps = sim["maps"].expand(2, -1, -1, -1).contiguous()
     prob, _ = mri_problem(prior, k, m, maps=maps, noise_var=torch.zeros(2))
+    if a.dps_only:
+        return _dps(a, prior, prob, report)
     report("CG-SENSE 30", cg_normal(prob.A, prob.A.adjoint(prob.y), torch.zeros(2),
                                     torch.zeros(2, 128, 128, dtype=torch.complex64), 30))
     mx = float(prob.A.adjoint(prob.y).abs().amax())
@@ -58,8 +68,15 @@ def main(argv: list[str]) -> int:
                    (1, dict(steps=50, cg_iters=5, eta=0.0)), (4, dict(steps=50, cg_iters=5, eta=1.0)),
                    (4, dict(steps=100, cg_iters=5, eta=1.0)), (4, dict(steps=50, cg_iters=20, eta=1.0))]:
         report(f"fast K={k_} {kw}", posterior_sample("fast", prior, prob, samples=k_, seed=0, **kw).mean)
-    for z in (0.3, 1.0, 3.0):
-        report(f"dps steps 100 zeta {z}", posterior_sample("dps", prior, prob, samples=1, seed=0, steps=100, zeta=z).mean)
+    return _dps(a, prior, prob, report)
+
+
+def _dps(a, prior, prob, report) -> int:
+    from medrecon.sampling import posterior_sample
+
+    for z in (float(v) for v in a.zetas.split(",")):
+        report(f"dps steps {a.steps} zeta {z}",
+               posterior_sample("dps", prior, prob, samples=1, seed=0, steps=a.steps, zeta=z).mean)
     return 0
 
 

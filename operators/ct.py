@@ -19,6 +19,13 @@ directions are autograd functions whose backward is the other direction, so auto
 (``max_chunk_elements``) to bound memory; geometry lives in buffers so ``.to(device)`` moves the
 operator.
 
+Speed: applying ``A`` with ``grid_sample`` recomputes the sample grid and, for the adjoint, scatters
+with atomics. When it fits in ``sparse_max_bytes`` the projector instead builds the same Joseph
+weights once as a CSR sparse matrix (2 entries per ray sample) plus its transpose, cached per
+device and dtype, and applies them with sparse-dense matrix products: 5-17x faster on a CPU
+(measured at 192^2 and 512^2, 60 views; see ``benchmarks/ct_projector.py``), deterministic, and
+still an exact adjoint pair because the transpose is the same matrix.
+
 FBP (``.fbp``) is the approximate inverse, never the adjoint: discrete spatial-domain ramp kernel
 with zero padding (Kak & Slaney sec. 3.3.3), optional Shepp-Logan or Hann apodisation, and a
 pixel-driven linearly interpolated backprojection; fan beam uses the flat-detector weighted
@@ -29,6 +36,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -207,6 +216,9 @@ class _RayProjector(LinearOperator):
 
     #: Upper bound on ``batch * rays * samples`` per chunk (elements of the largest temporary).
     max_chunk_elements: int = 2 ** 22
+    #: Largest ``A`` + ``A^T`` (bytes) kept as a sparse matrix; above it the ``grid_sample`` path is used.
+    #: ``MEDRECON_CT_SPARSE_MAX_GB`` overrides it (0 disables the sparse path).
+    sparse_max_bytes: int = 3 * 2 ** 30
 
     def __init__(self, image_shape: Sequence[int], angles: torch.Tensor, n_detectors: int,
                  pixel_size: float, detector_spacing: float) -> None:
@@ -285,9 +297,89 @@ class _RayProjector(LinearOperator):
         a = self.angles[a0:a1].double()
         return torch.cos(a).to(dtype)[:, None], torch.sin(a).to(dtype)[:, None]
 
+    # ------------------------------------------------------------- sparse system matrix
+    def _joseph_entries(self, a0: int, a1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Nonzeros of the rows of ``A`` for views ``a0:a1`` (float64 weights).
+
+        A steep ray's sample ``k`` sits exactly on image row ``k`` (a flat ray's on column ``k``), so it
+        touches the two pixels of that row (column) around the fractional coordinate, with linear
+        weights times the path length per row: the same numbers ``grid_sample`` computes.
+
+        Returns:
+            ``(rows, cols, vals)``: 1-D tensors; rows are global ray indices ``view * D + detector``.
+        """
+        h, w = self.image_shape
+        grid, step = self._grid(a0, a1, torch.float64)
+        _, _, dx, dy = (t.reshape(-1) for t in self._rays(a0, a1))
+        steep = (dy.abs() >= dx.abs())[:, None]
+        r, n_s = grid.shape[:2]
+        k = torch.arange(n_s, device=grid.device)[None, :].expand(r, n_s)
+        # fractional coordinate along the interpolated axis, in pixel units (align_corners=True)
+        frac = torch.where(steep, (grid[..., 0] + 1) * 0.5 * (w - 1), (grid[..., 1] + 1) * 0.5 * (h - 1))
+        lo = torch.floor(frac)
+        f = frac - lo
+        lo = lo.long()
+        lines, span = torch.where(steep, h, w), torch.where(steep, w, h)
+        ray = torch.arange(r, device=grid.device)[:, None].expand(r, n_s) + a0 * self.n_detectors
+        rows, cols, vals = [], [], []
+        for off, wt in ((0, 1 - f), (1, f)):
+            p = lo + off
+            ok = (k < lines) & (p >= 0) & (p < span) & (wt > 0)
+            col = torch.where(steep, k * w + p, p * w + k)
+            rows.append(ray[ok])
+            cols.append(col[ok])
+            vals.append((wt * step[:, None])[ok])
+        return torch.cat(rows), torch.cat(cols), torch.cat(vals)
+
+    def _sparse_bytes(self) -> int:
+        """Upper bound of the memory of ``A`` and ``A^T`` in CSR (int64 indices, float32 values)."""
+        nnz = 2 * self.out_shape[0] * self.n_detectors * self.n_samples
+        return 2 * nnz * 12
+
+    def _use_sparse(self, t: torch.Tensor) -> bool:
+        limit = self.sparse_max_bytes
+        env = os.environ.get("MEDRECON_CT_SPARSE_MAX_GB")
+        if env is not None:
+            limit = int(float(env) * 2 ** 30)
+        return t.dtype in (torch.float32, torch.float64) and self._sparse_bytes() <= limit
+
+    def system_matrix(self, device: torch.device | str = "cpu",
+                      dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A`` and ``A^T`` as CSR sparse matrices, built once per device and dtype.
+
+        Shapes:
+            returns: ``(n_angles * n_detectors, H * W)`` and ``(H * W, n_angles * n_detectors)``.
+        """
+        key = (str(torch.device(device)), dtype)
+        cache = self.__dict__.setdefault("_csr_cache", {})
+        if key not in cache:
+            parts = [self._joseph_entries(a0, a1) for a0, a1 in self._chunks(1)]
+            rows = torch.cat([p[0] for p in parts])
+            cols = torch.cat([p[1] for p in parts])
+            vals = torch.cat([p[2] for p in parts]).to(dtype)
+            n_rays, n_pix = self.out_shape[0] * self.n_detectors, self.image_shape[0] * self.image_shape[1]
+            # No duplicates: a ray visits each image row (column) once. Sort by (row, col) for CSR.
+            order = torch.argsort(rows * n_pix + cols)
+            rows, cols, vals = rows[order], cols[order], vals[order]
+            crow = torch.zeros(n_rays + 1, dtype=torch.int64, device=rows.device)
+            crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rays), 0)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": we test what we use
+                warnings.simplefilter("ignore", UserWarning)
+                a = torch.sparse_csr_tensor(crow, cols, vals, (n_rays, n_pix), check_invariants=False)
+                # The CSC form of A holds exactly the CSR arrays of A^T.
+                csc = a.to_sparse_csc()
+                at = torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(), (n_pix, n_rays),
+                                             check_invariants=False)
+            cache.clear()  # one device/dtype at a time: these can be hundreds of MB
+            cache[key] = (a.to(device), at.to(device))
+        return cache[key]
+
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W) -> (B, A, D)``, no autograd (see ``_Project``)."""
         b = x.shape[0]
+        if self._use_sparse(x):
+            a, _ = self.system_matrix(x.device, x.dtype)
+            return (a @ x.reshape(b, -1).T).T.reshape(b, *self.out_shape)
         out = []
         for a0, a1 in self._chunks(b):
             grid, step = self._grid(a0, a1, x.dtype)
@@ -299,6 +391,9 @@ class _RayProjector(LinearOperator):
     def _backproject(self, y: torch.Tensor) -> torch.Tensor:
         """Exact transpose of ``_project``: ``(B, A, D) -> (B, H, W)``."""
         b = y.shape[0]
+        if self._use_sparse(y):
+            _, at = self.system_matrix(y.device, y.dtype)
+            return (at @ y.reshape(b, -1).T).T.reshape(b, *self.image_shape)
         acc = y.new_zeros((b, *self.image_shape))
         for a0, a1 in self._chunks(b):
             grid, step = self._grid(a0, a1, y.dtype)

@@ -190,3 +190,31 @@ def test_shape_errors_name_the_operator():
             op.fbp(torch.zeros(5, 3))
     with pytest.raises(ValueError):
         FanBeamCT((64, 64), 4, source_distance=30.0, detector_distance=60.0, n_detectors=10, detector_spacing=1.0)
+
+
+@pytest.mark.parametrize("make", [lambda: ParallelBeamCT((24, 20), 13, pixel_size=0.8),
+                                  lambda: _fan((20, 24), 11), lambda: ParallelBeamCT((32, 32), 7)])
+def test_sparse_matrix_path_equals_grid_sample_path(make, monkeypatch):
+    """The cached CSR system matrix holds exactly the Joseph weights the grid_sample path applies."""
+    op = make()
+    x = torch.randn(3, *op.image_shape, dtype=torch.float64)
+    y = torch.randn(3, *op.out_shape, dtype=torch.float64)
+    sparse_f, sparse_a = op(x), op.adjoint(y)
+    a, at = op.system_matrix("cpu", torch.float64)
+    assert a.layout == torch.sparse_csr and at.shape == (a.shape[1], a.shape[0])
+    assert a._nnz() == at._nnz() and a._nnz() <= 2 * op.out_shape[0] * op.n_detectors * op.n_samples
+    monkeypatch.setenv("MEDRECON_CT_SPARSE_MAX_GB", "0")  # force the grid_sample path
+    grid_f, grid_a = op(x), op.adjoint(y)
+    assert torch.allclose(sparse_f, grid_f, rtol=0, atol=1e-12 * float(grid_f.abs().max()))
+    assert torch.allclose(sparse_a, grid_a, rtol=0, atol=1e-12 * float(grid_a.abs().max()))
+    # and the transposed matrix really is the transpose
+    assert torch.allclose(at.to_dense(), a.to_dense().T)
+
+
+def test_sparse_path_is_used_by_default_and_differentiable():
+    op = ParallelBeamCT((16, 16), 5)
+    x = torch.randn(2, 16, 16, dtype=torch.float64, requires_grad=True)
+    op(x).square().sum().backward()
+    assert op.__dict__.get("_csr_cache"), "sparse system matrix not built"
+    g_ref = 2 * op.adjoint(op(x.detach()))
+    assert torch.allclose(x.grad, g_ref)
