@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -118,8 +119,12 @@ not a medical device.
 
 
 def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int, minutes: float, loss_ema,
-                    device, world: int) -> Path:
-    """Write the bundle (EMA weights), its evaluation and model card."""
+                    device, world: int, extra_training: Optional[dict] = None) -> Path:
+    """Write the bundle (EMA weights), its evaluation and model card.
+
+    ``extra_training`` is merged into the metadata's ``training`` record (the trainer's distributed
+    facts: backend, scaled learning rate, per-rank weight digests, validation loss).
+    """
     import sys
 
     out = Path(cfg.out)
@@ -140,6 +145,7 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
         "world_size": world, "minutes": round(minutes, 2),
         "final_loss": None if loss_ema is None else round(float(loss_ema), 5),
         "pixel_mm_range": list(PIXEL_MM[cfg.modality]),
+        **(extra_training or {}),
     }
     docs = out / "docs"
     docs.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,21 @@
 Standard epsilon-prediction DDPM training (Ho et al., 2020, Algorithm 1) with AdamW, linear
 warm-up then cosine decay, an exponential moving average of the weights (the EMA copy is what
 gets shipped), bf16 autocast on GPU, periodic checkpoints, resume, a CSV loss log and a wall-clock
-bound. ``torchrun`` runs it data-parallel (DistributedDataParallel); rank 0 alone writes files.
+bound.
+
+``torchrun --standalone --nproc_per_node=N -m medrecon train-prior ...`` (or the multi-node form with a
+c10d rendezvous) runs it data-parallel with DistributedDataParallel: the process group is set up
+here from torchrun's environment (nccl on GPUs, gloo on CPUs); each rank samples its own share of
+the training volumes; held-out volumes are split over the ranks for the validation loss, never
+duplicated; the learning rate is scaled with the world size; rank 0 alone writes checkpoints, logs
+and the bundle; and a restarted run (``torchrun --max-restarts``) resumes from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import math
 import os
 import time
@@ -17,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from medrecon.device import resolve_device
@@ -27,8 +37,9 @@ from .data import PIXEL_MM, SliceSampler, SliceVolume, load_training_volumes, sp
 from .network import DEFAULT_NETWORK
 from .prior import DiffusionPrior
 
-__all__ = ["TrainConfig", "train_prior", "resolve_device"]
+__all__ = ["TrainConfig", "train_prior", "resolve_device", "shard_indices", "validation_loss", "weights_digest"]
 
+VAL_T = (100, 400, 700)  # validation timesteps: low, middle and high noise
 
 
 @dataclass
@@ -55,6 +66,7 @@ class TrainConfig:
     weights_dtype: str = "float16"
     n_samples: int = 4
     progress: bool = True
+    lr_scaling: str = "sqrt"
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -63,9 +75,50 @@ def _dist_info() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
+def _init_distributed(device_spec: str) -> tuple[Optional[str], bool]:
+    """Join torchrun's process group when launched with ``WORLD_SIZE > 1``.
+
+    Returns ``(backend, owned)``: the backend in use (``None`` when not distributed) and whether this
+    call created the group (and so must destroy it). nccl needs one GPU per rank; anything else
+    (``--device cpu``, a machine without CUDA) uses gloo.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_backend(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None, False
+    use_cuda = torch.cuda.is_available() and not str(device_spec).startswith("cpu")
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # before init: nccl binds the current device
+    dist.init_process_group(backend=backend)  # env:// rendezvous from torchrun's MASTER_ADDR/PORT, RANK, WORLD_SIZE
+    return backend, True
+
+
+def _restarted() -> bool:
+    """True in a run that torchrun restarted after a failure (``--max-restarts``): it must resume."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def shard_indices(n: int, rank: int, world: int) -> list[int]:
+    """Indices ``rank, rank + world, ...`` of ``n`` items: the ranks' shares are disjoint and cover all."""
+    return list(range(rank, n, world))
+
+
+def _lr_scale(cfg: TrainConfig, world: int) -> float:
+    """Learning-rate multiplier for ``world`` data-parallel ranks (the effective batch grows ``world``-fold).
+
+    ``sqrt`` (default) keeps AdamW stable at large effective batch; ``linear`` is Goyal et al.'s rule;
+    ``none`` keeps ``--lr`` as given.
+    """
+    rules = {"sqrt": math.sqrt(world), "linear": float(world), "none": 1.0}
+    if cfg.lr_scaling not in rules:
+        raise ValueError(f"lr_scaling must be one of {sorted(rules)}, got {cfg.lr_scaling!r}")
+    return rules[cfg.lr_scaling]
+
+
 def _lr_at(step: int, cfg: TrainConfig, world: int, minutes: float) -> float:
     """Warm-up then cosine decay to 10%; progress is by steps or, with --max-minutes, by time if further."""
-    base = cfg.lr * math.sqrt(world)  # sqrt scaling keeps AdamW stable at large effective batch
+    base = cfg.lr * _lr_scale(cfg, world)
     if step < cfg.warmup:
         return base * (step + 1) / cfg.warmup
     frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
@@ -93,13 +146,86 @@ def _diffusion_loss(prior: DiffusionPrior, net: torch.nn.Module, x0: torch.Tenso
     return torch.mean((pred.float() - noise) ** 2)
 
 
+@torch.no_grad()
+def validation_loss(prior: DiffusionPrior, net: torch.nn.Module, volumes: list[SliceVolume], size: int,
+                    rank: int = 0, world: int = 1, seed: int = 0, max_slices: int = 8) -> Optional[float]:
+    """Mean held-out denoising loss, each volume evaluated by exactly one rank.
+
+    Rank ``r`` takes volumes ``r, r + world, ...`` (:func:`shard_indices`); every volume uses up to
+    ``max_slices`` evenly spaced slices, centre-cropped (or padded) to ``size`` at native
+    resolution, at the timesteps :data:`VAL_T`, with noise seeded by the volume's index. The sums are
+    all-reduced, so the value does not depend on the world size (up to float summation order).
+
+    Returns:
+        The mean epsilon-prediction MSE, or ``None`` without held-out volumes.
+    """
+    device = prior.device
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    for vi in shard_indices(len(volumes), rank, world):
+        stack = volumes[vi].slices
+        idx = np.unique(np.linspace(0, len(stack) - 1, min(max_slices, len(stack))).round().astype(int))
+        imgs = torch.stack([_center(torch.from_numpy(np.asarray(stack[i], dtype=np.float32)), size,
+                                    -1000.0 if prior.modality == "ct" else 0.0) for i in idx]).to(device)
+        if prior.modality == "mri":
+            imgs = torch.polar(imgs.clamp_min(0), torch.zeros_like(imgs))
+        x0 = prior.to_network(imgs, 1.0)
+        for t in VAL_T:
+            g = torch.Generator().manual_seed(seed * 100_003 + vi * 1009 + t)  # a volume's noise, whoever evaluates it
+            noise = torch.randn(x0.shape, generator=g).to(device)
+            tt = torch.full((x0.shape[0],), t, device=device, dtype=torch.long)
+            pred = net(prior.scheduler.add_noise(x0, noise, tt), tt)
+            total[0] += ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3)).sum().double()
+            total[1] += x0.shape[0]
+    if world > 1:
+        dist.all_reduce(total)
+    return float(total[0] / total[1]) if float(total[1]) > 0 else None
+
+
+def _center(img: torch.Tensor, size: int, background: float) -> torch.Tensor:
+    """Centre crop / pad a slice to ``size x size``."""
+    h, w = img.shape
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:
+        img = F.pad(img[None, None], (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=background)[0, 0]
+        h, w = img.shape
+    y, x = (h - size) // 2, (w - size) // 2
+    return img[y:y + size, x:x + size]
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's state dict (names and exact bytes): equal digests mean identical weights."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _train_shard(train_vols: list[SliceVolume], rank: int, world: int) -> list[SliceVolume]:
+    """This rank's training volumes (a distributed sampler over volumes); all of them if too few to split."""
+    if world > 1 and len(train_vols) >= world:
+        return [train_vols[i] for i in shard_indices(len(train_vols), rank, world)]
+    return train_vols
+
+
 def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -> Path:
     """Train a prior and write its bundle to ``cfg.out``. Returns the bundle path.
+
+    Under ``torchrun`` every rank calls this; it joins (and afterwards leaves) the process group itself.
 
     Args:
         cfg: training settings.
         volumes: prepared training volumes (loaded from ``cfg.data`` when None).
     """
+    backend, owned = _init_distributed(cfg.device)
+    try:
+        return _train(cfg, volumes, backend)
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Optional[str]) -> Path:
     rank, world, local_rank = _dist_info()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -111,25 +237,28 @@ def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -
         train_vols, held = volumes, load_training_volumes(cfg.heldout, cfg.modality)
     else:
         train_vols, held = split_heldout(volumes, seed=cfg.seed)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name).to(device)
     net = prior.net
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, elapsed0, loss_ema = 0, 0.0, None
     ckpt_path = out / "training" / "checkpoint.pt"
-    if cfg.resume and ckpt_path.is_file():
+    resume = cfg.resume or _restarted()
+    if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["net"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         step, elapsed0, loss_ema = int(ck["step"]), float(ck["elapsed"]), ck.get("loss_ema")
+        if rank == 0 and _restarted():
+            print(f"medrecon: restarted by torchrun; resuming at step {step}", flush=True)
     elif cfg.resume and rank == 0:
         print(f"medrecon: no checkpoint in {out}; starting from scratch")
     model = net
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = SliceSampler(train_vols, cfg.modality, cfg.size, PIXEL_MM[cfg.modality],
+    sampler = SliceSampler(_train_shard(train_vols, rank, world), cfg.modality, cfg.size, PIXEL_MM[cfg.modality],
                            seed=cfg.seed * 1000 + rank * 7919 + step, device=device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + step + 1)
     autocast = device.type == "cuda"
@@ -142,7 +271,7 @@ def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -
     t0 = time.time()
     deadline = None if cfg.max_minutes is None else t0 + 60 * cfg.max_minutes
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.modality} prior", disable=not cfg.progress or rank != 0)
-    stop = False
+    stop, val = False, None
     while step < cfg.steps and not stop:
         lr = _lr_at(step, cfg, world, (elapsed0 + time.time() - t0) / 60)
         for g in opt.param_groups:
@@ -156,7 +285,7 @@ def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -
         step += 1
         _ema_update(ema, net, min(cfg.ema_decay, (1 + step) / (10 + step)))
         if step % 25 == 0 or step == cfg.steps:
-            lv = float(loss.detach())
+            lv = _mean_over_ranks(loss.detach(), world)  # every rank sees the same value (and the same divergence)
             if not math.isfinite(lv):
                 raise RuntimeError(f"training diverged at step {step} (loss {lv}); lower --lr")
             loss_ema = lv if loss_ema is None else 0.9 * loss_ema + 0.1 * lv
@@ -168,21 +297,67 @@ def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -
         bar.update(1)
         if deadline is not None and time.time() > deadline:
             stop = True
-        if world > 1:
+        if world > 1:  # one rank past the deadline stops them all, at the same step
             flag = torch.tensor([1.0 if stop else 0.0], device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stop = bool(flag.item())
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or stop or step == cfg.steps):
-            _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema)
+        if step % cfg.checkpoint_every == 0 or stop or step == cfg.steps:
+            val = validation_loss(prior, ema, held, cfg.size, rank, world, cfg.seed)  # collective: all ranks
+            if rank == 0:
+                _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema)
+                _log_validation(ckpt_path.parent / "val.csv", step, val)
     bar.close()
     if log_f:
         log_f.close()
     minutes = (elapsed0 + time.time() - t0) / 60
+    dist_record = _distributed_record(net, ema, world, backend, cfg, val, held)
     if rank != 0:
         return out
     from .finalize import finalize_bundle
 
-    return finalize_bundle(prior, ema, cfg, train_vols, held, step, minutes, loss_ema, device, world)
+    return finalize_bundle(prior, ema, cfg, train_vols, held, step, minutes, loss_ema, device, world,
+                           extra_training=dist_record)
+
+
+def _mean_over_ranks(x: torch.Tensor, world: int) -> float:
+    if world > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x = x / world
+    return float(x)
+
+
+def _log_validation(path: Path, step: int, val: Optional[float]) -> None:
+    if val is None:
+        return
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["step", "val_loss"])
+        w.writerow([step, f"{val:.6f}"])
+
+
+def _distributed_record(net, ema, world: int, backend: Optional[str], cfg: TrainConfig, val: Optional[float],
+                        held: list) -> dict:
+    """What the bundle metadata records about the run's parallelism (gathered from every rank).
+
+    Each rank hashes its own weights; identical digests prove the ranks stayed in sync. A mismatch
+    means the DDP run is broken, so it stops here instead of shipping one rank's weights.
+    """
+    digests = [weights_digest(net) + ":" + weights_digest(ema)]
+    if world > 1:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, digests[0])
+        digests = gathered
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"the {world} ranks ended with different weights; the DDP run is not trustworthy")
+    return {"world_size": world, "backend": backend, "lr_scaling": cfg.lr_scaling,
+            "effective_lr": cfg.lr * _lr_scale(cfg, world), "global_batch_size": cfg.batch_size * world,
+            "rank_weights_sha256": [d.split(":")[0] for d in digests],
+            "rank_ema_sha256": [d.split(":")[1] for d in digests],
+            "validation_loss": None if val is None else round(val, 6),
+            "validation_volumes": len(held)}
 
 
 def _save_checkpoint(path: Path, net, ema, opt, step: int, elapsed: float, loss_ema) -> None:
