@@ -35,6 +35,7 @@ class LoadedInput:
     noise_std: Optional[float] = None
     affine: Optional[np.ndarray] = None
     space: Optional[str] = None
+    maps: Optional[np.ndarray] = None
 
 
 def _slice_range(spec: Optional[str], n: int) -> slice:
@@ -51,11 +52,67 @@ def _slice_range(spec: Optional[str], n: int) -> slice:
 
 
 def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = None) -> LoadedInput:
-    """Read an MRI k-space file (fastMRI h5, ISMRMRD, BART cfl, npy/npz with ``axes``) or a CT sinogram file."""
+    """Read an MRI k-space file (fastMRI h5, ISMRMRD, BART cfl, npy/npz with ``axes``) or a CT sinogram file.
+
+    The measurement is validated here, once for every format (:func:`check_measurement`), so that a
+    damaged file fails with one clear :class:`~medrecon.errors.InputError` before any work starts.
+
+    Raises:
+        InputError: missing, unreadable, unrecognised or damaged file; wrong dimensions; NaN/Inf,
+            all-zero data, an empty mask, coil maps that do not fit, or an array over ``MEDRECON_MAX_GB``.
+    """
+    from medrecon.io.guards import reader_errors
+
+    path = Path(path)
+    if not path.exists() and not Path(str(path) + ".cfl").exists():
+        raise InputError(f"{path.name}: no such file; check the path")
+    with reader_errors(path.name, "input"):  # a last net: any parser failure is an InputError
+        inp = _read_input(path, slices, axes)
+    check_measurement(inp, path.name)
+    return inp
+
+
+def check_measurement(inp: LoadedInput, name: str) -> None:
+    """Refuse measurements no method can reconstruct, with a message saying what to do.
+
+    Raises:
+        InputError: wrong number of dimensions, NaN/Inf values, all-zero data, a mask that does not
+            fit the k-space or selects nothing, or coil maps that do not match the k-space.
+    """
+    data = inp.data
+    want = 4 if inp.modality == "mri" else 3
+    what = "k-space (slices, coils, H, W)" if inp.modality == "mri" else "sinogram (slices, views, detectors)"
+    if data.ndim != want or data.size == 0:
+        raise InputError(f"{name}: the {what} has shape {data.shape}; expected {want} non-empty dimensions")
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise InputError(f"{name}: the {what.split(' (')[0]} holds {bad} NaN or Inf values; the file is damaged "
+                         "or was written by a failed process: re-export it")
+    if inp.modality == "ct":
+        return
+    if not np.any(data):
+        raise InputError(f"{name}: the k-space is all zeros, so there is nothing to reconstruct; check that the "
+                         "file was exported with its data")
+    h, w = data.shape[-2:]
+    if inp.mask is not None:
+        mask = np.asarray(inp.mask)
+        if mask.shape not in ((w,), (h, w)):
+            raise InputError(f"{name}: the sampling mask has shape {mask.shape} but the k-space is {h}x{w}; "
+                             f"expected ({w},) or ({h}, {w})")
+        if not mask.any():
+            raise InputError(f"{name}: the sampling mask selects no k-space samples; the file is damaged (or, for "
+                             "fully sampled data, drop the mask and undersample with --mask)")
+    if inp.maps is not None:
+        if inp.maps.shape != data.shape:
+            raise InputError(f"{name}: the coil maps have shape {inp.maps.shape} but the k-space is {data.shape}; "
+                             "recompute the maps for this k-space or remove them")
+        if not np.isfinite(inp.maps).all() or not np.any(inp.maps):
+            raise InputError(f"{name}: the coil maps are all zero or hold NaN/Inf values; recompute them")
+
+
+def _read_input(path: Path, slices: Optional[str], axes: Optional[str]) -> LoadedInput:
     from medrecon.io.detect import detect_format
 
-    if not path.exists() and not Path(str(path) + ".cfl").exists():
-        raise InputError(f"{path.name}: no such file")
     fmt = detect_format(path)
     if fmt == "ct-sinogram":
         from medrecon.io.sinogram import read_sinogram
@@ -83,7 +140,8 @@ def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = N
                            None if v.target is None else v.target[s],
                            noise_std=None if noise is None else float(noise),
                            affine=None if aff is None else _slab_affine(np.asarray(aff), s.start or 0),
-                           space=_text(v.extra.get("source_space")))
+                           space=_text(v.extra.get("source_space")),
+                           maps=None if v.maps is None else v.maps[s])
     if fmt in ("npy", "npz"):
         from medrecon.io.numpy_kspace import read_numpy_kspace
 
@@ -134,8 +192,10 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         from medrecon.recon.mri import mask_for, reconstruct_kspace
 
         mask, mask_info = mask_for(inp.data, inp.mask, cfg)
+        if not np.any(mask):
+            raise InputError("the sampling mask selects no k-space samples; check --mask/--accel or the file's mask")
         noise = cfg.noise_std if cfg.noise_std is not None else inp.noise_std
-        res = reconstruct_kspace(inp.data, mask, inp.recon_size, cfg, device, prior, noise)
+        res = reconstruct_kspace(inp.data, mask, inp.recon_size, cfg, device, prior, noise, maps=inp.maps)
         res.info["mask"] = mask_info
     else:
         from medrecon.io.sinogram import projector_from_geometry
@@ -147,10 +207,12 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
     if prior is not None:
         res.info["prior"] = {"name": prior.name, "sha256": prior.metadata["weights"]["sha256"],
                              "modality": prior.modality}
-    if not np.isfinite(res.image).all():
+    if not np.isfinite(res.image).all() or (res.std is not None and not np.isfinite(res.std).all()):
         from medrecon.errors import SamplerDivergedError
 
-        raise SamplerDivergedError("the reconstruction contains NaN/Inf; nothing was written")
+        # The samplers' own guards catch most divergence mid-run; this is the last check before writing.
+        raise SamplerDivergedError(f"the {cfg.method} reconstruction contains NaN/Inf values, so nothing was "
+                                   "written; lower the step size (--zeta), use more --steps, or try --method fast")
     return res
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.guards import check_size, nbytes_of, reader_errors
+from medrecon.io.guards import check_size, nbytes_of, reader_errors, require_finite
 
 __all__ = [
     "FastMRIVolume",
@@ -363,6 +363,9 @@ def write_reconstruction(
         std = np.asarray(std)
         if std.shape != recon.shape or np.iscomplexobj(std):
             raise InputError(f"std has shape {std.shape}; expected the reconstruction's shape {recon.shape}")
+    require_finite(recon, "the reconstruction")
+    if std is not None:
+        require_finite(std, "the posterior std map")
     attrs = _check_attrs(attrs)
     path = Path(path)
     with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 
 from medrecon.errors import InputError, MedreconError
 
-__all__ = ["DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "nbytes_of", "reader_errors"]
+__all__ = ["DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "nbytes_of", "reader_errors", "require_finite"]
 
 ENV_MAX_GB = "MEDRECON_MAX_GB"
 #: Default cap on the bytes one input array may take in memory (GiB). A fastMRI knee volume is about
@@ -76,6 +76,20 @@ def check_size(nbytes: int, what: str, name: str) -> None:
             f"{name}: {what} would need {nbytes / _GIB:.3g} GiB of memory, more than the {ENV_MAX_GB} limit of "
             f"{cap / _GIB:.3g} GiB; select fewer slices, or raise {ENV_MAX_GB} if the machine has the memory"
         )
+
+
+def require_finite(data, what: str) -> None:
+    """Writers call this first: an image with NaN/Inf is never written (it would look like a valid file).
+
+    Raises:
+        InputError: ``data`` holds NaN or Inf values.
+    """
+    import numpy as np
+
+    arr = np.asarray(data)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise InputError(f"{what} holds NaN or Inf values, so it was not written; the reconstruction diverged "
+                         "(lower --zeta or use more --steps)")
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
+from medrecon.io.guards import require_finite
 from medrecon.io.volumes import _REORDER, lps_to_ras
 
 __all__ = ["write_nifti"]
@@ -30,6 +31,7 @@ def _check(data: np.ndarray, affine: np.ndarray, space: str | None) -> tuple[np.
     data = np.asarray(data)
     if data.ndim != 3 or data.dtype.kind not in "biuf":
         raise InputError(f"NIfTI data has shape {data.shape} and dtype {data.dtype}; expected real (slices, H, W)")
+    require_finite(data, "the NIfTI image")
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise InputError(f"affine has shape {affine.shape}; expected a finite 4x4 matrix")

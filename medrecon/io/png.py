@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.io.atomic import atomic_write
+from medrecon.io.guards import require_finite
 
 __all__ = ["write_png"]
 
@@ -14,6 +15,9 @@ __all__ = ["write_png"]
 def write_png(path, image: np.ndarray, std: np.ndarray | None = None, modality: str = "mri",
               title: str = "", max_slices: int = 8) -> Path:
     """Write up to ``max_slices`` slices of ``image`` ``(S, H, W)`` (CT in HU, window 40/400) as one PNG."""
+    require_finite(image, "the PNG image")
+    if std is not None:
+        require_finite(std, "the posterior std map")
     import matplotlib
 
     matplotlib.use("Agg")

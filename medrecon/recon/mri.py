@@ -54,7 +54,8 @@ def _calib(mask: torch.Tensor) -> tuple[int, int] | None:
 
 
 def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[int, int], cfg: ReconConfig,
-                       device: torch.device, prior=None, noise_std: Optional[float] = None) -> ReconResult:
+                       device: torch.device, prior=None, noise_std: Optional[float] = None,
+                       maps: Optional[np.ndarray] = None) -> ReconResult:
     """Reconstruct ``(S, C, H, W)`` k-space; output magnitude cropped to ``recon_size``.
 
     Args:
@@ -65,6 +66,8 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         device: where to compute.
         prior: a loaded prior (learned methods).
         noise_std: k-space noise std per sample when known.
+        maps: coil maps ``(S, C, H, W)`` stored with the k-space (validated by the reader), or None:
+            ESPIRiT estimates them from the calibration region.
     """
     k = torch.from_numpy(np.ascontiguousarray(kspace)).to(device, torch.complex64)
     m = torch.from_numpy(np.asarray(mask, dtype=bool)).to(device)
@@ -84,7 +87,10 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         from medrecon.recon.problems import coil_maps_for
         from operators import espirit_maps
 
-        maps = coil_maps_for(k, m) if m.dim() == 1 else espirit_maps(k, calib_width=_calib(m))
+        if maps is not None:
+            maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
+        else:
+            maps = coil_maps_for(k, m) if m.dim() == 1 else espirit_maps(k, calib_width=_calib(m))
         noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
         if cfg.method in ("dps", "fast"):
             prob, _ = mri_problem(prior, k, mask2d, maps=maps, noise_var=noise_var)

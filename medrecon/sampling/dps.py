@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cg import operator_norm
-from .common import check_finite, ddpm_posterior, randn
+from .common import DivergenceGuard, check_finite, ddpm_posterior, randn
 from .problem import InverseProblem
 from .schedule import strided_timesteps
 
@@ -55,6 +55,9 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1
     with torch.no_grad():
         like = problem.A.adjoint(problem.y)
         step = zeta / operator_norm(problem.A, like).view(b, 1, 1, 1).clamp_min(1e-12)
+        # ||y|| + sqrt(len(y)) in network units: the scale an exploding residual is measured against.
+        data = torch.linalg.vector_norm(problem.y.reshape(b, -1), dim=1) / gain + problem.y[0].numel() ** 0.5
+    guard = DivergenceGuard("DPS", len(ts))
     for i, t in enumerate(tqdm(ts, desc="DPS", leave=False, disable=not progress)):
         abar_t = ac[t]
         abar_prev = ac[ts[i + 1]] if i + 1 < len(ts) else one
@@ -71,6 +74,7 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1
             if i + 1 < len(ts):
                 x_new = x_new + var.sqrt() * randn(shape, generator, dev)
             x = x_new - step * grad
+        guard.check(i, x, residual=norm, data=data)
     x = x.detach()
     check_finite(x, "DPS")
     return x, len(ts)

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cg import cg_normal
-from .common import check_finite, randn
+from .common import DivergenceGuard, check_finite, randn
 from .problem import InverseProblem
 from .schedule import ddim_update, strided_timesteps
 
@@ -67,6 +67,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
     noise_var = problem.noise_var.to(dev).float()
     aty = problem.A.adjoint(problem.y)
     x0c = x
+    guard = DivergenceGuard("fast", len(ts))
     with torch.no_grad():
         for i, t in enumerate(tqdm(ts, desc="fast", leave=False, disable=not progress)):
             abar_t = ac[t]
@@ -90,6 +91,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             rhs = rhs + lam.view(-1, 1, 1) * p0
             p = cg_normal(problem.A, rhs, lam, p0, cg_iters)
             x0c = problem.to_net(p)
+            guard.check(i, x0c)
             if i + 1 < len(ts):
                 eps_c = (x - abar_t.sqrt() * x0c) / (1 - abar_t).sqrt()
                 x = ddim_update(x0c, eps_c, abar_prev, eta, abar_t, generator)
