@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from medrecon import __version__
@@ -90,8 +91,21 @@ def _add_train_prior(sub) -> None:
                    help="only prepare the training slices and save them to this .npz, then exit")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one error format: a single ``medrecon: error: ...`` line and exit status 2.
+
+    Subparsers inherit the class (argparse creates them with ``type(self)``), so a bad option of any
+    command fails the same way; ``--help`` still shows the usage.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        hint = f"see `medrecon {command} --help`" if command else "see `medrecon --help`"
+        self.exit(2, f"medrecon: error: {message.splitlines()[0] if message else 'bad arguments'} ({hint})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medrecon", description="MRI and CT reconstruction with diffusion posterior sampling over MONAI priors.")
+    parser = _Parser(prog="medrecon", description="MRI and CT reconstruction with diffusion posterior sampling over MONAI priors.")
     parser.add_argument("--version", action="version", version=f"medrecon {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -112,7 +126,7 @@ EXTRA_PARSERS: list = []
 def _load_extra_commands() -> None:
     import importlib
 
-    for mod in ("medrecon.cli_recon",):
+    for mod in ("medrecon.cli_recon", "medrecon.cli_benchmark"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -120,7 +134,70 @@ def _load_extra_commands() -> None:
                 raise
 
 
+def _input_paths(argv: Sequence[str]) -> list[Path]:
+    """Existing files and folders named on the command line (inputs, --like, --image ...)."""
+    out = []
+    for arg in argv:
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if value.startswith("-") or len(value) > 4096:
+            continue
+        try:
+            p = Path(value)
+            if p.exists():
+                out.append(p)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _scrub(message: str, argv: Sequence[str]) -> str:
+    """``message`` without patient identifiers stored in the inputs named on the command line.
+
+    Our own messages never quote identifiers; this is the second line of defence for messages we
+    do not write (third-party exceptions and warnings) that might quote a header field.
+    """
+    try:
+        from medrecon.io.run_record import identifiers_in, scrub_identifiers
+
+        found = [s for p in _input_paths(argv) for s in identifiers_in(p)]
+        return str(scrub_identifiers(message, planted=found)) if found else message
+    except Exception:
+        return "(message withheld: it could not be checked for patient identifiers)"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _on_sigterm(signum, frame) -> None:
+    # Schedulers (SLURM, Kubernetes, systemd) stop jobs with SIGTERM. Raising here unwinds the stack
+    # like Ctrl-C does, so atomic writes remove their temporaries instead of leaving them behind.
+    raise SystemExit(128 + signum)
+
+
+def _report_warnings(caught: list, argv: Sequence[str]) -> None:
+    """Print each distinct warning once, as one scrubbed line, after a successful command."""
+    seen: set[str] = set()
+    for w in caught:
+        text = _scrub(str(w.message).splitlines()[0] if str(w.message) else w.category.__name__, argv)
+        if text not in seen:
+            seen.add(text)
+            print(f"medrecon: warning: {text}", file=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; every failure ends as one ``medrecon: error: ...`` line and a non-zero exit.
+
+    Exit status: 0 success, 1 an unexpected failure (a bug: please report it with ``--debug``
+    output), 2 a user-facing error (bad input, arguments, prior or device), 130 Ctrl-C, 143 SIGTERM.
+    Warnings are held back while the command runs: on success each is printed once as a
+    ``medrecon: warning:`` line; on failure only the error line is printed.
+    """
+    import signal
+    import warnings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     _load_extra_commands()
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -129,19 +206,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if a.command == "priors" and getattr(a, "priors_command", None) is None:
         a.json = False
+    previous = None
     try:
-        return COMMANDS[a.command](a)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave the handler alone
+        previous = None
+    try:
+        with warnings.catch_warnings(record=not a.debug) as caught:
+            if not a.debug:
+                warnings.simplefilter("always")
+            code = COMMANDS[a.command](a)
+        _report_warnings(caught or [], argv)
+        return code
     except MedreconError as exc:
         if a.debug:
             raise
-        print(f"medrecon: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"medrecon: error: {_scrub(_one_line(exc), argv)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("medrecon: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the one error path for the CLI
         if a.debug:
             raise
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"medrecon: error: {type(exc).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        print("medrecon: error: interrupted; finished outputs are complete and no partial file was left",
+              file=sys.stderr)
+        return 130
+    except SystemExit as exc:
+        if a.debug or not (isinstance(exc.code, int) and exc.code > 128):
+            raise
+        print("medrecon: error: terminated by a signal; finished outputs are complete and no partial file was left",
+              file=sys.stderr)
+        return int(exc.code)
+    except Exception as exc:
+        if a.debug:
+            raise
+        print(f"medrecon: error: {type(exc).__name__}: {_scrub(_one_line(exc), argv)} (an unexpected failure; "
+              "run with --debug for the traceback and report it)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -29,7 +29,7 @@ from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
 from medrecon.io.fastmri import is_identifying_attr
 
-__all__ = ["RECORD_SUFFIX", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
+__all__ = ["RECORD_SUFFIX", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
 
 RECORD_SUFFIX = ".run.json"
 REMOVED = "[removed]"
@@ -38,6 +38,7 @@ _DICOM_ID_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientI
                   "AccessionNumber")  # fmt: skip
 _ISMRMRD_ID_TAGS = ("patientName", "patientID", "patientBirthdate")
 _CHUNK = 1 << 20
+_MAX_XML = 16 * 2**20
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -113,27 +114,56 @@ def _dicom_identifiers(path: Path) -> list[str]:
 
 
 def _hdf5_identifiers(path: Path) -> list[str]:
-    import defusedxml.ElementTree as DET
     import h5py
 
     found: list[str] = []
+    xmls: list[bytes] = []
     try:
         with h5py.File(path, "r") as f:
             for key, value in f.attrs.items():
                 if is_identifying_attr(key) and isinstance(value, (str, bytes)):
                     found += _name_parts(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
-            xml = f["dataset/xml"][0] if "dataset/xml" in f else None
-    except (OSError, KeyError, ValueError):
+            # ISMRMRD raw data keeps its header in /dataset/xml; fastMRI files keep the same XML (with
+            # subjectInformation when a converter kept it) in ismrmrd_header.
+            for key in ("dataset/xml", "ismrmrd_header"):
+                text = _xml_text(f, key)
+                if text:
+                    xmls.append(text)
+    except Exception:  # noqa: BLE001 - unreadable input: nothing (more) to collect; the reader reports it
         return found
-    if xml is not None:
-        try:
-            root = DET.fromstring(xml)
-        except Exception:  # noqa: BLE001  # a broken header holds nothing we could parse out
-            return found
-        for tag in _ISMRMRD_ID_TAGS:
-            for node in root.iter():
-                if node.tag.rsplit("}", 1)[-1] == tag and node.text and node.text.strip():
-                    found += _name_parts(node.text.strip())
+    for xml in xmls:
+        found += _ismrmrd_subject(xml)
+    return found
+
+
+def _xml_text(f, key: str) -> bytes | None:
+    import h5py
+
+    ds = f.get(key)
+    if not isinstance(ds, h5py.Dataset) or ds.size != 1 or ds.dtype.kind not in "SOU" or ds.dtype.itemsize > _MAX_XML:
+        return None
+    value = ds[()]
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    value = bytes(value)
+    return value if len(value) <= _MAX_XML else None
+
+
+def _ismrmrd_subject(xml: bytes) -> list[str]:
+    """Subject fields (patientName, patientID, patientBirthdate) of an ISMRMRD XML header (defusedxml)."""
+    import defusedxml.ElementTree as DET
+
+    try:
+        root = DET.fromstring(xml)
+    except Exception:  # noqa: BLE001 - a broken or unsafe header holds nothing we could parse out
+        return []
+    found: list[str] = []
+    for node in root.iter():
+        if isinstance(node.tag, str) and node.tag.rsplit("}", 1)[-1] in _ISMRMRD_ID_TAGS and node.text \
+                and node.text.strip():
+            found += _name_parts(node.text.strip())
     return found
 
 
@@ -144,7 +174,13 @@ def _is_dicom(path: Path) -> bool:
 
 def _identifiers_in(path: str | os.PathLike) -> list[str]:
     """Patient identifiers stored in an input (DICOM, ISMRMRD/fastMRI HDF5), to scrub them."""
-    path = Path(path)
+    try:
+        return _identifiers_in_unchecked(Path(path))
+    except Exception:  # noqa: BLE001 - an unreadable input has no identifiers we could know of
+        return []
+
+
+def _identifiers_in_unchecked(path: Path) -> list[str]:
     if path.is_dir():
         return _dicom_identifiers(path)
     if not path.is_file():
@@ -155,6 +191,16 @@ def _identifiers_in(path: str | os.PathLike) -> list[str]:
         if fh.read(8) == b"\x89HDF\r\n\x1a\n":
             return _hdf5_identifiers(path)
     return []
+
+
+def identifiers_in(path: str | os.PathLike) -> list[str]:
+    """Patient identifiers (names and their parts, IDs, birth dates) stored in an input file or folder.
+
+    DICOM PatientName/PatientID/birth date/other IDs/accession number, ISMRMRD ``subjectInformation``
+    and identifying fastMRI attrs. Unreadable inputs give ``[]``. Used to scrub run records and,
+    by the CLI, any error or warning text before it is printed.
+    """
+    return _identifiers_in(path)
 
 
 def _planted_pattern(planted: Iterable[str]) -> re.Pattern[str] | None:
