@@ -89,7 +89,7 @@ def _init_distributed(device_spec: str) -> tuple[Optional[str], bool]:
     use_cuda = torch.cuda.is_available() and not str(device_spec).startswith("cpu")
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # before init: nccl binds the current device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # before init: nccl binds the current device
     dist.init_process_group(backend=backend)  # env:// rendezvous from torchrun's MASTER_ADDR/PORT, RANK, WORLD_SIZE
     return backend, True
 
@@ -257,7 +257,8 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         print(f"medrecon: no checkpoint in {out}; starting from scratch")
     model = net
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
     sampler = SliceSampler(_train_shard(train_vols, rank, world), cfg.modality, cfg.size, PIXEL_MM[cfg.modality],
                            seed=cfg.seed * 1000 + rank * 7919 + step, device=device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + step + 1)

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .study import StudyReconstructor, StudyResult
 from .studies import Study
+from .study import StudyReconstructor, StudyResult
 
 __all__ = ["HangOnce"]
 

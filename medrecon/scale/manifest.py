@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
@@ -27,7 +27,7 @@ from medrecon.recon.config import ReconConfig
 
 from .studies import Study, study_seed
 
-__all__ = ["MANIFEST", "FORMAT", "Manifest", "result_settings"]
+__all__ = ["FORMAT", "MANIFEST", "Manifest", "result_settings"]
 
 MANIFEST = "manifest.json"
 FORMAT = "medrecon-manifest/1"

@@ -17,16 +17,17 @@ import math
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from medrecon.errors import DeviceError, InputError, MedreconError
 from medrecon.recon.config import ReconConfig
 
-from .study import StudyReconstructor, StudyResult, one_line
 from .studies import Study, study_seed
+from .study import StudyReconstructor, StudyResult, one_line
 
-__all__ = ["run_ray", "plan_workers", "import_ray"]
+__all__ = ["import_ray", "plan_workers", "run_ray"]
 
 
 def import_ray():
@@ -54,7 +55,7 @@ def plan_workers(n_studies: int, cluster_gpus: float, cluster_cpus: float, gpus:
                          "or a whole number")
     use_gpus = cluster_gpus if gpus is None else gpus
     if use_gpus and use_gpus > 0:
-        n = workers or max(1, int(math.floor(use_gpus / gpus_per_worker + 1e-9)))
+        n = workers or max(1, math.floor(use_gpus / gpus_per_worker + 1e-9))
         per = gpus_per_worker
     else:
         n = workers or max(1, int(cluster_cpus))

@@ -10,18 +10,19 @@ reconstructor (:class:`~medrecon.scale.study.StudyReconstructor`) runs.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from medrecon.errors import InputError
 from medrecon.recon.config import ReconConfig
 
 from .manifest import Manifest, result_settings
-from .study import StudyReconstructor, StudyResult
 from .studies import Study, list_studies, shard
+from .study import StudyReconstructor, StudyResult
 
-__all__ = ["EXECUTORS", "ScaleOptions", "BatchSummary", "run_studies", "run_local"]
+__all__ = ["EXECUTORS", "BatchSummary", "ScaleOptions", "run_local", "run_studies"]
 
 EXECUTORS = ("local", "ray", "slurm")
 

@@ -26,7 +26,7 @@ from medrecon.recon.config import ReconConfig
 
 from .studies import Study, study_seed
 
-__all__ = ["StudyResult", "StudyReconstructor", "one_line"]
+__all__ = ["StudyReconstructor", "StudyResult", "one_line"]
 
 _MAX_REASON = 300
 
