@@ -47,14 +47,14 @@ def main() -> None:
         op.system_matrix(a.device, torch.float32)
         build = time.perf_counter() - t0
         ys = op(x)
-        sa = _time(lambda: op(x), a.device, a.reps)
-        sat = _time(lambda: op.H(ys), a.device, a.reps)
+        sa = _time(lambda op=op, x=x: op(x), a.device, a.reps)
+        sat = _time(lambda op=op, ys=ys: op.H(ys), a.device, a.reps)
         bs = op.H(ys)
         os.environ["MEDRECON_CT_SPARSE_MAX_GB"] = "0"
         try:
             yg, bg = op(x), op.H(ys)
-            ga = _time(lambda: op(x), a.device, a.reps)
-            gat = _time(lambda: op.H(ys), a.device, a.reps)
+            ga = _time(lambda op=op, x=x: op(x), a.device, a.reps)
+            gat = _time(lambda op=op, ys=ys: op.H(ys), a.device, a.reps)
         finally:
             del os.environ["MEDRECON_CT_SPARSE_MAX_GB"]
         diff = max(float((ys - yg).norm() / yg.norm()), float((bs - bg).norm() / bg.norm()))

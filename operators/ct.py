@@ -34,6 +34,7 @@ algorithm of Kak & Slaney sec. 3.4.2 (full 2*pi scan, no short-scan weights).
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import os
@@ -353,26 +354,36 @@ class _RayProjector(LinearOperator):
         key = (str(torch.device(device)), dtype)
         cache = self.__dict__.setdefault("_csr_cache", {})
         if key not in cache:
-            parts = [self._joseph_entries(a0, a1) for a0, a1 in self._chunks(1)]
-            rows = torch.cat([p[0] for p in parts])
-            cols = torch.cat([p[1] for p in parts])
-            vals = torch.cat([p[2] for p in parts]).to(dtype)
-            n_rays, n_pix = self.out_shape[0] * self.n_detectors, self.image_shape[0] * self.image_shape[1]
-            # No duplicates: a ray visits each image row (column) once. Sort by (row, col) for CSR.
-            order = torch.argsort(rows * n_pix + cols)
-            rows, cols, vals = rows[order], cols[order], vals[order]
-            crow = torch.zeros(n_rays + 1, dtype=torch.int64, device=rows.device)
-            crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rays), 0)
-            with warnings.catch_warnings():  # "sparse CSR support is in beta": we test what we use
-                warnings.simplefilter("ignore", UserWarning)
-                a = torch.sparse_csr_tensor(crow, cols, vals, (n_rays, n_pix), check_invariants=False)
-                # The CSC form of A holds exactly the CSR arrays of A^T.
-                csc = a.to_sparse_csc()
-                at = torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(), (n_pix, n_rays),
-                                             check_invariants=False)
+            try:
+                a, at = self._build_csr(dtype)
+            except (RuntimeError, NotImplementedError):  # a sparse conversion missing on this device
+                a, at = self._build_csr(dtype, cpu=True)
             cache.clear()  # one device/dtype at a time: these can be hundreds of MB
             cache[key] = (a.to(device), at.to(device))
         return cache[key]
+
+    def _build_csr(self, dtype: torch.dtype, cpu: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Build ``(A, A^T)`` on the operator's device (or on the CPU)."""
+        if cpu and self.angles.device.type != "cpu":
+            return copy.deepcopy(self).to("cpu")._build_csr(dtype)
+        parts = [self._joseph_entries(a0, a1) for a0, a1 in self._chunks(1)]
+        rows = torch.cat([p[0] for p in parts])
+        cols = torch.cat([p[1] for p in parts])
+        vals = torch.cat([p[2] for p in parts]).to(dtype)
+        n_rays, n_pix = self.out_shape[0] * self.n_detectors, self.image_shape[0] * self.image_shape[1]
+        # No duplicates: a ray visits each image row (column) once. Sort by (row, col) for CSR.
+        order = torch.argsort(rows * n_pix + cols)
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        crow = torch.zeros(n_rays + 1, dtype=torch.int64, device=rows.device)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rays), 0)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": we test what we use
+            warnings.simplefilter("ignore", UserWarning)
+            a = torch.sparse_csr_tensor(crow, cols, vals, (n_rays, n_pix), check_invariants=False)
+            # The CSC form of A holds exactly the CSR arrays of A^T.
+            csc = a.to_sparse_csc()
+            at = torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(), (n_pix, n_rays),
+                                         check_invariants=False)
+        return a, at
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W) -> (B, A, D)``, no autograd (see ``_Project``)."""
