@@ -1,0 +1,77 @@
+"""Benchmark figures: a representative test slice per dataset, every method, and its error map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medrecon.metrics import center_crop
+
+from .data import Case
+from .manifest import Dataset
+
+__all__ = ["dataset_figure"]
+
+CT_WINDOW = (-160.0, 240.0)  # abdominal soft-tissue window (level 40 HU, width 400 HU)
+
+
+def _slice_scores(rows: list[dict], method: str, index: int) -> str:
+    for r in rows:
+        if r["method"] == method and r.get("volumes"):
+            s = r["volumes"][0]["slices"][index]
+            return f"{s['psnr']:.2f} dB / {s['ssim']:.3f}"
+    return ""
+
+
+def dataset_figure(ds: Dataset, case: Case, images: dict[str, np.ndarray], rows: list[dict], out_dir: Path) -> Path:
+    """Draw reference + each method (top) and ``|method - reference|`` (bottom) for the middle test slice.
+
+    Args:
+        ds: the dataset (for the title).
+        case: the first test volume (its target is the reference).
+        images: method -> reconstruction ``(S, H, W)`` of ``case``.
+        rows: the dataset's result rows (slice scores for the titles).
+        out_dir: folder to write ``<dataset>_slice<k>.png`` into.
+
+    Returns:
+        The PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    i = len(case.slices) // 2
+    ref = case.target[i].astype(np.float64)
+    if ds.modality == "ct":
+        vmin, vmax = CT_WINDOW
+    else:
+        vmin, vmax = 0.0, float(np.percentile(ref, 99.5))
+    err_max = 0.25 * (vmax - vmin)
+    methods = list(images)
+    ncol = len(methods) + 1
+    fig, axes = plt.subplots(2, ncol, figsize=(2.2 * ncol + 0.8, 5.2), squeeze=False, layout="constrained")
+    axes[0, 0].imshow(ref, cmap="gray", vmin=vmin, vmax=vmax)
+    axes[0, 0].set_title("reference", fontsize=8)
+    axes[1, 0].axis("off")
+    im = None
+    for j, m in enumerate(methods, start=1):
+        pred = center_crop(images[m][i].astype(np.float64), ref.shape)
+        axes[0, j].imshow(pred, cmap="gray", vmin=vmin, vmax=vmax)
+        axes[0, j].set_title(f"{m}\n{_slice_scores(rows, m, i)}", fontsize=8)
+        im = axes[1, j].imshow(np.abs(pred - ref), cmap="magma", vmin=0, vmax=err_max)
+        axes[1, j].set_title(f"|{m} - reference|", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, -1].tolist(), shrink=0.6, label="|error| (HU)" if ds.modality == "ct" else "|error|")
+    unit = f"window {vmin:.0f}..{vmax:.0f} HU" if ds.modality == "ct" else "magnitude"
+    fig.suptitle(f"{ds.name}: {case.volume} slice {case.slices[i]} ({unit})\n"
+                 "PSNR / SSIM of this slice, volume max as peak (fastMRI convention)", fontsize=8)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{ds.name}_slice{case.slices[i]}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,332 @@
+"""Benchmark suite manifests: what data, which slices, which acquisition, which methods and settings.
+
+A suite is a JSON (or YAML) file in ``data_manifests/suites/`` (or any path given to ``--suite``)::
+
+    {
+      "format": "medrecon-suite/1",
+      "name": "mri-4x",
+      "description": "...",
+      "data_root": "shared",            # "package" | "shared" | "user" | a folder relative to the manifest
+      "seed": 0,                        # sampler seed
+      "datasets": [{
+        "name": "vsseg001-t1", "modality": "mri", "source": "volume",
+        "file": {"path": "mri/vsseg001_t1_dicom", "sha256": "...", "licence": "CC BY 4.0"},
+        "image_size": [160, 160],
+        "split": {"test": [48, 64, 76, 88], "tuning": [54, 82]},
+        "acquisition": {"mask": "random", "accel": 4, "center_fraction": 0.08, "seed": 0,
+                        "coils": 8, "noise_std": 0.002},
+        "methods": {"zero-filled": {}, "sense": {"iters": 30}, "dps": {"steps": 100, "zeta": 3.0}},
+        "tuning_grid": {"cs-wavelet": {"lam": [0.002, 0.005, 0.01]}}
+      }]
+    }
+
+``source: "fastmri"`` datasets read every ``*.h5`` of the user's fastMRI multicoil folder instead of
+simulating from a volume; their split is by volume (``{"tuning_volumes": 1}``: the first file in
+sorted order tunes, the others are the test set) and their acquisition seed may be ``"filename"``
+(fastMRI's validation convention ``seed = tuple(map(ord, fname))``).
+
+Every problem is an :class:`InputError` naming the suite and the offending field, so the CLI prints
+one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from medrecon.errors import InputError
+
+__all__ = ["MRI_BENCH_METHODS", "CT_BENCH_METHODS", "BENCH_METHODS", "METHOD_KEYS", "DataFile", "Dataset", "Suite",
+           "SUITES_DIR", "load_suite", "suite_names"]
+
+#: Benchmark method names (issue 6); for CT ``cs-tv`` is TV-regularized iterative reconstruction (our ``tv``).
+MRI_BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "dps", "fast")
+CT_BENCH_METHODS = ("fbp", "cs-tv", "dps", "fast")
+BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "fbp", "dps", "fast")
+#: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
+METHOD_KEYS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "batch_size")
+_ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
+             "ct": {"views", "geometry", "photons", "seed", "mu_water"}}
+FORMAT = "medrecon-suite/1"
+SUITES_DIR = Path(__file__).resolve().parents[2] / "data_manifests" / "suites"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One input file or folder: ``path`` relative to the data root, its sha256 and licence.
+
+    ``source_slices`` optionally maps the file's slice indices to those of the original scan (used to
+    check that tuning and test slices are not neighbours when the file is itself an excerpt).
+    """
+
+    path: str
+    sha256: Optional[str]
+    licence: str
+    source: str = ""
+    source_slices: Optional[tuple[int, ...]] = None
+
+
+@dataclass
+class Dataset:
+    """One dataset of a suite (one modality, one acquisition protocol)."""
+
+    name: str
+    modality: str
+    source: str  # "volume" | "fastmri"
+    file: DataFile
+    image_size: Optional[tuple[int, int]]
+    split: dict[str, Any]
+    acquisition: dict[str, Any]
+    methods: dict[str, dict[str, Any]]
+    tuning_grid: dict[str, dict[str, list]] = field(default_factory=dict)
+    slices: Any = "all"  # fastmri: "all", a list of indices, or {"center": n}
+    max_volumes: Optional[int] = None  # fastmri: cap on test volumes
+    slice_chunk: Optional[int] = None  # slices per reconstruction call (memory bound); None = all at once
+
+
+@dataclass
+class Suite:
+    """A parsed, validated suite manifest."""
+
+    name: str
+    description: str
+    data_root: str
+    seed: int
+    datasets: list[Dataset]
+    path: Path
+    raw: dict = field(repr=False, default_factory=dict)
+
+
+def suite_names() -> list[str]:
+    """Names of the suites shipped in ``data_manifests/suites``."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.json")) if SUITES_DIR.is_dir() else []
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read suite manifest {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is one user-facing line
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"suite manifest {path.name} is not valid {path.suffix.lstrip('.') or 'JSON'}: {msg}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"suite manifest {path.name} must hold an object at the top level")
+    return data
+
+
+def _resolve(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".json", ".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise InputError(f"suite manifest {p} does not exist")
+        return p
+    cand = SUITES_DIR / f"{name_or_path}.json"
+    if cand.is_file():
+        return cand
+    names = ", ".join(suite_names()) or "none found"
+    raise InputError(f"unknown suite {name_or_path!r}; choose from {names}, or give a manifest file")
+
+
+class _Checker:
+    """Field checks that raise one-line InputErrors naming the suite and the field path."""
+
+    def __init__(self, suite: str) -> None:
+        self.suite = suite
+
+    def fail(self, where: str, msg: str) -> None:
+        raise InputError(f"suite {self.suite}: {where} {msg}")
+
+    def get(self, d: dict, key: str, where: str, types, required: bool = True, default=None):
+        if key not in d or d[key] is None:
+            if required:
+                self.fail(f"{where}.{key}" if where else key, "is missing")
+            return default
+        v = d[key]
+        if not isinstance(v, types) or isinstance(v, bool) and bool not in _astuple(types):
+            self.fail(f"{where}.{key}" if where else key, f"must be {_typename(types)}, got {type(v).__name__}")
+        return v
+
+    def int_list(self, v, where: str) -> list[int]:
+        if not isinstance(v, list) or not v or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                       for i in v):
+            self.fail(where, "must be a non-empty list of slice indices (non-negative integers)")
+        if len(set(v)) != len(v):
+            self.fail(where, "lists a slice twice")
+        return list(v)
+
+
+def _astuple(t) -> tuple:
+    return t if isinstance(t, tuple) else (t,)
+
+
+def _typename(t) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object", bool: "true/false"}
+    return " or ".join(names.get(x, x.__name__) for x in _astuple(t))
+
+
+def _parse_file(c: _Checker, d: dict, where: str, source: str) -> DataFile:
+    f = c.get(d, "file", where, dict, required=source == "volume", default={})
+    path = c.get(f, "path", f"{where}.file", str, required=source == "volume", default="")
+    sha = c.get(f, "sha256", f"{where}.file", str, required=source == "volume")
+    if sha is not None and (len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha)):
+        c.fail(f"{where}.file.sha256", "must be 64 lowercase hex digits")
+    lic = c.get(f, "licence", f"{where}.file", str, required=source == "volume", default="user data")
+    src = c.get(f, "source_slices", f"{where}.file", list, required=False)
+    if src is not None:
+        src = tuple(c.int_list(src, f"{where}.file.source_slices"))
+    return DataFile(path, sha, lic, str(f.get("source", "")), src)
+
+
+def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
+    test = c.int_list(split.get("test"), f"{where}.split.test")
+    tuning = c.int_list(split["tuning"], f"{where}.split.tuning") if split.get("tuning") is not None else []
+    src = df.source_slices
+
+    def orig(i: int) -> int:
+        if src is None:
+            return i
+        if i >= len(src):
+            c.fail(f"{where}.split", f"uses slice {i} but file.source_slices lists only {len(src)} slices")
+        return src[i]
+
+    for t in tuning:
+        for s in test:
+            if abs(orig(t) - orig(s)) <= 1:
+                c.fail(f"{where}.split", f"tuning slice {t} is the same as or adjacent to test slice {s}; "
+                       "tuning and test slices must be different and non-adjacent")
+    return {"test": test, "tuning": tuning}
+
+
+def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dict:
+    allowed = MRI_BENCH_METHODS if modality == "mri" else CT_BENCH_METHODS
+    if not methods:
+        c.fail(f"{where}.methods", "lists no methods")
+    out = {}
+    for name, settings in methods.items():
+        if name not in allowed:
+            c.fail(f"{where}.methods", f"has {name!r}, which does not apply to {modality.upper()} "
+                   f"(choose from {', '.join(allowed)})")
+        if not isinstance(settings, dict):
+            c.fail(f"{where}.methods.{name}", "must be an object of settings")
+        bad = sorted(set(settings) - set(METHOD_KEYS))
+        if bad:
+            c.fail(f"{where}.methods.{name}", f"has unknown setting(s) {', '.join(bad)} "
+                   f"(allowed: {', '.join(METHOD_KEYS)})")
+        for k, v in settings.items():
+            # eta (DDIM stochasticity) may be 0; every other setting must be positive.
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (k == "eta" and v == 0))
+            if not ok:
+                c.fail(f"{where}.methods.{name}.{k}", f"must be a positive number, got {v!r}")
+        out[name] = dict(settings)
+    return out
+
+
+def _check_grid(c: _Checker, grid: dict, where: str, methods: dict) -> dict:
+    out = {}
+    for name, params in grid.items():
+        if name not in methods:
+            c.fail(f"{where}.tuning_grid", f"tunes {name!r}, which is not among the dataset's methods")
+        if not isinstance(params, dict) or not params:
+            c.fail(f"{where}.tuning_grid.{name}", "must map a setting to a list of values")
+        for k, vals in params.items():
+            if k not in METHOD_KEYS:
+                c.fail(f"{where}.tuning_grid.{name}", f"tunes unknown setting {k!r}")
+            if not isinstance(vals, list) or not vals or not all(isinstance(v, (int, float)) and v > 0 for v in vals):
+                c.fail(f"{where}.tuning_grid.{name}.{k}", "must be a non-empty list of positive numbers")
+        out[name] = {k: list(v) for k, v in params.items()}
+    return out
+
+
+def _check_acquisition(c: _Checker, acq: dict, where: str, modality: str) -> dict:
+    bad = sorted(set(acq) - _ACQ_KEYS[modality])
+    if bad:
+        c.fail(f"{where}.acquisition", f"has unknown key(s) {', '.join(bad)} "
+               f"(allowed for {modality.upper()}: {', '.join(sorted(_ACQ_KEYS[modality]))})")
+    if modality == "mri":
+        from operators.masks import MASK_KINDS
+
+        if c.get(acq, "mask", f"{where}.acquisition", str) not in MASK_KINDS:
+            c.fail(f"{where}.acquisition.mask", f"must be one of {', '.join(MASK_KINDS)}")
+        c.get(acq, "accel", f"{where}.acquisition", int)
+        cf = c.get(acq, "center_fraction", f"{where}.acquisition", (int, float))
+        if not 0 < cf < 1:
+            c.fail(f"{where}.acquisition.center_fraction", "must lie in (0, 1)")
+        seed = acq.get("seed", 0)
+        if not (isinstance(seed, int) or seed == "filename"):
+            c.fail(f"{where}.acquisition.seed", "must be an integer or \"filename\"")
+        c.get(acq, "coils", f"{where}.acquisition", int, required=False)
+        c.get(acq, "noise_std", f"{where}.acquisition", (int, float), required=False)
+    else:
+        c.get(acq, "views", f"{where}.acquisition", int)
+        if acq.get("geometry", "parallel") not in ("parallel", "fan"):
+            c.fail(f"{where}.acquisition.geometry", "must be \"parallel\" or \"fan\"")
+        c.get(acq, "photons", f"{where}.acquisition", (int, float), required=False)
+        c.get(acq, "seed", f"{where}.acquisition", int, required=False)
+    return dict(acq)
+
+
+def _parse_dataset(c: _Checker, d: Any, i: int, names: set) -> Dataset:
+    where = f"datasets[{i}]"
+    if not isinstance(d, dict):
+        c.fail(where, "must be an object")
+    name = c.get(d, "name", where, str)
+    if name in names:
+        c.fail(f"{where}.name", f"{name!r} is used twice")
+    names.add(name)
+    modality = c.get(d, "modality", where, str)
+    if modality not in ("mri", "ct"):
+        c.fail(f"{where}.modality", "must be \"mri\" or \"ct\"")
+    source = d.get("source", "volume")
+    if source not in ("volume", "fastmri") or source == "fastmri" and modality != "mri":
+        c.fail(f"{where}.source", "must be \"volume\" (or \"fastmri\" for MRI)")
+    df = _parse_file(c, d, where, source)
+    size = c.get(d, "image_size", where, list, required=source == "volume")
+    if size is not None and (len(size) != 2 or not all(isinstance(s, int) and s >= 16 for s in size)):
+        c.fail(f"{where}.image_size", "must be [height, width] with each at least 16")
+    split = c.get(d, "split", where, dict)
+    if source == "volume":
+        split = _check_split(c, split, where, df)
+    elif not isinstance(split.get("tuning_volumes", 0), int) or split.get("tuning_volumes", 0) < 0:
+        c.fail(f"{where}.split.tuning_volumes", "must be a non-negative integer")
+    acq = _check_acquisition(c, c.get(d, "acquisition", where, dict), where, modality)
+    methods = _check_methods(c, c.get(d, "methods", where, dict), where, modality)
+    grid = _check_grid(c, c.get(d, "tuning_grid", where, dict, required=False, default={}), where, methods)
+    chunk = c.get(d, "slice_chunk", where, int, required=False)
+    slices = d.get("slices", "all")
+    if not (slices == "all" or isinstance(slices, list) and c.int_list(slices, f"{where}.slices")
+            or isinstance(slices, dict) and isinstance(slices.get("center"), int) and slices["center"] > 0):
+        c.fail(f"{where}.slices", "must be \"all\", a list of slice indices or {\"center\": N}")
+    return Dataset(name, modality, source, df, tuple(size) if size else None, split, acq, methods, grid,
+                   slices, c.get(d, "max_volumes", where, int, required=False), chunk)
+
+
+def load_suite(name_or_path: Union[str, Path]) -> Suite:
+    """Load and validate a suite by name (``data_manifests/suites/NAME.json``) or manifest path.
+
+    Raises:
+        InputError: unknown suite, unreadable or invalid manifest (one line naming the field).
+    """
+    path = _resolve(str(name_or_path))
+    raw = _read(path)
+    c = _Checker(str(raw.get("name") or path.stem))
+    if raw.get("format") != FORMAT:
+        c.fail("format", f"must be {FORMAT!r}, got {raw.get('format')!r}")
+    name = c.get(raw, "name", "", str)
+    datasets = c.get(raw, "datasets", "", list)
+    if not datasets:
+        c.fail("datasets", "is empty")
+    names: set = set()
+    parsed = [_parse_dataset(c, d, i, names) for i, d in enumerate(datasets)]
+    root = c.get(raw, "data_root", "", str, required=False, default="shared")
+    seed = c.get(raw, "seed", "", int, required=False, default=0)
+    return Suite(name, str(raw.get("description", "")), root, seed, parsed, path.resolve(), raw)

@@ -1,0 +1,163 @@
+"""Run one benchmark method on one case through the same code path as ``medrecon recon``.
+
+Time is wall-clock around the whole reconstruction (coil-map estimation included, data simulation
+and prior loading excluded), with a CUDA synchronize on both ends. Memory is the CUDA peak of
+allocated memory on a GPU, and on a CPU the growth of the process's peak resident set (Linux
+``VmHWM``, reset before each method through ``/proc/self/clear_refs``).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from medrecon.recon.config import ReconConfig
+
+from .data import Case
+
+__all__ = ["MethodRun", "PeakMemory", "recon_method", "run_method", "peak_mem_kind"]
+
+
+def recon_method(method: str, modality: str) -> str:
+    """Benchmark name -> ``ReconConfig.method``: CT ``cs-tv`` is the TV-regularized iterative ``tv``."""
+    return "tv" if modality == "ct" and method == "cs-tv" else method
+
+
+@dataclass
+class MethodRun:
+    """One method's output on one case.
+
+    Shapes:
+        image: ``(S, h, w)`` float32 (MRI magnitude, CT HU).
+    """
+
+    image: np.ndarray
+    seconds: float
+    nfe: int
+    peak_mem_mb: float
+    params: dict
+    peak_total_mb: Optional[float] = None
+
+
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mem_kind(device: torch.device) -> str:
+    """What ``peak_mem_mb`` measures on this device (for the report)."""
+    if device.type == "cuda":
+        return "CUDA torch.cuda.max_memory_allocated during the method (MiB, includes the prior's weights)"
+    if _status_kb("VmHWM") is not None and _reset_hwm():
+        return "CPU: growth of the process's peak resident set (VmHWM, reset before each method) over its RSS at the start (MiB)"
+    return "CPU: growth of ru_maxrss during the method (MiB; a lower bound: 0 when an earlier step peaked higher)"
+
+
+class PeakMemory:
+    """Context manager measuring peak memory of the enclosed work in MiB (``.mb`` after exit)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mb = 0.0
+        self.total_mb: Optional[float] = None  # absolute peak (CPU: VmHWM; CUDA: same as mb)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._hwm = _reset_hwm() and _status_kb("VmHWM") is not None
+            self._base_kb = _status_kb("VmRSS") if self._hwm else self._maxrss_kb()
+        return self
+
+    @staticmethod
+    def _maxrss_kb() -> int:
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r // 1024 if sys.platform == "darwin" else r  # macOS reports bytes, Linux KiB
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.total_mb = self.mb
+        elif self._hwm:
+            hwm = _status_kb("VmHWM") or 0
+            self.mb = max(0, hwm - (self._base_kb or 0)) / 1024
+            self.total_mb = hwm / 1024
+        else:
+            self.mb = max(0, self._maxrss_kb() - self._base_kb) / 1024
+
+
+def _config(method: str, modality: str, settings: dict, device: torch.device, seed: int, progress: bool) -> ReconConfig:
+    kw = {k: v for k, v in settings.items() if k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples",
+                                                     "batch_size")}
+    for k in ("steps", "cg_iters", "iters", "samples", "batch_size"):
+        if k in kw:
+            kw[k] = int(kw[k])
+    return ReconConfig(method=recon_method(method, modality), device=str(device), seed=seed, progress=progress, **kw)
+
+
+def _chunks(n: int, size: Optional[int]) -> list[slice]:
+    size = n if not size else max(1, int(size))
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def run_method(case: Case, method: str, settings: dict, device: torch.device, prior=None, seed: int = 0,
+               progress: bool = False, slice_chunk: Optional[int] = None) -> MethodRun:
+    """Reconstruct every slice of ``case`` with ``method`` and the given settings.
+
+    Args:
+        case: the measurements and target.
+        method: benchmark method name (``cs-tv`` on CT runs ``tv``).
+        settings: manifest/tuned settings (``steps``, ``zeta``, ``lam``, ``iters``, ``samples``...).
+        device: where to compute.
+        prior: the loaded prior of the case's modality (dps/fast).
+        seed: sampler seed.
+        progress: sampler progress bars.
+        slice_chunk: slices per call (bounds memory on large fastMRI volumes); all at once when None.
+    """
+    from medrecon.recon.ct import reconstruct_sinogram
+    from medrecon.recon.mri import reconstruct_kspace
+
+    cfg = _config(method, case.modality, settings, device, seed, progress)
+    n = case.target.shape[0]
+    images, nfe, params = [], 0, {}
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        for sl in _chunks(n, slice_chunk):
+            if case.modality == "mri":
+                res = reconstruct_kspace(case.kspace[sl], case.mask, case.recon_size, cfg, device, prior,
+                                         case.noise_std)
+            else:
+                res = reconstruct_sinogram(case.sinogram[sl], case.projector, cfg, device, case.mu_water,
+                                           case.photons, prior)
+            images.append(res.image)
+            nfe, params = res.nfe, res.params
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+    params = {**params, "samples": cfg.samples} if method in ("dps", "fast") else dict(params)
+    total = None if mem.total_mb is None else round(mem.total_mb, 1)
+    return MethodRun(np.concatenate(images).astype(np.float32), seconds, int(nfe), round(mem.mb, 1), params, total)

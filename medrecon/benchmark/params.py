@@ -1,0 +1,63 @@
+"""Tuned settings files (``tuned.json``): writing them after ``--tune``, reading them for ``--params``.
+
+Layout::
+
+    {"format": "medrecon-tuned/1", "suite": "mri-4x", "split": "tuning",
+     "criterion": "PSNR, fastMRI volume convention, on the tuning split",
+     "params": {"<dataset>": {"<method>": {"lam": 0.005}}},
+     "grid": {"<dataset>": {"<method>": [{"lam": 0.002, "psnr": 30.1, "ssim": 0.8, "seconds": 12.0}, ...]}}}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medrecon.errors import InputError
+
+from .manifest import METHOD_KEYS, Suite
+
+__all__ = ["TUNED_FORMAT", "read_params", "settings_for"]
+
+TUNED_FORMAT = "medrecon-tuned/1"
+
+
+def read_params(path: Path, suite: Suite) -> dict[str, dict[str, dict]]:
+    """``{dataset: {method: settings}}`` from a tuned.json, checked against the suite.
+
+    Raises:
+        InputError: unreadable file, wrong format, or no dataset of the suite in it.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read --params {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--params {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != TUNED_FORMAT or not isinstance(data.get("params"), dict):
+        raise InputError(f"--params {path} is not a tuned.json written by `medrecon benchmark --tune` "
+                         f"(format {TUNED_FORMAT!r} with a 'params' object)")
+    names = {d.name: d for d in suite.datasets}
+    params = data["params"]
+    if not set(params) & set(names):
+        raise InputError(f"--params {path} holds settings for {', '.join(sorted(params)) or 'no dataset'}, but suite "
+                         f"{suite.name} has {', '.join(sorted(names))}")
+    out: dict[str, dict[str, dict]] = {}
+    for ds_name, methods in params.items():
+        if ds_name not in names:
+            continue
+        if not isinstance(methods, dict):
+            raise InputError(f"--params {path}: params.{ds_name} must map methods to settings")
+        for method, settings in methods.items():
+            if method not in names[ds_name].methods:
+                raise InputError(f"--params {path}: dataset {ds_name} has no method {method!r} in suite {suite.name}")
+            bad = [k for k, v in settings.items() if k not in METHOD_KEYS or not isinstance(v, (int, float))]
+            if bad:
+                raise InputError(f"--params {path}: params.{ds_name}.{method} has invalid setting(s) {', '.join(bad)}")
+        out[ds_name] = {m: dict(s) for m, s in methods.items()}
+    return out
+
+
+def settings_for(suite_settings: dict, overrides: dict, dataset: str, method: str) -> dict:
+    """The manifest's settings of a method with tuned values laid over them."""
+    return {**suite_settings, **overrides.get(dataset, {}).get(method, {})}

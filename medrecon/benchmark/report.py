@@ -1,0 +1,114 @@
+"""``report.md``: one markdown table per dataset with both metric conventions, clearly labelled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from .manifest import Suite
+
+__all__ = ["write_report", "format_report"]
+
+_CONVENTIONS = """\
+**How to read these tables.**
+
+- **fastMRI convention (volume max)** — exactly fastMRI's `evaluate.py`: the test slices of a volume are
+  stacked as one volume; PSNR is computed over the whole volume and SSIM is the mean over slices, both with
+  the *volume's* maximum as the peak (`data_range`); NMSE is `||gt - pred||^2 / ||gt||^2` over the volume.
+  These are the `psnr`, `ssim`, `nmse` fields of `results.json`.
+- **per-slice convention** — what many diffusion papers report: every slice of the target and of the
+  reconstruction is divided by its own maximum, PSNR/SSIM use a peak of 1, and the numbers are averaged
+  over slices (`per_slice` in `results.json`). The two conventions are not comparable with each other.
+- **mean ± std** — over volumes (sample std) when a dataset has several; with a single volume, over its
+  test slices, for the fastMRI columns using the same volume maximum as the peak for every slice.
+- CT images are scored in HU + 1000 (air = 0). MRI targets are the RSS of the fully sampled coil images.
+- **s/slice** — wall-clock seconds per slice of the whole reconstruction (coil-map estimation included;
+  simulating the measurements and loading the prior excluded). **NFE** — network evaluations per
+  posterior sample. **peak MiB** — {peak}.
+"""
+
+
+def _pm(mean: Optional[float], std: Optional[float], fmt: str) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if std is not None else "")
+
+
+def _settings(params: dict) -> str:
+    keep = {k: v for k, v in (params or {}).items() if k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters",
+                                                                "samples")}
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in keep.items()) or "–"
+
+
+def _describe(name: str, rec: dict) -> str:
+    a = rec["acquisition"]
+    vols = rec["volumes"]
+    if len(vols) == 1:
+        n = len(vols[0]["slices"])
+        where = f"{n} test slice{'s' * (n != 1)} {vols[0]['slices']} of `{rec['file']}`"
+    else:
+        where = f"{sum(len(v['slices']) for v in vols)} slices of {len(vols)} test volumes in `{rec['file'] or '.'}`"
+    if rec["modality"] == "mri":
+        acq = (f"{a['mask_kind']} mask {a['acceleration']}x (achieved {a['achieved_acceleration']}x), centre fraction "
+               f"{a['center_fraction']}, mask seed {a['mask_seed']}, {a['coils']} coils")
+        if "noise_std" in a:
+            acq += f", k-space noise std {a['noise_std']}"
+        size = a.get("image_size") or a.get("recon_size")
+    else:
+        dose = f"{a['photons']:.0e} photons/ray" if a.get("photons") else "noiseless"
+        acq = f"{a['views']} {a['geometry']}-beam views, {dose}, {a['pixel_mm']} mm pixels"
+        size = a.get("image_size")
+    return (f"{rec['modality'].upper()}, {where} (licence: {rec['licence']}); "
+            f"{size[0]}x{size[1]}; {acq}.")
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| method | PSNR dB (fastMRI) | SSIM (fastMRI) | NMSE (fastMRI) | PSNR dB (per-slice) | SSIM (per-slice) "
+             "| s/slice | NFE | peak MiB | settings |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['method']} | failed: {r['error']} | | | | | | | | |")
+            continue
+        p = r["per_slice"]
+        lines.append(f"| {r['method']} | {_pm(r['psnr'], r['psnr_std'], '.2f')} | {_pm(r['ssim'], r['ssim_std'], '.4f')} "
+                     f"| {_pm(r['nmse'], r['nmse_std'], '.4f')} | {_pm(p['psnr'], p['psnr_std'], '.2f')} "
+                     f"| {_pm(p['ssim'], p['ssim_std'], '.4f')} | {r['seconds_per_slice']:.2f} | {r['nfe']} "
+                     f"| {r['peak_mem_mb']:.0f} | {_settings(r['params'])} |")
+    return lines
+
+
+def format_report(results: dict, suite: Suite) -> str:
+    """The report's markdown text."""
+    lines = [f"# medrecon benchmark: suite `{results['suite']}`", ""]
+    if suite.description:
+        lines += [suite.description, ""]
+    lines += ["Made with:", "", "```", results.get("command") or "medrecon benchmark", "```", "",
+              f"- date: {results['date']}; medrecon {results['medrecon_version']}"
+              + (f" (git {results['git_commit']})" if results.get("git_commit") else "")
+              + f"; torch {results['torch_version']}",
+              f"- device: `{results['device']}` ({results['device_name']}, {results['torch_threads']} torch threads)",
+              f"- suite manifest: `{results['manifest']['path']}` (sha256 {results['manifest']['sha256'][:12]}...)",
+              f"- settings: {results['params_source']}",
+              f"- priors: " + (", ".join(f"{m}: {p['name']} ({p['sha256'][:12]}...)" for m, p in results['priors'].items())
+                               or "none used"),
+              f"- total wall time: {results['wall_seconds']:.0f} s", "",
+              _CONVENTIONS.replace("{peak}", results["peak_mem_kind"]).rstrip("\n")]
+    if results["device"] == "cpu":
+        lines += ["  On a CPU, memory the process already held (freed by an earlier method and kept by the allocator)",
+                  "  is reused without growth, so a small value means the method fitted in memory already held;",
+                  "  `peak_process_mb` in `results.json` is the absolute peak resident set during the method."]
+    lines.append("")
+    for name, rec in results["datasets"].items():
+        rows = [r for r in results["rows"] if r["dataset"] == name]
+        lines += [f"## {name}", "", _describe(name, rec), ""] + _table(rows) + [""]
+        fig = results.get("figures", {}).get(name)
+        if fig:
+            lines += [f"![{name}: representative slice and error maps]({fig})", ""]
+    return "\n".join(lines)
+
+
+def write_report(results: dict, suite: Suite, path: Path) -> Path:
+    """Write ``report.md``."""
+    path.write_text(format_report(results, suite))
+    return path

@@ -1,0 +1,218 @@
+"""``medrecon benchmark``: every method of a suite on its test split -> results.json, report.md, figures."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from medrecon.device import resolve_device
+from medrecon.errors import InputError
+
+from .data import Case, data_root, describe_split, load_cases, sha256_of, verify_dataset
+from .manifest import BENCH_METHODS, Dataset, Suite, load_suite
+from .methods import peak_mem_kind
+from .params import read_params, settings_for
+from .scoring import finite_or_none
+from .session import Evaluation, Session
+
+__all__ = ["BenchmarkConfig", "run_benchmark", "plan_suite"]
+
+
+@dataclass
+class BenchmarkConfig:
+    """What ``medrecon benchmark`` parses its arguments into.
+
+    Attributes:
+        suite: suite name (``data_manifests/suites/NAME.json``) or a manifest path.
+        out: output folder.
+        methods: benchmark method names to run (default: every method of each dataset).
+        datasets: dataset names to run (default: all).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        data_root: folder the manifest's file paths are relative to (overrides the manifest).
+        tune: tune on the tuning split first (writes ``out/tuned.json``), then test with the result.
+        tune_only: stop after tuning.
+        params: a tuned.json whose settings replace the manifest's.
+        figures: write PNG figures.
+        progress: sampler progress bars (on a terminal).
+        command: the command line, recorded in the report.
+    """
+
+    suite: str
+    out: Path
+    methods: Optional[list[str]] = None
+    datasets: Optional[list[str]] = None
+    device: str = "auto"
+    data_root: Optional[str] = None
+    tune: bool = False
+    tune_only: bool = False
+    params: Optional[Path] = None
+    figures: bool = True
+    progress: bool = True
+    command: str = ""
+
+
+def plan_suite(suite: Suite, methods: Optional[list[str]], datasets: Optional[list[str]]) -> list[tuple[Dataset, list[str]]]:
+    """``[(dataset, methods)]`` to run, in manifest order, after the ``--methods``/``--datasets`` filters."""
+    if methods:
+        bad = [m for m in methods if m not in BENCH_METHODS]
+        if bad:
+            raise InputError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(BENCH_METHODS)}")
+    names = [d.name for d in suite.datasets]
+    if datasets:
+        bad = [d for d in datasets if d not in names]
+        if bad:
+            raise InputError(f"suite {suite.name} has no dataset {', '.join(bad)}; it has {', '.join(names)}")
+    plan = []
+    for ds in suite.datasets:
+        if datasets and ds.name not in datasets:
+            continue
+        chosen = [m for m in ds.methods if not methods or m in methods]
+        if chosen:
+            plan.append((ds, chosen))
+    if not plan:
+        raise InputError(f"none of the methods {', '.join(methods or [])} is in suite {suite.name}")
+    return plan
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                           text=True, timeout=5)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _row(ds: Dataset, method: str, ev: Evaluation, settings: dict) -> dict:
+    s = ev.summary
+    row = {"dataset": ds.name, "modality": ds.modality, "method": method,
+           "psnr": s.get("psnr"), "ssim": s.get("ssim"), "nmse": s.get("nmse"),
+           "seconds_per_slice": ev.seconds / max(1, ev.n_slices),
+           "nfe": ev.runs[-1].nfe if ev.runs else None,
+           "peak_mem_mb": max((r.peak_mem_mb for r in ev.runs), default=None),
+           "peak_process_mb": max((r.peak_total_mb for r in ev.runs if r.peak_total_mb is not None), default=None),
+           "psnr_std": s.get("psnr_std"), "ssim_std": s.get("ssim_std"), "nmse_std": s.get("nmse_std"),
+           "spread": s.get("spread"), "per_slice": s.get("per_slice"),
+           "n_volumes": len(ev.volumes), "n_slices": ev.n_slices, "seconds_total": ev.seconds,
+           "params": ev.runs[-1].params if ev.runs else settings, "volumes": ev.volumes}
+    if ev.error:
+        row["error"] = ev.error
+    return row
+
+
+def _dataset_record(ds: Dataset, cases: list[Case]) -> dict:
+    return {"modality": ds.modality, "source": ds.source, "file": ds.file.path, "sha256": ds.file.sha256,
+            "licence": ds.file.licence, "split": "test",
+            "volumes": [{"volume": c.volume, "slices": c.slices} for c in cases], "acquisition": cases[0].info}
+
+
+def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Optional[Path]):
+    path = verify_dataset(session.suite, ds, session.root)
+    cases = load_cases(session.suite, ds, path, "test")
+    rows, images = [], {}
+    for method in methods:
+        settings = settings_for(ds.methods[method], overrides, ds.name, method)
+        session.step(f"{ds.name} ({ds.modality.upper()}) {method} on {describe_split(cases)} {settings or ''}")
+        ev = session.evaluate(cases, method, settings, ds.slice_chunk)
+        rows.append(_row(ds, method, ev, settings))
+        if ev.runs:
+            images[method] = ev.runs[0].image
+    fig = None
+    if figures_dir is not None and images:
+        from .figures import dataset_figure
+
+        fig = dataset_figure(ds, cases[0], images, rows, figures_dir)
+    return rows, _dataset_record(ds, cases), fig
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> dict:
+    """Run a suite; writes ``results.json``, ``report.md`` and figures to ``cfg.out`` and returns the results.
+
+    Raises:
+        InputError: bad suite/manifest, missing or altered data, unknown methods or datasets.
+    """
+    suite = load_suite(cfg.suite)
+    plan = plan_suite(suite, cfg.methods, cfg.datasets)
+    device = resolve_device(cfg.device)
+    root = data_root(suite, cfg.data_root)
+    for ds, _ in plan:  # check every file before any long computation starts
+        verify_dataset(suite, ds, root)
+    overrides = read_params(cfg.params, suite) if cfg.params else {}
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from .tune import tune_steps, tune_suite
+
+    n_test = 0 if cfg.tune_only else sum(len(m) for _, m in plan)
+    session = Session(suite, device, root, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test)
+    session.log(f"medrecon benchmark: suite {suite.name} on {device} ({_device_name(device)}) -> {out}")
+    params_source = str(cfg.params) if cfg.params else "manifest"
+    if cfg.tune:
+        tuned = tune_suite(session, plan, out, cfg.command)
+        for ds_name, methods in tuned.items():
+            for m, s in methods.items():
+                overrides.setdefault(ds_name, {}).setdefault(m, {}).update(s)
+        params_source = f"tuned on the tuning split ({out / 'tuned.json'})"
+        if cfg.tune_only:
+            return {"suite": suite.name, "device": str(device), "tuned": tuned}
+    rows, records, figures = [], {}, {}
+    fig_dir = out / "figures" if cfg.figures else None
+    for ds, methods in plan:
+        r, rec, fig = _run_dataset(session, ds, methods, overrides, fig_dir)
+        rows.extend(r)
+        records[ds.name] = rec
+        if fig is not None:
+            figures[ds.name] = str(fig.relative_to(out))
+    results = {"suite": suite.name, "device": str(device), "rows": rows,
+               "device_name": _device_name(device), "torch_threads": torch.get_num_threads(),
+               "peak_mem_kind": peak_mem_kind(device),
+               "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": cfg.command,
+               "medrecon_version": _version(), "git_commit": _git_commit(), "torch_version": torch.__version__,
+               "manifest": {"path": _rel(suite.path), "sha256": sha256_of(suite.path)}, "params_source": params_source,
+               "priors": session.prior_info(), "datasets": records, "figures": figures,
+               "wall_seconds": round(_elapsed(session), 1)}
+    results = finite_or_none(results)
+    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    from .report import write_report
+
+    write_report(results, suite, out / "report.md")
+    session.log(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (f" and {len(figures)} figure(s)" if figures else ""))
+    return results
+
+
+def _elapsed(session: Session) -> float:
+    import time
+
+    return time.perf_counter() - session.t_start
+
+
+def _version() -> str:
+    from medrecon import __version__
+
+    return __version__
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path(__file__).resolve().parents[2]))
+    except ValueError:
+        return str(p)
