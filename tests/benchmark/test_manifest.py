@@ -1,0 +1,134 @@
+"""Suite manifests: the shipped ones are valid and use held-out data only; bad ones fail in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medrecon.benchmark import load_suite, suite_names
+from medrecon.cli import main as cli_main
+from medrecon.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_issue_suite_is_shipped_and_valid():
+    assert {"smoke", "mri-4x", "mri-8x", "ct-60", "ct-120", "fastmri"} <= set(suite_names())
+    for name in suite_names():
+        suite = load_suite(name)
+        assert suite.name == name
+        for ds in suite.datasets:
+            expected = ({"zero-filled", "sense", "cs-wavelet", "cs-tv", "dps", "fast"} if ds.modality == "mri"
+                        else {"fbp", "cs-tv", "dps", "fast"})
+            assert set(ds.methods) == expected, (name, ds.name)
+            assert ds.file.licence
+
+
+def test_smoke_has_one_mri_and_one_ct_test_slice_with_reduced_steps():
+    suite = load_suite("smoke")
+    assert sorted(d.modality for d in suite.datasets) == ["ct", "mri"]
+    for ds in suite.datasets:
+        assert len(ds.split["test"]) == 1
+        assert ds.methods["dps"]["steps"] <= 20 and ds.methods["fast"]["steps"] <= 20
+
+
+def _heldout_and_training(modality: str) -> tuple[set, set]:
+    meta = json.loads((REPO / "medrecon" / "weights" / ("mri-brain" if modality == "mri" else "ct-body") / "configs"
+                       / "metadata.json").read_text())
+    return {d["file"] for d in meta["training"]["heldout"]}, {d["file"] for d in meta["training"]["data"]}
+
+
+def test_shared_data_suites_use_only_volumes_held_out_of_prior_training():
+    shared = json.loads((REPO / "data_manifests" / "shared_data.json").read_text())
+    digests = {f["path"]: f["sha256"] for f in shared["files"]}
+    for name in suite_names():
+        suite = load_suite(name)
+        if suite.data_root != "shared":
+            continue
+        for ds in suite.datasets:
+            heldout, training = _heldout_and_training(ds.modality)
+            base = Path(ds.file.path).name
+            assert base in heldout and base not in training, (name, ds.file.path)
+            assert ds.file.sha256 == digests[ds.file.path], "suite and shared_data.json disagree"
+            test, tuning = ds.split["test"], ds.split["tuning"]
+            assert len(test) >= 4 and len(tuning) >= 2
+            assert all(abs(a - b) > 1 for a in test for b in tuning)
+
+
+def test_smoke_files_match_the_sample_manifest():
+    samples = json.loads((REPO / "data_manifests" / "samples.json").read_text())
+    digests = {Path(f["path"]).name: f["sha256"] for f in samples["files"]}
+    for ds in load_suite("smoke").datasets:
+        assert digests[ds.file.path] == ds.file.sha256
+
+
+@pytest.fixture
+def broken(suite_json):
+    """``broken(mutate)``: the smoke manifest with one change."""
+
+    def _make(mutate) -> dict:
+        doc = suite_json("smoke")
+        mutate(doc)
+        return doc
+
+    return _make
+
+
+BAD = [
+    ("format", lambda d: d.update(format="something-else"), "format"),
+    ("no datasets", lambda d: d.update(datasets=[]), "datasets"),
+    ("unknown method", lambda d: d["datasets"][0]["methods"].update({"unet": {}}), "'unet'"),
+    ("fbp on MRI", lambda d: d["datasets"][0]["methods"].update({"fbp": {}}), "does not apply to MRI"),
+    ("unknown setting", lambda d: d["datasets"][0]["methods"]["dps"].update(stepz=3), "stepz"),
+    ("negative setting", lambda d: d["datasets"][0]["methods"]["dps"].update(steps=-3), "positive"),
+    ("adjacent split", lambda d: d["datasets"][1]["file"].update(source_slices=[6, 7]), "adjacent"),
+    ("same slice", lambda d: d["datasets"][0]["split"].update(tuning=[0]), "adjacent"),
+    ("missing sha", lambda d: d["datasets"][0]["file"].pop("sha256"), "sha256"),
+    ("short sha", lambda d: d["datasets"][0]["file"].update(sha256="abc"), "64"),
+    ("bad mask", lambda d: d["datasets"][0]["acquisition"].update(mask="spiral"), "mask"),
+    ("bad geometry", lambda d: d["datasets"][1]["acquisition"].update(geometry="cone"), "geometry"),
+    ("stray acquisition key", lambda d: d["datasets"][1]["acquisition"].update(kvp=120), "kvp"),
+    ("grid of unlisted method", lambda d: d["datasets"][1]["tuning_grid"].update({"sense": {"iters": [1]}}), "sense"),
+    ("empty slice list", lambda d: d["datasets"][0]["split"].update(test=[]), "split.test"),
+    ("duplicate dataset", lambda d: d["datasets"].append(d["datasets"][0]), "used twice"),
+    ("modality", lambda d: d["datasets"][0].update(modality="pet"), "modality"),
+]
+
+
+@pytest.mark.parametrize("label,mutate,needle", BAD, ids=[b[0] for b in BAD])
+def test_bad_manifest_is_one_input_error(label, mutate, needle, write_manifest, broken):
+    path = write_manifest(broken(mutate))
+    with pytest.raises(InputError) as exc:
+        load_suite(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("suite smoke:") and needle in msg
+
+
+def test_bad_manifest_through_the_cli_is_one_line(write_manifest, broken, tmp_path, capfd):
+    path = write_manifest(broken(lambda d: d["datasets"][0]["methods"].update({"unet": {}})))
+    code = cli_main(["benchmark", "--suite", str(path), "--device", "cpu", "--out", str(tmp_path / "o")])
+    out, err = capfd.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("medrecon: error: suite smoke:") and "Traceback" not in err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_invalid_json_and_unknown_suite(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="not valid json"):
+        load_suite(bad)
+    with pytest.raises(InputError, match="unknown suite 'nope'; choose from .*smoke"):
+        load_suite("nope")
+    with pytest.raises(InputError, match="does not exist"):
+        load_suite(tmp_path / "missing.json")
+
+
+def test_yaml_manifests_are_read_with_safe_load(tmp_path, suite_json):
+    yaml = pytest.importorskip("yaml")
+    doc = suite_json("smoke")
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert [d.name for d in load_suite(path).datasets] == ["smoke-mri", "smoke-ct"]

@@ -1,0 +1,58 @@
+"""--tune on the tuning split and --params reuse (classical methods only, so it runs in seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medrecon.cli import main as cli_main
+
+
+@pytest.fixture
+def ct_tv_suite(suite_json, write_manifest):
+    doc = suite_json("smoke")
+    ct = doc["datasets"][1]
+    ct["methods"] = {"fbp": {}, "cs-tv": {"lam": 0.01, "iters": 5}}
+    ct["tuning_grid"] = {"cs-tv": {"lam": [0.001, 0.3]}}
+    doc["datasets"] = [ct]
+    return write_manifest(doc)
+
+
+def test_tune_writes_tuned_json_from_the_tuning_split_and_params_reuses_it(ct_tv_suite, tmp_path, capfd):
+    out = tmp_path / "tuned"
+    assert cli_main(["benchmark", "--suite", str(ct_tv_suite), "--device", "cpu", "--tune", "--no-figures",
+                     "--out", str(out)]) == 0
+    stdout, _ = capfd.readouterr()
+    tuned = json.loads((out / "tuned.json").read_text())
+    assert tuned["split"] == "tuning" and tuned["suite"] == "smoke"
+    grid = tuned["grid"]["smoke-ct"]["cs-tv"]
+    assert [g["lam"] for g in grid] == [0.001, 0.3]
+    best = max(grid, key=lambda g: g["psnr"])["lam"]
+    assert tuned["params"] == {"smoke-ct": {"cs-tv": {"lam": best}}}
+    assert "tuning split" in stdout and "[1/4]" in stdout and "[4/4]" in stdout
+    res = json.loads((out / "results.json").read_text())
+    tv = next(r for r in res["rows"] if r["method"] == "cs-tv")
+    assert tv["params"]["lam"] == best and "tuned" in res["params_source"]
+    # Reuse on a later test run.
+    out2 = tmp_path / "reuse"
+    assert cli_main(["benchmark", "--suite", str(ct_tv_suite), "--device", "cpu", "--no-figures",
+                     "--params", str(out / "tuned.json"), "--methods", "cs-tv", "--out", str(out2)]) == 0
+    res2 = json.loads((out2 / "results.json").read_text())
+    assert res2["rows"][0]["params"]["lam"] == best and res2["rows"][0]["psnr"] == pytest.approx(tv["psnr"])
+
+
+def test_params_file_errors_are_one_line(ct_tv_suite, tmp_path, capfd):
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps({"format": "medrecon-tuned/1", "params": {"other": {}}}))
+    code = cli_main(["benchmark", "--suite", str(ct_tv_suite), "--device", "cpu", "--params", str(bad),
+                     "--out", str(tmp_path / "o")])
+    _, err = capfd.readouterr()
+    assert code == 2 and "holds settings for other, but suite smoke has smoke-ct" in err and err.count("\n") == 1
+
+
+def test_unknown_method_and_tune_only_without_tune(ct_tv_suite, tmp_path, capfd):
+    assert cli_main(["benchmark", "--suite", str(ct_tv_suite), "--methods", "unet", "--out", str(tmp_path)]) == 2
+    assert "unknown method(s) unet" in capfd.readouterr()[1]
+    assert cli_main(["benchmark", "--suite", str(ct_tv_suite), "--tune-only", "--out", str(tmp_path)]) == 2
+    assert "--tune-only needs --tune" in capfd.readouterr()[1]
