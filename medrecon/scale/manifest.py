@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -73,11 +74,14 @@ class Manifest:
         out_dir: the batch's output folder (created if missing).
     """
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, flush_seconds: float = 2.0) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / MANIFEST
         self._lock = self.out_dir / ".manifest.lock"
+        self.flush_seconds = flush_seconds
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._last_flush = 0.0
 
     # ------------------------------------------------------------------------- reading
     def read(self) -> dict[str, Any]:
@@ -147,8 +151,25 @@ class Manifest:
         return out
 
     def update(self, name: str, **fields: Any) -> None:
-        """Merge ``fields`` into one study's entry (read-merge-write under the lock)."""
+        """Merge ``fields`` into one study's entry.
+
+        Updates are written at most every ``flush_seconds`` (and by :meth:`flush`): rewriting a manifest
+        of thousands of studies after every one would cost quadratic I/O. Losing unflushed updates to a
+        crash is harmless: finished studies are recognised from their files on the next run, and an
+        unrecorded failure is simply tried again.
+        """
+        self._pending[name] = {**self._pending.get(name, {}), **fields}
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered updates (read-merge-write under the lock)."""
+        if not self._pending:
+            return
         with _locked(self._lock):
             data = self.read()
-            data["studies"][name] = {**data["studies"].get(name, {}), **fields}
+            for name, fields in self._pending.items():
+                data["studies"][name] = {**data["studies"].get(name, {}), **fields}
             self._write(data)
+        self._pending.clear()
+        self._last_flush = time.monotonic()

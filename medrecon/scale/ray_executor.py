@@ -18,6 +18,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -80,6 +81,9 @@ class RayStudyWorker:
         torch.set_num_threads(max(1, threads))
         worker = {"gpu_ids": [str(g) for g in ray.get_gpu_ids()],
                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        if worker["gpu_ids"] and cfg.device.startswith("cuda:"):
+            # Ray renumbers the actor's GPUs from 0; a host index like cuda:3 means nothing in here.
+            cfg = replace(cfg, device="cuda")
         self.rec = reconstructor(cfg, fmt, like, command, worker=worker, **kwargs)
 
     def run(self, study: Study, attempt: int) -> StudyResult:
@@ -138,8 +142,6 @@ def run_ray(todo: list[Study], cfg: ReconConfig, fmt: Optional[str], like: Optio
 
 def _dispatch(ray, todo, cfg, fmt, like, command, max_retries, on_result, reconstructor, kwargs, n, per) -> None:
     """The driver loop: one study per idle actor; dead actors replaced and their study requeued."""
-    from dataclasses import replace
-
     from ray.exceptions import RayActorError, RayError, RayTaskError
 
     cfg = replace(cfg, progress=False)  # progress bars of many actors would interleave on the driver

@@ -144,6 +144,9 @@ def run_studies(spec: str, out_dir: Path, cfg: ReconConfig, fmt: Optional[str] =
         raise InputError(f"unknown executor {opts.executor!r}; choose from {', '.join(EXECUTORS)}")
     if opts.executor == "slurm" and opts.shard:
         raise InputError("--shard and --executor slurm do not mix: the Slurm executor makes the shards itself")
+    if opts.executor == "local" and (opts.gpus is not None or opts.workers is not None or opts.ray_address):
+        raise InputError("--gpus, --workers and --ray-address apply to --executor ray or slurm; the local executor "
+                         "uses the one --device")
     out_dir = Path(out_dir)
     studies = list_studies(spec, out_dir, fmt)
     if opts.shard:
@@ -156,21 +159,11 @@ def run_studies(spec: str, out_dir: Path, cfg: ReconConfig, fmt: Optional[str] =
     if not opts.only_failed:
         summary.failed_earlier = sum(1 for v in status.values() if v == "failed")
     command = list(command) if command is not None else list(sys.argv)
-    if todo:
-        if opts.executor == "slurm":
-            from .slurm import run_slurm
-
-            run_slurm(spec, out_dir, cfg, fmt, like, opts, command)
-        else:
-            on_result = _report(manifest, summary, {s.name: s for s in studies}, opts.quiet, opts.executor)
-            rec_kwargs = dict(reconstructor_kwargs or {})
-            if opts.executor == "ray":
-                from .ray_executor import run_ray
-
-                run_ray(todo, cfg, fmt, like, command, opts, on_result, reconstructor, rec_kwargs)
-            else:
-                rec = reconstructor(cfg, fmt, like, command, **rec_kwargs)
-                run_local(todo, rec, on_result)
+    try:
+        _execute(todo, spec, out_dir, cfg, fmt, like, opts, command, manifest, summary, studies, reconstructor,
+                 reconstructor_kwargs)
+    finally:
+        manifest.flush()  # also on Ctrl-C: what finished is recorded
     final = manifest.statuses()
     if opts.executor == "slurm" and todo:  # the array tasks recorded their results themselves
         summary.reconstructed = sum(1 for s in todo if final.get(s.name) == "done")
@@ -178,3 +171,23 @@ def run_studies(spec: str, out_dir: Path, cfg: ReconConfig, fmt: Optional[str] =
     # Pending studies count against the exit code even under --only-failed: the batch is not complete.
     summary.pending = sum(1 for s in studies if final.get(s.name) == "pending")
     return summary
+
+
+def _execute(todo, spec, out_dir, cfg, fmt, like, opts, command, manifest, summary, studies, reconstructor,
+             reconstructor_kwargs) -> None:
+    """Hand ``todo`` to the chosen executor."""
+    if not todo:
+        return
+    if opts.executor == "slurm":
+        from .slurm import run_slurm
+
+        run_slurm(spec, out_dir, cfg, fmt, like, opts, command)
+        return
+    on_result = _report(manifest, summary, {s.name: s for s in studies}, opts.quiet, opts.executor)
+    rec_kwargs = dict(reconstructor_kwargs or {})
+    if opts.executor == "ray":
+        from .ray_executor import run_ray
+
+        run_ray(todo, cfg, fmt, like, command, opts, on_result, reconstructor, rec_kwargs)
+    else:
+        run_local(todo, reconstructor(cfg, fmt, like, command, **rec_kwargs), on_result)

@@ -77,7 +77,7 @@ def test_shard_executor_matches_local_bit_for_bit(studies, tiny_prior, reference
     out = tmp_path / "out"
     codes = []
     for k in range(3):
-        code, o, err = _cli(["recon", studies, "--out", out, *recon_args(tiny_prior), "--shard", f"{k}/3"], capfd)
+        code, o, _err = _cli(["recon", studies, "--out", out, *recon_args(tiny_prior), "--shard", f"{k}/3"], capfd)
         assert o.strip().splitlines()[-1].startswith(f"shard {k}/3: batch:")
         codes.append(code)
     # The corrupt study lives in exactly one shard, which alone exits non-zero.
