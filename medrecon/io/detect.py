@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 
 from medrecon.errors import InputError
-from medrecon.io.guards import reader_errors
+from medrecon.io.guards import memory_limit, reader_errors
 
 __all__ = ["FORMATS", "detect_format"]
 
@@ -49,7 +49,7 @@ def _gunzip_head(path: Path) -> bytes:
 
 def _hdf5_kind(path: Path) -> str:
     try:
-        with reader_errors(path.name, "HDF5"), h5py.File(path, "r") as f:
+        with reader_errors(path.name, "HDF5"), memory_limit(), h5py.File(path, "r") as f:
             dataset = f.get("dataset")
             if isinstance(dataset, h5py.Group) and "xml" in dataset:
                 return "ismrmrd"

@@ -25,7 +25,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.guards import check_size, nbytes_of, reader_errors, require_finite
+from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors, require_finite
 
 __all__ = [
     "FastMRIVolume",
@@ -219,7 +219,8 @@ def _read_target(f: h5py.File, name: str, multicoil: bool, num_slices: int, sel:
             if ds.dtype.kind not in "fiu":
                 raise InputError(f"{name}: {key} has dtype {ds.dtype}; expected a real image")
             _check_read_size(ds, sel, 4, key, name)
-            return np.asarray(ds[sel], dtype=np.float32), key
+            # astype: HDF5 converts while reading, so memory is float32-sized whatever the stored type.
+            return np.asarray(ds.astype(np.float32)[sel]), key
     return None, None
 
 
@@ -242,7 +243,7 @@ def _read_maps(f: h5py.File, name: str, kspace_shape: tuple[int, ...], sel: slic
         maps = np.asarray(ds[()], dtype=np.complex64)
         return np.ascontiguousarray(np.broadcast_to(maps, (_selected(s, sel), c, h, w)))
     _check_read_size(ds, sel, 8, "coil maps", name)
-    return np.asarray(ds[sel], dtype=np.complex64)
+    return np.asarray(ds.astype(np.complex64)[sel])
 
 
 def _read_attrs_extra(f: h5py.File, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -289,7 +290,9 @@ def read_fastmri(path: str | os.PathLike, slices: slice | None = None) -> FastMR
     if not h5py.is_hdf5(path):
         raise InputError(f"{name} is not an HDF5 file; give a fastMRI .h5 k-space file")
     sel = slice(None) if slices is None else slices
-    with reader_errors(name, "fastMRI HDF5"):
+    # memory_limit: a corrupted variable-length heap (header string, attrs) makes HDF5 itself allocate
+    # whatever size the file claims; the limit turns that into a failed read instead of an exhausted machine.
+    with reader_errors(name, "fastMRI HDF5"), memory_limit():
         try:
             with h5py.File(path, "r") as f:
                 ds = _check_kspace(f, name)
@@ -303,7 +306,7 @@ def read_fastmri(path: str | os.PathLike, slices: slice | None = None) -> FastMR
                 full = tuple(int(d) for d in ds.shape) if multicoil else (int(ds.shape[0]), 1, h, w)
                 maps = _read_maps(f, name, full, sel)
                 attrs, extra = _read_attrs_extra(f, name)
-                kspace = np.asarray(ds[sel], dtype=np.complex64)
+                kspace = np.asarray(ds.astype(np.complex64)[sel])
         except (OSError, KeyError, TypeError) as exc:  # h5py: damaged/truncated files, broken links
             raise InputError(f"cannot read {name}; the HDF5 file is damaged or truncated "
                              f"({type(exc).__name__})") from exc

@@ -1,6 +1,6 @@
 """Defenses shared by every reader: a memory cap checked from headers, and one error type for damage.
 
-Files from scanners, PACS exports and the internet may be truncated, corrupted or crafted. Two rules
+Files from scanners, PACS exports and the internet may be truncated, corrupted or crafted. Three rules
 keep a hostile file from crashing medrecon or exhausting the machine:
 
 1. **Sizes before reads.** A reader computes how many bytes an array will take from the file's
@@ -8,7 +8,13 @@ keep a hostile file from crashing medrecon or exhausting the machine:
    encoded matrix) and calls :func:`check_size` *before* reading or allocating it. The cap is
    ``MEDRECON_MAX_GB`` (gibibytes, default :data:`DEFAULT_MAX_GB`); a header that claims more is
    refused with an :class:`~medrecon.errors.InputError` that names the variable to raise.
-2. **One error type.** Third-party parsers (h5py, pydicom, nibabel, numpy, zlib, ...) raise dozens of
+2. **A ceiling for C libraries.** Some damage is only seen inside a C library: a corrupted
+   variable-length-data heap in an HDF5 file, or a JPEG 2000 codestream whose own header claims a
+   huge image, makes the library allocate gigabytes for a file of a few KiB before it fails.
+   :func:`memory_limit` lowers the process's ``RLIMIT_DATA`` to the current data size plus the
+   cap while such a library parses, so that allocation fails (and becomes an ``InputError``)
+   instead of exhausting the machine. Linux only; elsewhere it does nothing.
+3. **One error type.** Third-party parsers (h5py, pydicom, nibabel, numpy, zlib, ...) raise dozens of
    exception types on damaged input. :func:`reader_errors` turns any of them into an ``InputError``
    naming the file and the exception *type* (never its text, which may quote header fields such as
    a patient name), chained so that ``medrecon --debug`` still shows the original traceback.
@@ -23,7 +29,8 @@ from collections.abc import Iterable, Iterator
 
 from medrecon.errors import InputError, MedreconError
 
-__all__ = ["DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "nbytes_of", "reader_errors", "require_finite"]
+__all__ = ["DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "memory_limit", "nbytes_of", "reader_errors",
+           "require_finite"]
 
 ENV_MAX_GB = "MEDRECON_MAX_GB"
 #: Default cap on the bytes one input array may take in memory (GiB). A fastMRI knee volume is about
@@ -90,6 +97,50 @@ def require_finite(data, what: str) -> None:
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         raise InputError(f"{what} holds NaN or Inf values, so it was not written; the reconstruction diverged "
                          "(lower --zeta or use more --steps)")
+
+
+def _data_size() -> int | None:
+    """The process's current data size (``VmData``, what ``RLIMIT_DATA`` is compared with), or None."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def memory_limit(extra: int | None = None) -> Iterator[None]:
+    """Let the block allocate at most ``extra`` more bytes (default: the cap), via ``RLIMIT_DATA``.
+
+    Used around third-party C parsers that trust sizes stored in the file. The previous limit is
+    restored on exit. Nested uses keep the outer (tighter) limit. Does nothing where the
+    ``resource`` module or ``/proc/self/status`` is missing.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        yield
+        return
+    current = _data_size()
+    if current is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    # Headroom on top of the cap for the interpreter's own bookkeeping while the library runs.
+    wanted = current + (max_bytes() if extra is None else int(extra)) + 256 * 2**20
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft <= wanted:
+        yield  # an outer limit is already tighter
+        return
+    resource.setrlimit(resource.RLIMIT_DATA, (wanted, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ from medrecon.io.fastmri import (
     _xml_int,
     minimal_ismrmrd_header,
 )
-from medrecon.io.guards import check_size, nbytes_of, reader_errors
+from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors
 
 __all__ = ["read_ismrmrd", "write_ismrmrd"]
 
@@ -289,7 +289,9 @@ def read_ismrmrd(path: str | os.PathLike, whiten: bool = True) -> FastMRIVolume:
         raise InputError(f"{name} is not an HDF5 file; give an ISMRMRD .h5 raw-data file")
     ismrmrd = _ismrmrd()
     with reader_errors(name, "ISMRMRD"):  # damaged HDF5, compound rows, numeric garbage in the header
-        with h5py.File(path, "r") as f:
+        # memory_limit: acquisitions are variable-length HDF5 data whose lengths live in the file's heap;
+        # a corrupted heap makes HDF5 allocate gigabytes for a file of kilobytes (found by benchmarks/fuzz.py).
+        with memory_limit(), h5py.File(path, "r") as f:
             header = _header(_read_xml(f, name), name)
             lines = _gather(f, ismrmrd, header, name)
         coils = header.channels if header.channels and header.channels > 0 else lines.lines[0][2].shape[0]

@@ -118,8 +118,10 @@ def _hdf5_identifiers(path: Path) -> list[str]:
 
     found: list[str] = []
     xmls: list[bytes] = []
+    from medrecon.io.guards import memory_limit
+
     try:
-        with h5py.File(path, "r") as f:
+        with memory_limit(), h5py.File(path, "r") as f:
             for key, value in f.attrs.items():
                 if is_identifying_attr(key) and isinstance(value, (str, bytes)):
                     found += _name_parts(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)

@@ -18,7 +18,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.guards import check_size, nbytes_of, reader_errors
+from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors
 
 __all__ = ["SinogramFile", "projector_from_geometry", "read_sinogram", "write_sinogram"]
 
@@ -122,7 +122,7 @@ def read_sinogram(path) -> SinogramFile:
     if not h5py.is_hdf5(path):
         raise InputError(f"{path.name} is not an HDF5 sinogram file")
     name = path.name
-    with reader_errors(name, "sinogram HDF5"), h5py.File(path, "r") as f:
+    with reader_errors(name, "sinogram HDF5"), memory_limit(), h5py.File(path, "r") as f:
         if "sinogram" not in f or "geometry" not in f.attrs:
             raise InputError(f"{name} lacks the 'sinogram' dataset or the 'geometry' attribute; "
                              "make sinograms with `medrecon simulate ct`")

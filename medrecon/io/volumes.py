@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from medrecon.errors import InputError
-from medrecon.io.guards import check_size, max_bytes, nbytes_of, reader_errors
+from medrecon.io.guards import check_size, max_bytes, memory_limit, nbytes_of, reader_errors
 
 __all__ = ["DICOM_META_KEYS", "Volume", "load_dicom", "load_nifti", "load_nrrd", "load_volume", "lps_to_ras"]
 
@@ -97,6 +97,17 @@ def _kind(modality: str | None) -> str:
     return "hu" if modality == "CT" else "intensity"
 
 
+def _checked(vol: Volume) -> Volume:
+    """Refuse geometry no consumer can use: a non-finite affine or a zero/non-finite voxel size."""
+    name = vol.source_path.name if vol.source_path is not None else "the volume"
+    if not np.isfinite(vol.affine).all() or abs(np.linalg.det(vol.affine[:3, :3])) < 1e-12:
+        raise InputError(f"{name}: the voxel-to-world geometry is not finite or is singular (a zero voxel size?); "
+                         "the header is damaged")
+    if not all(np.isfinite(s) and s > 0 for s in vol.spacing):
+        raise InputError(f"{name}: voxel size {tuple(vol.spacing)} is not positive and finite; the header is damaged")
+    return vol
+
+
 # ============================================================================ NIfTI
 
 _NIFTI_NAMES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
@@ -136,7 +147,8 @@ def load_nifti(path: str | os.PathLike, modality: str | None = None) -> Volume:
             raise InputError(f"{path.name} has shape {shape}; medrecon needs a 2-D or 3-D NIfTI image")
         # nibabel reads only the header until get_fdata: check the size the header claims first.
         check_size(nbytes_of(shape, 4), f"NIfTI image {tuple(shape)}", path.name)
-        data = np.asarray(img.get_fdata(dtype=np.float32))
+        with memory_limit():
+            data = np.asarray(img.get_fdata(dtype=np.float32))
         zooms = [float(z) for z in img.header.get_zooms()[: len(shape)]]
         affine = np.asarray(img.affine, dtype=np.float64)
     except InputError:
@@ -146,7 +158,7 @@ def load_nifti(path: str | os.PathLike, modality: str | None = None) -> Volume:
     if data.ndim == 2:
         data, zooms = data[:, :, None], [*zooms, 1.0]
     data = np.ascontiguousarray(data.transpose(2, 1, 0))
-    return Volume(
+    return _checked(Volume(
         data=data,
         affine=affine @ _REORDER,
         spacing=(zooms[2], zooms[1], zooms[0]),
@@ -155,7 +167,7 @@ def load_nifti(path: str | os.PathLike, modality: str | None = None) -> Volume:
         meta={"format": "nifti"},
         source_path=path,
         space="RAS",
-    )
+    ))
 
 
 # ============================================================================ DICOM
@@ -211,7 +223,10 @@ def _decode(ds: Any, name: str) -> np.ndarray:
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise InputError(f"{name} is a colour image; medrecon reads greyscale CT/MR only")
     try:
-        return np.asarray(ds.pixel_array)
+        # The codec trusts the sizes in its own stream (a JPEG 2000 SIZ marker may claim a huge image that
+        # Rows/Columns do not); memory_limit makes such an allocation fail instead of exhausting the machine.
+        with memory_limit():
+            return np.asarray(ds.pixel_array)
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", ts)
@@ -402,7 +417,7 @@ def _assemble(frames: list[_Frame], ds0: Any, path: Path) -> Volume:
         data[k] = px.astype(np.float32) * np.float32(f.slope) + np.float32(f.intercept)
     modality = str(ds0.get("Modality")) if ds0.get("Modality") else None
     spacing = (float(np.linalg.norm(affine[:3, 0])), *frames[0].pixel_spacing)
-    return Volume(data, affine, spacing, modality, _kind(modality), _dicom_meta(ds0, len(frames)), path, space)
+    return _checked(Volume(data, affine, spacing, modality, _kind(modality), _dicom_meta(ds0, len(frames)), path, space))
 
 
 def _read_folder(folder: Path) -> list[tuple[Path, Any]]:
@@ -634,7 +649,7 @@ def _load_nrrd(path: Path, modality: str | None) -> Volume:
     affine, space = _nrrd_geometry(fields, ndim, name)
     spacing = tuple(float(np.linalg.norm(affine[:3, i])) for i in range(3))
     meta = {"format": "nrrd", "type": fields["type"], "nrrd_space": fields.get("space")}
-    return Volume(data, affine, spacing, modality, _kind(modality), meta, path, space)  # type: ignore[arg-type]
+    return _checked(Volume(data, affine, spacing, modality, _kind(modality), meta, path, space))  # type: ignore[arg-type]
 
 
 # ============================================================================ dispatch
@@ -644,7 +659,7 @@ _H5_IMAGE_KEYS = ("reconstruction", "reconstruction_rss", "reconstruction_esc")
 
 def _load_h5_image(path: Path, modality: str | None) -> Volume:
     try:
-        with h5py.File(path, "r") as f:
+        with memory_limit(), h5py.File(path, "r") as f:
             key = next((k for k in _H5_IMAGE_KEYS if k in f), None)
             if key is None:
                 hint = "it holds k-space: reconstruct it first" if "kspace" in f else "no image dataset found"
@@ -654,7 +669,7 @@ def _load_h5_image(path: Path, modality: str | None) -> Volume:
                 raise InputError(f"{path.name}:{key} has shape {getattr(ds, 'shape', None)}; expected real "
                                  "(slices, h, w)")
             check_size(nbytes_of(ds.shape, 4), f"{key} {ds.shape}", path.name)
-            data = np.asarray(ds[()], dtype=np.float32)
+            data = np.asarray(ds.astype(np.float32)[()])
     except OSError as exc:
         raise InputError(f"cannot read {path.name}; the HDF5 file is damaged or truncated") from exc
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
