@@ -161,7 +161,7 @@ def _scrub(message: str, argv: Sequence[str]) -> str:
 
         found = [s for p in _input_paths(argv) for s in identifiers_in(p)]
         return str(scrub_identifiers(message, planted=found)) if found else message
-    except Exception:
+    except Exception:  # noqa: BLE001 - never let the error path itself fail; drop the text instead
         return "(message withheld: it could not be checked for patient identifiers)"
 
 
@@ -176,11 +176,57 @@ def _on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def _report_warnings(caught: list, argv: Sequence[str]) -> None:
+class _HeldLogs:
+    """Hold the log records of third-party libraries while a command runs.
+
+    nibabel, pydicom and others print their warnings through ``logging`` handlers of their own
+    (nibabel: "sizeof_hdr should be 348..."), which would break the one-line error and may quote
+    header fields. While a command runs, every handler is set aside and records of level WARNING and
+    above are kept; :meth:`restore` puts the handlers back.
+    """
+
+    def __init__(self) -> None:
+        import logging
+
+        self.records: list = []
+        holder = self
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                holder.records.append(record)
+
+        self.handler = _Keep(logging.WARNING)
+        loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(lg, logging.Logger)]
+        self.saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
+        for lg, _, _ in self.saved:
+            lg.handlers = []
+            lg.propagate = True
+        logging.getLogger().addHandler(self.handler)
+
+    def restore(self) -> None:
+        import logging
+
+        logging.getLogger().removeHandler(self.handler)
+        for lg, handlers, propagate in self.saved:
+            lg.handlers = handlers
+            lg.propagate = propagate
+
+    def messages(self) -> list[str]:
+        out = []
+        for r in self.records:
+            try:
+                out.append(r.getMessage())
+            except Exception:  # noqa: BLE001, S112 - a malformed record is dropped, not fatal
+                continue
+        return out
+
+
+def _report_warnings(messages: list[str], argv: Sequence[str]) -> None:
     """Print each distinct warning once, as one scrubbed line, after a successful command."""
     seen: set[str] = set()
-    for w in caught:
-        text = _scrub(str(w.message).splitlines()[0] if str(w.message) else w.category.__name__, argv)
+    for message in messages:
+        text = _scrub(message.strip().splitlines()[0] if message.strip() else "warning", argv)
         if text not in seen:
             seen.add(text)
             print(f"medrecon: warning: {text}", file=sys.stderr)
@@ -211,12 +257,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (e.g. called from a worker): leave the handler alone
         previous = None
+    held = None if a.debug else _HeldLogs()
     try:
         with warnings.catch_warnings(record=not a.debug) as caught:
             if not a.debug:
                 warnings.simplefilter("always")
             code = COMMANDS[a.command](a)
-        _report_warnings(caught or [], argv)
+        if held is not None:
+            held.restore()
+            _report_warnings([str(w.message) for w in caught or []] + held.messages(), argv)
+            held = None
         return code
     except MedreconError as exc:
         if a.debug:
@@ -242,5 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "run with --debug for the traceback and report it)", file=sys.stderr)
         return 1
     finally:
+        if held is not None:
+            held.restore()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
