@@ -88,6 +88,9 @@ class StudyReconstructor:
         self.like = like
         self.command = list(command) if command else ["medrecon", "recon"]
         self.worker = {"host": socket.gethostname(), "pid": os.getpid(), **(worker or {})}
+        if os.environ.get("SLURM_JOB_ID"):  # under Slurm (sbatch arrays, submitit): which job and task
+            self.worker["slurm_job"] = os.environ["SLURM_JOB_ID"]
+            self.worker["slurm_array_task"] = os.environ.get("SLURM_ARRAY_TASK_ID")
         self._priors: dict[tuple, Any] = {}
 
     def load_prior(self, name: Optional[str], modality: str, device) -> Any:
