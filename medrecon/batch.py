@@ -15,7 +15,7 @@ from medrecon.recon.config import ReconConfig
 from medrecon.scale.run import ScaleOptions, run_studies
 from medrecon.scale.studies import batch_inputs
 
-__all__ = ["run_batch", "batch_inputs"]
+__all__ = ["batch_inputs", "run_batch"]
 
 
 def run_batch(spec: str, out_dir: Path, cfg: ReconConfig, fmt: Optional[str] = None,
