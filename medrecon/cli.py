@@ -156,10 +156,14 @@ def _scrub(message: str, argv: Sequence[str]) -> str:
     Our own messages never quote identifiers; this is the second line of defence for messages we
     do not write (third-party exceptions and warnings) that might quote a header field.
     """
+    import warnings
+
     try:
         from medrecon.io.run_record import identifiers_in, scrub_identifiers
 
-        found = [s for p in _input_paths(argv) for s in identifiers_in(p)]
+        with warnings.catch_warnings():  # re-reading a damaged input warns; the error line stays alone
+            warnings.simplefilter("ignore")
+            found = [s for p in _input_paths(argv) for s in identifiers_in(p)]
         return str(scrub_identifiers(message, planted=found)) if found else message
     except Exception:  # noqa: BLE001 - never let the error path itself fail; drop the text instead
         return "(message withheld: it could not be checked for patient identifiers)"

@@ -87,8 +87,14 @@ def _describe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _name_parts(value: str) -> list[str]:
-    """A value and, for person names, its components ("Doe^John" -> "Doe", "John")."""
+    """A value, its components for person names ("Doe^John" -> "Doe", "John") and, for dates, the
+    other ways one is written: DICOM's 19700101, ISMRMRD's 1970-01-01, 01.01.1970, 01/01/1970, ..."""
+    value = value.strip()
     parts = [value, *re.split(r"[\^=\s,]+", value)]
+    date = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", value)
+    if date:
+        y, m, d = date.groups()
+        parts += [f"{y}{m}{d}", f"{y}-{m}-{d}", f"{d}.{m}.{y}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{y}/{m}/{d}"]
     return [p.strip() for p in parts if p.strip()]
 
 

@@ -230,9 +230,10 @@ def _decode(ds: Any, name: str) -> np.ndarray:
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", ts)
+        hint = ("the file may be truncated, or need a decoder (pip install pylibjpeg pylibjpeg-openjpeg)"
+                if getattr(ts, "is_compressed", False) else "the file is truncated or damaged")
         raise InputError(
-            f"cannot decode the pixel data of {name} ({ts_name}): {type(exc).__name__}; "
-            "the file may be truncated or need a decoder (pip install pylibjpeg pylibjpeg-openjpeg)"
+            f"cannot decode the DICOM pixel data of {name} ({ts_name}, {type(exc).__name__}); {hint}"
         ) from exc
 
 
