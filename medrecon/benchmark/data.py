@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,18 +43,18 @@ class Case:
     volume: str
     slices: list[int]
     target: np.ndarray
-    kspace: Optional[np.ndarray] = None
-    mask: Optional[np.ndarray] = None
+    kspace: np.ndarray | None = None
+    mask: np.ndarray | None = None
     recon_size: tuple[int, int] = (0, 0)
-    noise_std: Optional[float] = None
-    sinogram: Optional[np.ndarray] = None
+    noise_std: float | None = None
+    sinogram: np.ndarray | None = None
     projector: Any = None
     mu_water: float = 0.019
     photons: float = 0.0
     info: dict = field(default_factory=dict)
 
 
-def data_root(suite: Suite, override: Optional[str]) -> Path:
+def data_root(suite: Suite, override: str | None) -> Path:
     """The folder the suite's file paths are relative to (``--data-root`` wins over the manifest)."""
     if override:
         root = Path(override).expanduser()

@@ -34,12 +34,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from medrecon.errors import InputError
 
-__all__ = ["MRI_BENCH_METHODS", "CT_BENCH_METHODS", "BENCH_METHODS", "METHOD_KEYS", "DataFile", "Dataset", "Suite",
-           "SUITES_DIR", "load_suite", "suite_names"]
+__all__ = [
+    "BENCH_METHODS",
+    "CT_BENCH_METHODS",
+    "METHOD_KEYS",
+    "MRI_BENCH_METHODS",
+    "SUITES_DIR",
+    "DataFile",
+    "Dataset",
+    "Suite",
+    "load_suite",
+    "suite_names",
+]
 
 #: Benchmark method names (issue 6); for CT ``cs-tv`` is TV-regularized iterative reconstruction (our ``tv``).
 MRI_BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "dps", "fast")
@@ -62,10 +72,10 @@ class DataFile:
     """
 
     path: str
-    sha256: Optional[str]
+    sha256: str | None
     licence: str
     source: str = ""
-    source_slices: Optional[tuple[int, ...]] = None
+    source_slices: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -76,14 +86,14 @@ class Dataset:
     modality: str
     source: str  # "volume" | "fastmri"
     file: DataFile
-    image_size: Optional[tuple[int, int]]
+    image_size: tuple[int, int] | None
     split: dict[str, Any]
     acquisition: dict[str, Any]
     methods: dict[str, dict[str, Any]]
     tuning_grid: dict[str, dict[str, list]] = field(default_factory=dict)
     slices: Any = "all"  # fastmri: "all", a list of indices, or {"center": n}
-    max_volumes: Optional[int] = None  # fastmri: cap on test volumes
-    slice_chunk: Optional[int] = None  # slices per reconstruction call (memory bound); None = all at once
+    max_volumes: int | None = None  # fastmri: cap on test volumes
+    slice_chunk: int | None = None  # slices per reconstruction call (memory bound); None = all at once
 
 
 @dataclass
@@ -310,7 +320,7 @@ def _parse_dataset(c: _Checker, d: Any, i: int, names: set) -> Dataset:
                    slices, c.get(d, "max_volumes", where, int, required=False), chunk)
 
 
-def load_suite(name_or_path: Union[str, Path]) -> Suite:
+def load_suite(name_or_path: str | Path) -> Suite:
     """Load and validate a suite by name (``data_manifests/suites/NAME.json``) or manifest path.
 
     Raises:

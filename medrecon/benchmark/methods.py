@@ -12,7 +12,6 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from medrecon.recon.config import ReconConfig
 
 from .data import Case
 
-__all__ = ["MethodRun", "PeakMemory", "recon_method", "run_method", "peak_mem_kind"]
+__all__ = ["MethodRun", "PeakMemory", "peak_mem_kind", "recon_method", "run_method"]
 
 
 def recon_method(method: str, modality: str) -> str:
@@ -42,10 +41,10 @@ class MethodRun:
     nfe: int
     peak_mem_mb: float
     params: dict
-    peak_total_mb: Optional[float] = None
+    peak_total_mb: float | None = None
 
 
-def _status_kb(field: str) -> Optional[int]:
+def _status_kb(field: str) -> int | None:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -81,9 +80,9 @@ class PeakMemory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.mb = 0.0
-        self.total_mb: Optional[float] = None  # absolute peak (CPU: VmHWM; CUDA: same as mb)
+        self.total_mb: float | None = None  # absolute peak (CPU: VmHWM; CUDA: same as mb)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:  # noqa: PYI034 - Self needs Python 3.11
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -119,13 +118,13 @@ def _config(method: str, modality: str, settings: dict, device: torch.device, se
     return ReconConfig(method=recon_method(method, modality), device=str(device), seed=seed, progress=progress, **kw)
 
 
-def _chunks(n: int, size: Optional[int]) -> list[slice]:
+def _chunks(n: int, size: int | None) -> list[slice]:
     size = n if not size else max(1, int(size))
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def run_method(case: Case, method: str, settings: dict, device: torch.device, prior=None, seed: int = 0,
-               progress: bool = False, slice_chunk: Optional[int] = None) -> MethodRun:
+               progress: bool = False, slice_chunk: int | None = None) -> MethodRun:
     """Reconstruct every slice of ``case`` with ``method`` and the given settings.
 
     Args:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from .manifest import Suite
 
-__all__ = ["write_report", "format_report"]
+__all__ = ["format_report", "write_report"]
 
 _CONVENTIONS = """\
 **How to read these tables.**
@@ -28,7 +27,7 @@ _CONVENTIONS = """\
 """
 
 
-def _pm(mean: Optional[float], std: Optional[float], fmt: str) -> str:
+def _pm(mean: float | None, std: float | None, fmt: str) -> str:
     if mean is None:
         return "–"
     return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if std is not None else "")
@@ -63,8 +62,8 @@ def _describe(name: str, rec: dict) -> str:
 
 
 def _table(rows: list[dict]) -> list[str]:
-    lines = ["| method | PSNR dB (fastMRI) | SSIM (fastMRI) | NMSE (fastMRI) | PSNR dB (per-slice) | SSIM (per-slice) "
-             "| s/slice | NFE | peak MiB | settings |",
+    lines = [("| method | PSNR dB (fastMRI) | SSIM (fastMRI) | NMSE (fastMRI) | PSNR dB (per-slice) | SSIM (per-slice) "
+              "| s/slice | NFE | peak MiB | settings |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("error"):
@@ -90,7 +89,7 @@ def format_report(results: dict, suite: Suite) -> str:
               f"- device: `{results['device']}` ({results['device_name']}, {results['torch_threads']} torch threads)",
               f"- suite manifest: `{results['manifest']['path']}` (sha256 {results['manifest']['sha256'][:12]}...)",
               f"- settings: {results['params_source']}",
-              f"- priors: " + (", ".join(f"{m}: {p['name']} ({p['sha256'][:12]}...)" for m, p in results['priors'].items())
+              "- priors: " + (", ".join(f"{m}: {p['name']} ({p['sha256'][:12]}...)" for m, p in results['priors'].items())
                                or "none used"),
               f"- total wall time: {results['wall_seconds']:.0f} s", "",
               _CONVENTIONS.replace("{peak}", results["peak_mem_kind"]).rstrip("\n")]

@@ -7,7 +7,6 @@ import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -21,7 +20,7 @@ from .params import read_params, settings_for
 from .scoring import finite_or_none
 from .session import Evaluation, Session
 
-__all__ = ["BenchmarkConfig", "run_benchmark", "plan_suite"]
+__all__ = ["BenchmarkConfig", "plan_suite", "run_benchmark"]
 
 
 @dataclass
@@ -45,19 +44,19 @@ class BenchmarkConfig:
 
     suite: str
     out: Path
-    methods: Optional[list[str]] = None
-    datasets: Optional[list[str]] = None
+    methods: list[str] | None = None
+    datasets: list[str] | None = None
     device: str = "auto"
-    data_root: Optional[str] = None
+    data_root: str | None = None
     tune: bool = False
     tune_only: bool = False
-    params: Optional[Path] = None
+    params: Path | None = None
     figures: bool = True
     progress: bool = True
     command: str = ""
 
 
-def plan_suite(suite: Suite, methods: Optional[list[str]], datasets: Optional[list[str]]) -> list[tuple[Dataset, list[str]]]:
+def plan_suite(suite: Suite, methods: list[str] | None, datasets: list[str] | None) -> list[tuple[Dataset, list[str]]]:
     """``[(dataset, methods)]`` to run, in manifest order, after the ``--methods``/``--datasets`` filters."""
     if methods:
         bad = [m for m in methods if m not in BENCH_METHODS]
@@ -92,12 +91,12 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> Optional[str]:
+def _git_commit() -> str | None:
     import subprocess
 
     try:
         r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                           text=True, timeout=5)
+                           text=True, timeout=5, check=False)
         return r.stdout.strip() or None if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -126,7 +125,7 @@ def _dataset_record(ds: Dataset, cases: list[Case]) -> dict:
             "volumes": [{"volume": c.volume, "slices": c.slices} for c in cases], "acquisition": cases[0].info}
 
 
-def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Optional[Path]):
+def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Path | None):
     path = verify_dataset(session.suite, ds, session.root)
     cases = load_cases(session.suite, ds, path, "test")
     rows, images = [], {}
@@ -182,14 +181,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         records[ds.name] = rec
         if fig is not None:
             figures[ds.name] = str(fig.relative_to(out))
-    results = {"suite": suite.name, "device": str(device), "rows": rows,
-               "device_name": _device_name(device), "torch_threads": torch.get_num_threads(),
-               "peak_mem_kind": peak_mem_kind(device),
-               "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": cfg.command,
-               "medrecon_version": _version(), "git_commit": _git_commit(), "torch_version": torch.__version__,
-               "manifest": {"path": _rel(suite.path), "sha256": sha256_of(suite.path)}, "params_source": params_source,
-               "priors": session.prior_info(), "datasets": records, "figures": figures,
-               "wall_seconds": round(_elapsed(session), 1)}
+    results = _results(session, cfg, rows, records, figures, params_source)
     results = finite_or_none(results)
     (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     from .report import write_report
@@ -197,6 +189,20 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     write_report(results, suite, out / "report.md")
     session.log(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (f" and {len(figures)} figure(s)" if figures else ""))
     return results
+
+
+def _results(session: Session, cfg: BenchmarkConfig, rows: list[dict], records: dict, figures: dict,
+             params_source: str) -> dict:
+    """The results.json document: the issue's fields first, then provenance."""
+    device, suite = session.device, session.suite
+    return {"suite": suite.name, "device": str(device), "rows": rows,
+            "device_name": _device_name(device), "torch_threads": torch.get_num_threads(),
+            "peak_mem_kind": peak_mem_kind(device),
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": cfg.command,
+            "medrecon_version": _version(), "git_commit": _git_commit(), "torch_version": torch.__version__,
+            "manifest": {"path": _rel(suite.path), "sha256": sha256_of(suite.path)}, "params_source": params_source,
+            "priors": session.prior_info(), "datasets": records, "figures": figures,
+            "wall_seconds": round(_elapsed(session), 1)}
 
 
 def _elapsed(session: Session) -> float:

@@ -15,13 +15,12 @@ CT images are scored in HU + 1000 (air ~ 0), so the peak is the densest tissue a
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 
 from medrecon.metrics import nmse, per_slice_metrics, psnr, ssim, volume_metrics
 
-__all__ = ["score_volume", "aggregate", "CT_OFFSET"]
+__all__ = ["CT_OFFSET", "aggregate", "score_volume"]
 
 CT_OFFSET = 1000.0
 _NAMES = ("psnr", "ssim", "nmse")
@@ -62,7 +61,7 @@ def score_volume(target: np.ndarray, image: np.ndarray, modality: str, slices: l
     return {"psnr": vol["psnr"], "ssim": vol["ssim"], "nmse": vol["nmse"], "slices": per}
 
 
-def _std(values: list[float]) -> Optional[float]:
+def _std(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 

@@ -6,7 +6,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -17,7 +16,7 @@ from .manifest import Suite
 from .methods import MethodRun, run_method
 from .scoring import aggregate, score_volume
 
-__all__ = ["Session", "Evaluation"]
+__all__ = ["Evaluation", "Session"]
 
 
 @dataclass
@@ -29,7 +28,7 @@ class Evaluation:
     summary: dict
     seconds: float
     n_slices: int
-    error: Optional[str] = None
+    error: str | None = None
 
 
 class Session:
@@ -66,7 +65,7 @@ class Session:
         elapsed = time.perf_counter() - self.t_start
         self.log(f"[{self.done}/{self.total}] {elapsed:6.0f} s  {label}")
 
-    def evaluate(self, cases: list[Case], method: str, settings: dict, slice_chunk: Optional[int] = None) -> Evaluation:
+    def evaluate(self, cases: list[Case], method: str, settings: dict, slice_chunk: int | None = None) -> Evaluation:
         """Run ``method`` on every case and score it; a method that fails is recorded, not fatal."""
         modality = cases[0].modality
         prior = self.prior(modality) if method in ("dps", "fast") else None

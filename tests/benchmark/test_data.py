@@ -90,10 +90,10 @@ def test_ct_60_suite_runs_fbp_on_the_held_out_volume(tmp_path):
 
 def _fake_fastmri(folder: Path, names: list[str]) -> None:
     """Tiny fully sampled multicoil fastMRI-layout files with reconstruction_rss targets."""
+    import torch
+
     from medrecon.io.fastmri import write_fastmri_kspace
     from operators import fft2c
-
-    import torch
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[-1:1:64j, -1:1:48j]

@@ -109,7 +109,7 @@ def test_bad_manifest_is_one_input_error(label, mutate, needle, write_manifest, 
 def test_bad_manifest_through_the_cli_is_one_line(write_manifest, broken, tmp_path, capfd):
     path = write_manifest(broken(lambda d: d["datasets"][0]["methods"].update({"unet": {}})))
     code = cli_main(["benchmark", "--suite", str(path), "--device", "cpu", "--out", str(tmp_path / "o")])
-    out, err = capfd.readouterr()
+    _, err = capfd.readouterr()
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("medrecon: error: suite smoke:") and "Traceback" not in err
     assert not (tmp_path / "o" / "results.json").exists()
