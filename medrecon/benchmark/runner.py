@@ -181,13 +181,19 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         records[ds.name] = rec
         if fig is not None:
             figures[ds.name] = str(fig.relative_to(out))
-    results = _results(session, cfg, rows, records, figures, params_source)
-    results = finite_or_none(results)
-    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+        # Rewritten after every dataset, so a long run that stops early keeps what it finished.
+        results = _write(session, cfg, suite, out, rows, records, figures, params_source)
+    session.log(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (f" and {len(figures)} figure(s)" if figures else ""))
+    return results
+
+
+def _write(session: Session, cfg: BenchmarkConfig, suite: Suite, out: Path, rows: list[dict], records: dict,
+           figures: dict, params_source: str) -> dict:
     from .report import write_report
 
+    results = finite_or_none(_results(session, cfg, rows, records, figures, params_source))
+    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     write_report(results, suite, out / "report.md")
-    session.log(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (f" and {len(figures)} figure(s)" if figures else ""))
     return results
 
 

@@ -77,8 +77,12 @@ class Session:
                                  self.progress and sys.stderr.isatty(), slice_chunk)
                 runs.append(run)
                 vols.append({"volume": case.volume, **score_volume(case.target, run.image, modality, case.slices)})
-        except MedreconError as exc:
+        except (MedreconError, torch.cuda.OutOfMemoryError) as exc:
+            # One failing method (diverged sampler, too few calibration lines, GPU memory) must not
+            # cost the other methods' results: it becomes a row with an "error".
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                msg = "CUDA out of memory (lower the method's batch_size or the dataset's slice_chunk)"
             self.log(f"    {method} FAILED: {msg}")
             return Evaluation(runs, vols, {}, sum(r.seconds for r in runs), n, error=msg)
         ev = Evaluation(runs, vols, aggregate(vols), sum(r.seconds for r in runs), n)

@@ -56,3 +56,22 @@ def test_unknown_method_and_tune_only_without_tune(ct_tv_suite, tmp_path, capfd)
     assert "unknown method(s) unet" in capfd.readouterr()[1]
     assert cli_main(["benchmark", "--suite", str(ct_tv_suite), "--tune-only", "--out", str(tmp_path)]) == 2
     assert "--tune-only needs --tune" in capfd.readouterr()[1]
+
+
+def test_a_failing_method_is_recorded_and_the_others_still_run(suite_json, write_manifest, tmp_path, capfd):
+    doc = suite_json("smoke")
+    mri = doc["datasets"][0]
+    mri["acquisition"]["center_fraction"] = 0.02  # 3 calibration lines: ESPIRiT (sense) refuses, zero-filled runs
+    mri["methods"] = {"zero-filled": {}, "sense": {"iters": 5}}
+    mri["tuning_grid"] = {}
+    doc["datasets"] = [mri]
+    out = tmp_path / "o"
+    assert cli_main(["benchmark", "--suite", str(write_manifest(doc)), "--device", "cpu", "--no-figures",
+                     "--out", str(out)]) == 1
+    stdout, _ = capfd.readouterr()
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["zero-filled"]["psnr"] > 10 and "error" not in rows["zero-filled"]
+    assert "calibration" in rows["sense"]["error"] or "central lines" in rows["sense"]["error"]
+    assert rows["sense"]["psnr"] is None
+    assert "| sense | failed:" in (out / "report.md").read_text()
+    assert "1 method(s) failed: smoke-mri/sense" in stdout
