@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -43,9 +44,11 @@ def _train_prior(a: argparse.Namespace) -> int:
     cfg = TrainConfig(modality=a.modality, data=a.data, out=a.out, size=a.size, steps=a.steps,
                       batch_size=a.batch_size, lr=a.lr, max_minutes=a.max_minutes, device=a.device,
                       resume=a.resume, seed=a.seed, name=a.name, network=net, heldout=a.heldout or [],
-                      checkpoint_every=a.checkpoint_every, weights_dtype=a.weights_dtype)
+                      checkpoint_every=a.checkpoint_every, weights_dtype=a.weights_dtype,
+                      lr_scaling=a.lr_scaling)
     bundle = train_prior(cfg)
-    print(f"prior bundle written to {bundle}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes the bundle
+        print(f"prior bundle written to {bundle}")
     return 0
 
 
@@ -87,6 +90,8 @@ def _add_train_prior(sub) -> None:
     p.add_argument("--name", default=None, help="prior name (default: the folder name)")
     p.add_argument("--network", default=None, help='JSON overrides of the network, e.g. \'{"channels": [32,64,64,64]}\'')
     p.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--lr-scaling", choices=["sqrt", "linear", "none"], default="sqrt",
+                   help="under torchrun: scale --lr by sqrt(world size) (default), world size, or not at all")
     p.add_argument("--save-cache", default=None, metavar="NPZ",
                    help="only prepare the training slices and save them to this .npz, then exit")
 
