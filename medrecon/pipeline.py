@@ -61,15 +61,24 @@ def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = N
         InputError: missing, unreadable, unrecognised or damaged file; wrong dimensions; NaN/Inf,
             all-zero data, an empty mask, coil maps that do not fit, or an array over ``MEDRECON_MAX_GB``.
     """
-    from medrecon.io.guards import reader_errors
+    from medrecon.io.sandbox import isolated
 
     path = Path(path)
     if not path.exists() and not Path(str(path) + ".cfl").exists():
         raise InputError(f"{path.name}: no such file; check the path")
-    with reader_errors(path.name, "input"):  # a last net: any parser failure is an InputError
-        inp = _read_input(path, slices, axes)
+    # Parsed in a forked child with a memory ceiling and a time limit (medrecon.io.sandbox): a C library
+    # (libhdf5, a JPEG 2000 codec) that hangs or crashes on a crafted file cannot take medrecon with it.
+    inp = isolated(_read_input_guarded, path, slices, axes, name=path.name, what="input file")
     check_measurement(inp, path.name)
     return inp
+
+
+def _read_input_guarded(path: Path, slices: Optional[str], axes: Optional[str]) -> LoadedInput:
+    """:func:`_read_input` with the last net: any parser failure becomes an InputError naming the file."""
+    from medrecon.io.guards import reader_errors
+
+    with reader_errors(path.name, "input"):
+        return _read_input(path, slices, axes)
 
 
 def check_measurement(inp: LoadedInput, name: str) -> None:

@@ -394,6 +394,59 @@ def test_source_uses_only_safe_parsers():
     assert not problems, "\n".join(problems)
 
 
+def _sleep_forever() -> None:
+    import time as _time
+
+    while True:
+        _time.sleep(1)
+
+
+def _segfault() -> None:
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _allocate_terabyte() -> None:
+    np.ones(2**40, np.uint8)
+
+
+def test_parsers_run_isolated_so_library_hangs_crashes_and_bombs_become_one_error(tmp_path, monkeypatch):
+    """The forked parser (medrecon.io.sandbox): a hang is killed at MEDRECON_READ_TIMEOUT, a crash or a memory
+    bomb in a C library ends the child, not medrecon; each is one InputError and no child is left."""
+    from medrecon.io.sandbox import isolated
+
+    monkeypatch.setenv("MEDRECON_READ_TIMEOUT", "2")
+    monkeypatch.setenv("MEDRECON_MAX_GB", "0.25")
+    for fn, needle in ((_sleep_forever, "did not finish within 2 s"), (_segfault, "crashed (SIGSEGV)"),
+                       (_allocate_terabyte, "memory")):
+        t0 = time.perf_counter()
+        with pytest.raises(InputError, match=re.escape(needle)):
+            isolated(fn, name="x.h5")
+        assert time.perf_counter() - t0 < 10
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was reaped
+
+
+def test_hdf5_file_that_hangs_libhdf5_is_refused(tmp_path, capfd, monkeypatch):
+    """Regression: fuzzing found an 18 KB ISMRMRD file (a digit run in the global heap rewritten) on which
+    libhdf5 3.16's heap parser loops forever. The isolated reader refuses it after MEDRECON_READ_TIMEOUT."""
+    pytest.importorskip("ismrmrd")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("medrecon_fuzz", REPO / "benchmarks" / "fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    (tmp_path / "seed").mkdir()
+    seed = samples.tiny_ismrmrd(tmp_path / "seed" / "x.h5")
+    desc, contents = fuzz._example(seed, [seed], 233, [], 1)  # the example as benchmarks/fuzz.py --seed 1 ran it
+    assert desc.startswith("text_numbers")
+    bad = tmp_path / "hang.h5"
+    bad.write_bytes(contents["x.h5"])
+    monkeypatch.setenv("MEDRECON_READ_TIMEOUT", "3")
+    t0 = time.perf_counter()
+    assert_fails_cleanly(_recon(bad, tmp_path / "o.h5"), capfd, tmp_path)
+    assert time.perf_counter() - t0 < 30
+
+
 # ============================================================================ 4. no lost work
 
 SLOW_WRITER = r"""
@@ -479,7 +532,7 @@ def test_planted_identifiers_never_reach_error_messages(tmp_path, capfd, monkeyp
     bad.write_bytes(src.read_bytes()[:-3000])
     _no_identifiers(assert_fails_cleanly(_recon(bad, tmp_path / "o.h5"), capfd, tmp_path))
 
-    import medrecon.pipeline as pipeline
+    from medrecon import pipeline
 
     def leaky(path, slices, axes):
         raise InputError(f"could not parse patient {PLANTED['name']} ({PLANTED['id']}, born {PLANTED['birth']})")
@@ -665,7 +718,7 @@ def test_writers_never_write_nan_images(tmp_path):
 
 def test_diverged_result_is_never_written(tmp_path, capfd, monkeypatch):
     """The last guard: whatever the method, a non-finite image stops the pipeline before any writer runs."""
-    import medrecon.recon.mri as mri
+    from medrecon.recon import mri
 
     real = mri.reconstruct_kspace
 

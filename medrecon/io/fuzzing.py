@@ -184,14 +184,22 @@ def exercise(path: Path, kind: str) -> object:
 
 
 @contextlib.contextmanager
-def fuzz_environment(max_gb: float = 0.25) -> Iterator[None]:
-    """A small memory cap while fuzzing: the cap is under test, and the machine must survive it."""
-    old = os.environ.get("MEDRECON_MAX_GB")
+def fuzz_environment(max_gb: float = 0.25, read_timeout: float = 5.0) -> Iterator[None]:
+    """A small memory cap and a short parse timeout while fuzzing.
+
+    Args:
+        max_gb: ``MEDRECON_MAX_GB``: the cap is under test, and the machine must survive it.
+        read_timeout: ``MEDRECON_READ_TIMEOUT``: how long the isolated parser may run; ``0`` parses
+            in-process (about 10x faster, for dense sweeps; the in-process guards still apply).
+    """
+    saved = {k: os.environ.get(k) for k in ("MEDRECON_MAX_GB", "MEDRECON_READ_TIMEOUT")}
     os.environ["MEDRECON_MAX_GB"] = str(max_gb)
+    os.environ["MEDRECON_READ_TIMEOUT"] = str(read_timeout)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("MEDRECON_MAX_GB", None)
-        else:
-            os.environ["MEDRECON_MAX_GB"] = old
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -182,8 +182,13 @@ def _is_dicom(path: Path) -> bool:
 
 def _identifiers_in(path: str | os.PathLike) -> list[str]:
     """Patient identifiers stored in an input (DICOM, ISMRMRD/fastMRI HDF5), to scrub them."""
+    from medrecon.io.sandbox import isolated
+
+    path = Path(path)
     try:
-        return _identifiers_in_unchecked(Path(path))
+        # Isolated like the readers: this also runs on the error path, on the very file that failed.
+        found = isolated(_identifiers_in_unchecked, path, name=path.name, what="input")
+        return [str(v) for v in found] if isinstance(found, list) else []
     except Exception:  # noqa: BLE001 - an unreadable input has no identifiers we could know of
         return []
 

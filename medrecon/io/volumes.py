@@ -690,9 +690,11 @@ def load_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
     a fastMRI HDF5 reconstruction/target. ``modality`` overrides the file's own (NIfTI, NRRD
     and HDF5 files do not record one).
     """
+    from medrecon.io.sandbox import isolated
+
     path = Path(path)
-    with reader_errors(path.name, "image"):
-        vol = _load_any(path, modality)
+    # Parsed in a forked child (medrecon.io.sandbox): a codec or libhdf5 hang or crash becomes an InputError.
+    vol = isolated(_load_any_guarded, path, modality, name=path.name, what="image")
     if vol.data.size == 0:
         raise InputError(f"{path.name} holds an empty image {vol.data.shape}")
     if not np.isfinite(vol.data).all():
@@ -702,6 +704,11 @@ def load_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
     if modality is not None:
         vol.modality, vol.kind = modality, _kind(modality)
     return vol
+
+
+def _load_any_guarded(path: Path, modality: str | None) -> Volume:
+    with reader_errors(path.name, "image"):
+        return _load_any(path, modality)
 
 
 def _load_any(path: Path, modality: str | None) -> Volume:
