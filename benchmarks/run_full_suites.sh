@@ -5,7 +5,7 @@
 # (cheap), then run every method on the test slices with those weights. The DPS step size and
 # the sampler settings come from the manifest (chosen by the sweeps in benchmarks/sweeps/ on
 # held-out slices that are not test slices); tuning DPS here too (`--tune` without --methods)
-# costs about 1.5x the DPS run and is meant for a GPU.
+# costs about 1.5x the DPS run and is meant for a GPU. METHODS=fbp,cs-tv,fast limits the test run.
 set -euo pipefail
 out=${1:?usage: run_full_suites.sh OUT_ROOT [DEVICE] [SUITES...]}
 dev=${2:-auto}
@@ -18,6 +18,7 @@ for s in "${suites[@]}"; do
   medrecon benchmark --suite "$s" --device "$dev" --tune --tune-only --methods "$classical" --quiet \
       --no-figures --out "$out/$s-tuning"
   echo "== $s: all methods ($(date -u +%H:%M:%S))"
-  medrecon benchmark --suite "$s" --device "$dev" --params "$out/$s-tuning/tuned.json" --quiet --out "$out/$s"
+  medrecon benchmark --suite "$s" --device "$dev" --params "$out/$s-tuning/tuned.json" --quiet --out "$out/$s" \
+      ${METHODS:+--methods "$METHODS"}
 done
 echo "== done ($(date -u +%H:%M:%S))"

@@ -19,6 +19,16 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
+def _settings(arg: str) -> dict:
+    """``"method='dps',steps=50,zeta=10"`` -> a dict of literals (parsed with ast, never evaluated)."""
+    import ast
+
+    call = ast.parse(f"f({arg})", mode="eval").body
+    if not isinstance(call, ast.Call) or call.args:
+        raise SystemExit(f"settings must be key=value pairs: {arg!r}")
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+
+
 def main(argv: list[str]) -> int:
     from medrecon.metrics import volume_metrics
     from medrecon.pipeline import load_input, reconstruct
@@ -32,7 +42,7 @@ def main(argv: list[str]) -> int:
     simulate_ct_file(SHARED / "ct" / "totalseg_ct_dicom", meas, views=60, size=192, slices="16:17")
     inp = load_input(meas)
     for arg in settings:
-        kw = eval(f"dict({arg})", {"__builtins__": {"dict": dict}})  # settings are literals from the command line
+        kw = _settings(arg)
         t0 = time.time()
         res = reconstruct(inp, ReconConfig(progress=False, **kw))
         m = volume_metrics(inp.target + 1000.0, res.image + 1000.0)
