@@ -24,3 +24,14 @@ def pytest_collection_modifyitems(config, items):
 def shared_data() -> Path:
     """Path to ../shared/data (tests using it must be marked ``data``)."""
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: small tensors on a shared 2-core machine avoid OpenMP spin
+    contention, and CPU reductions are bit-reproducible only at equal thread counts (the Ray and shard
+    executors' tests compare outputs bit for bit)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

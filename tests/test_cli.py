@@ -50,11 +50,8 @@ def _files(folder: Path) -> set[str]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs with one torch thread (see tests/conftest.py)."""
 
 
 # ----------------------------------------------------------------------------- no shared data needed

@@ -27,11 +27,8 @@ TINY = {"channels": [16, 32, 32, 32], "norm_num_groups": 8, "num_head_channels":
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,8 @@ S2 = 1.0
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and spin badly on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs with one torch thread (see tests/conftest.py)."""
 
 
 class GaussianPrior:

@@ -24,12 +24,8 @@ SIZE = 32
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

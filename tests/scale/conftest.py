@@ -15,12 +15,8 @@ from scalekit import BROKEN, GOOD, TINY_NET, read_outputs, recon_config, write_s
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Same thread count as Ray actors (1 CPU each): CPU reductions are only bit-reproducible at equal threads.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
