@@ -42,6 +42,7 @@ __all__ = [
     "BENCH_METHODS",
     "CT_BENCH_METHODS",
     "METHOD_KEYS",
+    "OPTIONAL_METHODS",
     "MRI_BENCH_METHODS",
     "SUITES_DIR",
     "DataFile",
@@ -52,9 +53,11 @@ __all__ = [
 ]
 
 #: Benchmark method names (issue 6); for CT ``cs-tv`` is TV-regularized iterative reconstruction (our ``tv``).
-MRI_BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "dps", "fast")
+MRI_BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "dps", "fast")
 CT_BENCH_METHODS = ("fbp", "cs-tv", "dps", "fast")
-BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "fbp", "dps", "fast")
+BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "fbp", "dps", "fast")
+#: Methods that need an external program; a suite lists them, and they are skipped where it is missing.
+OPTIONAL_METHODS = ("bart-pics",)
 #: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
 METHOD_KEYS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "batch_size")
 _ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},

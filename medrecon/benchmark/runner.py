@@ -14,7 +14,7 @@ from medrecon.device import resolve_device
 from medrecon.errors import InputError
 
 from .data import Case, data_root, describe_split, load_cases, sha256_of, verify_dataset
-from .manifest import BENCH_METHODS, Dataset, Suite, load_suite
+from .manifest import BENCH_METHODS, OPTIONAL_METHODS, Dataset, Suite, load_suite
 from .methods import peak_mem_kind
 from .params import read_params, settings_for
 from .scoring import finite_or_none
@@ -67,11 +67,17 @@ def plan_suite(suite: Suite, methods: list[str] | None, datasets: list[str] | No
         bad = [d for d in datasets if d not in names]
         if bad:
             raise InputError(f"suite {suite.name} has no dataset {', '.join(bad)}; it has {', '.join(names)}")
+    from medrecon.baselines.bart import bart_available
+
+    if methods and "bart-pics" in methods and not bart_available():
+        raise InputError("method bart-pics needs the 'bart' binary (Debian/Ubuntu: apt install bart)")
     plan = []
     for ds in suite.datasets:
         if datasets and ds.name not in datasets:
             continue
-        chosen = [m for m in ds.methods if not methods or m in methods]
+        # bart-pics is optional: listed by a suite, it runs only where the bart binary is installed
+        chosen = [m for m in ds.methods if (not methods or m in methods)
+                  and (m not in OPTIONAL_METHODS or bart_available())]
         if chosen:
             plan.append((ds, chosen))
     if not plan:

@@ -7,7 +7,7 @@ from typing import Optional
 
 __all__ = ["ReconConfig", "MRI_METHODS", "CT_METHODS", "LEARNED", "DEFAULTS"]
 
-MRI_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "dps", "fast")
+MRI_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "dps", "fast")
 CT_METHODS = ("fbp", "tv", "dps", "fast")
 LEARNED = ("dps", "fast")
 
@@ -18,6 +18,7 @@ DEFAULTS = {
     "sense": {"iters": 30},
     "cs-wavelet": {"lam": 0.005, "iters": 100},
     "cs-tv": {"lam": 0.002, "iters": 100},
+    "bart-pics": {"lam": 0.005, "iters": 100},  # optional: needs the `bart` binary (l1-wavelet pics)
     "tv": {"lam": 0.01, "iters": 100},
 }
 

@@ -103,6 +103,10 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
             A = MultiCoilMRI(maps, mask2d)
             if cfg.method == "sense":
                 img = cg_sense(A, k, iters=params["iters"]).abs()
+            elif cfg.method == "bart-pics":
+                from medrecon.baselines.bart import bart_pics
+
+                img = bart_pics(k, maps, params["lam"], params["iters"]).abs()
             else:
                 lam = params["lam"] * A.adjoint(k).abs().amax().item()
                 solver = cs_wavelet if cfg.method == "cs-wavelet" else cs_tv
