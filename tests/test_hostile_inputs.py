@@ -446,8 +446,11 @@ def test_hdf5_file_that_hangs_libhdf5_is_refused(tmp_path, capfd, monkeypatch):
 # ============================================================================ 4. no lost work
 
 SLOW_WRITER = r"""
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# A shell without job control starts background jobs with SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler (so CI run in the background would ignore our Ctrl-C). Press Ctrl-C for real:
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import medrecon.io.fastmri as fm
 marker = Path(sys.argv[1])
 def slow(*a, **k):
