@@ -123,6 +123,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def scalar_string_bytes(ds: h5py.Dataset) -> bytes:
+    """The bytes of a one-element string dataset (fixed-length, variable-length or object, any shape)."""
+    value = ds[()]
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return bytes(value)
+
+
 def _header_text(f: h5py.File, name: str) -> bytes | None:
     if "ismrmrd_header" not in f:
         return None
@@ -131,12 +141,7 @@ def _header_text(f: h5py.File, name: str) -> bytes | None:
         raise InputError(f"{name}: ismrmrd_header is not a single XML string; rewrite the file's header")
     if ds.dtype.itemsize > _MAX_HEADER_BYTES:  # fixed-length strings: the size is known before reading
         raise InputError(f"{name}: ismrmrd_header is larger than 16 MiB; this is not a fastMRI header")
-    value = ds[()]
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0]
-    if isinstance(value, str):
-        value = value.encode("utf-8")
-    value = bytes(value)
+    value = scalar_string_bytes(ds)
     if len(value) > _MAX_HEADER_BYTES:
         raise InputError(f"{name}: ismrmrd_header is larger than 16 MiB; this is not a fastMRI header")
     return value

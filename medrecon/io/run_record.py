@@ -27,7 +27,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.fastmri import is_identifying_attr
+from medrecon.io.fastmri import is_identifying_attr, scalar_string_bytes
 
 __all__ = ["RECORD_SUFFIX", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
 
@@ -150,12 +150,7 @@ def _xml_text(f, key: str) -> bytes | None:
     ds = f.get(key)
     if not isinstance(ds, h5py.Dataset) or ds.size != 1 or ds.dtype.kind not in "SOU" or ds.dtype.itemsize > _MAX_XML:
         return None
-    value = ds[()]
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0]
-    if isinstance(value, str):
-        value = value.encode("utf-8")
-    value = bytes(value)
+    value = scalar_string_bytes(ds)
     return value if len(value) <= _MAX_XML else None
 
 
