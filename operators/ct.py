@@ -22,8 +22,8 @@ operator.
 Speed: applying ``A`` with ``grid_sample`` recomputes the sample grid and, for the adjoint, scatters
 with atomics. When it fits in ``sparse_max_bytes`` the projector instead builds the same Joseph
 weights once as a CSR sparse matrix (2 entries per ray sample) plus its transpose, cached per
-device and dtype, and applies them with sparse-dense matrix products: 5-17x faster on a CPU
-(measured at 192^2 and 512^2, 60 views; see ``benchmarks/ct_projector.py``), deterministic, and
+device and dtype, and applies them with sparse-dense matrix products: 7-12x faster on a CPU
+(192^2 and 512^2, 60 views: ``benchmarks/results/ct_projector_cpu_2026-11-27.txt``), deterministic, and
 still an exact adjoint pair because the transpose is the same matrix.
 
 FBP (``.fbp``) is the approximate inverse, never the adjoint: discrete spatial-domain ramp kernel
