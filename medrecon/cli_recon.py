@@ -29,7 +29,8 @@ def _add_recon(sub) -> None:
     p.add_argument("--zeta", type=float, default=None, help="DPS step size")
     p.add_argument("--cg-iters", type=int, default=None, help="fast sampler: CG iterations per step")
     p.add_argument("--eta", type=float, default=None, help="fast sampler: DDIM stochasticity (0..1)")
-    p.add_argument("--lam", type=float, default=None, help="CS/TV weight relative to max|A^H y|")
+    p.add_argument("--lam", type=float, default=None, help="regularization weight: MRI cs-wavelet/cs-tv relative to max|A^H y| (0.005/0.002); "
+                   "CT tv in units of mu_water (1.0)")
     p.add_argument("--iters", type=int, default=None, help="iterations of sense/cs/tv")
     p.add_argument("--samples", type=int, default=1, help="posterior samples per slice (std map when > 1)")
     p.add_argument("--seed", type=int, default=0)

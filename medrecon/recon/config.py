@@ -19,7 +19,8 @@ DEFAULTS = {
     "cs-wavelet": {"lam": 0.005, "iters": 100},
     "cs-tv": {"lam": 0.002, "iters": 100},
     "bart-pics": {"lam": 0.005, "iters": 100},  # optional: needs the `bart` binary (l1-wavelet pics)
-    "tv": {"lam": 0.01, "iters": 100},
+    # CT TV weight in units of mu_water; 1.0 by benchmarks/sweeps/ct_tv_lam_2026-11-27.txt (0.01 barely regularized).
+    "tv": {"lam": 1.0, "iters": 100},
 }
 
 
@@ -31,7 +32,8 @@ class ReconConfig:
         method: one of :data:`MRI_METHODS` or :data:`CT_METHODS`.
         prior: prior name or bundle folder (default: the shipped prior of the data's modality).
         steps, zeta, cg_iters, eta: sampler settings (``None``: the method's default).
-        lam, iters: classical-method settings; ``lam`` is relative to ``max |A^H y|``.
+        lam, iters: classical-method settings; MRI ``lam`` is relative to ``max |A^H y|``, CT TV ``lam``
+            is in units of mu_water (the TV weight is ``lam * mu_water``).
         samples: posterior samples per slice (K); the std map needs K > 1.
         seed: sampler seed.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
