@@ -22,7 +22,7 @@ def _add_benchmark(sub) -> None:
                                    "OUT/results.json, OUT/report.md and OUT/figures/*.png.")
     p.add_argument("--suite", required=True, help="suite name (smoke, mri-4x, mri-8x, ct-60, ct-120, fastmri) or a "
                                                   "manifest .json/.yaml")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None, help="output folder (required, except with --save-excerpt)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help="methods to run (comma- or space-separated): zero-filled, sense, cs-wavelet, cs-tv, fbp, dps, "
                         "fast (default: all of the suite)")
@@ -36,6 +36,12 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--tune-only", action="store_true", help="with --tune: stop after writing OUT/tuned.json")
     p.add_argument("--params", default=None, metavar="TUNED_JSON", help="settings from an earlier --tune run")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--prior", nargs="+", default=None, metavar="MODALITY=PRIOR",
+                   help="prior per modality, a name or bundle folder, e.g. mri=/path/to/bundle (default: shipped)")
+    p.add_argument("--save-excerpt", default=None, metavar="NPZ",
+                   help="write the slices the suite uses (test and tuning) to NPZ, then exit; run it with --excerpt "
+                        "where the source data are not")
+    p.add_argument("--excerpt", default=None, metavar="NPZ", help="read the volume datasets from a --save-excerpt file")
     p.add_argument("--quiet", action="store_true", help="no sampler progress bars")
 
 
@@ -52,6 +58,10 @@ def _command_line(a: argparse.Namespace) -> str:
     parts += ["--tune"] * a.tune + ["--tune-only"] * a.tune_only
     if a.params:
         parts += ["--params", a.params]
+    if a.prior:
+        parts += ["--prior", *a.prior]
+    if a.excerpt:
+        parts += ["--excerpt", a.excerpt]
     parts += ["--no-figures"] * a.no_figures + ["--out", a.out]
     return shlex.join(parts)
 
@@ -65,15 +75,47 @@ def _benchmark(a: argparse.Namespace) -> int:
         raise InputError("--tune-only needs --tune")
     if a.tune and a.params:
         raise InputError("--tune and --params exclude each other: --tune chooses the settings itself")
+    if a.save_excerpt:
+        return _save_excerpt(a)
+    if not a.out:
+        raise InputError("--out is required (the folder for results.json, report.md and figures)")
     cfg = BenchmarkConfig(suite=a.suite, out=Path(a.out), methods=_names(a.methods), datasets=_names(a.datasets),
                           device=a.device, data_root=a.data_root, tune=a.tune, tune_only=a.tune_only,
                           params=Path(a.params) if a.params else None, figures=not a.no_figures,
-                          progress=not a.quiet, command=_command_line(a))
+                          progress=not a.quiet, command=_command_line(a),
+                          excerpt=Path(a.excerpt) if a.excerpt else None, priors=_priors(a.prior))
     results = run_benchmark(cfg)
     failed = [f"{r['dataset']}/{r['method']}" for r in results.get("rows", []) if r.get("error")]
     if failed:
         print(f"medrecon: {len(failed)} method(s) failed: {', '.join(failed)} (see {a.out}/report.md)")
         return 1
+    return 0
+
+
+def _priors(specs: list[str] | None) -> dict:
+    """``["mri=NAME", "ct=DIR"]`` -> ``{"mri": "NAME", "ct": "DIR"}``."""
+    from medrecon.errors import InputError
+
+    out = {}
+    for spec in specs or []:
+        mod, sep, name = spec.partition("=")
+        if not sep or mod not in ("mri", "ct") or not name:
+            raise InputError(f"--prior {spec!r}: expected mri=NAME_OR_FOLDER or ct=NAME_OR_FOLDER")
+        out[mod] = name
+    return out
+
+
+def _save_excerpt(a: argparse.Namespace) -> int:
+    from medrecon.benchmark.data import data_root
+    from medrecon.benchmark.excerpt import save_excerpt
+    from medrecon.benchmark.manifest import load_suite
+
+    suite = load_suite(a.suite)
+    meta = save_excerpt(suite, data_root(suite, a.data_root), Path(a.save_excerpt))
+    n = sum(len(d["slices"]) for d in meta["datasets"].values())
+    size = Path(a.save_excerpt).stat().st_size / 2 ** 20
+    print(f"wrote {a.save_excerpt}: {n} slice(s) of {len(meta['datasets'])} dataset(s) of suite {suite.name} "
+          f"({size:.1f} MiB); run it with --excerpt {a.save_excerpt}")
     return 0
 
 

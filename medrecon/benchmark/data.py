@@ -21,7 +21,8 @@ from medrecon.errors import InputError
 
 from .manifest import Dataset, Suite
 
-__all__ = ["Case", "ct_projector", "data_root", "describe_split", "load_cases", "sha256_of", "verify_dataset"]
+__all__ = ["Case", "ct_projector", "data_root", "dataset_source", "describe_split", "load_cases", "sha256_of",
+           "source_volume", "verify_dataset"]
 
 _SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 _PACKAGE = Path(__file__).resolve().parents[1] / "data"
@@ -113,9 +114,26 @@ def verify_dataset(suite: Suite, ds: Dataset, root: Path) -> Path:
     return path
 
 
+def dataset_source(suite: Suite, ds: Dataset, root: Path | None, excerpt: dict | None = None):
+    """Where a dataset's slices come from: its excerpt stand-in if ``excerpt`` holds it, else its verified file.
+
+    Raises:
+        InputError: as :func:`verify_dataset` (missing or altered file), or no data root and no excerpt.
+    """
+    if excerpt and ds.name in excerpt:
+        return excerpt[ds.name]
+    if root is None:
+        raise InputError(f"suite {suite.name}: dataset {ds.name} is not in the excerpt and no data folder was found; "
+                         "pass --data-root DIR")
+    return verify_dataset(suite, ds, root)
+
+
 @lru_cache(maxsize=2)
-def _volume(path: str, modality: str):
-    """Load a held-out volume once per process (tuning and test splits share it)."""
+def source_volume(path: str, modality: str):
+    """Load a held-out volume once per process (tuning and test splits share it); returns ``(volume, scale)``.
+
+    ``scale`` is the whole volume's 99th percentile of ``|data|`` for MRI (so every split shares it), 1 for CT.
+    """
     from medrecon.io.volumes import load_volume
 
     vol = load_volume(path, modality="CT" if modality == "ct" else None)
@@ -126,6 +144,16 @@ def _volume(path: str, modality: str):
     return vol, max(scale, 1e-8)
 
 
+def _source(source, modality: str):
+    """``(volume, scale, name)`` of a dataset's source: a verified path, or an excerpt's stand-in."""
+    from .excerpt import ExcerptVolume
+
+    if isinstance(source, ExcerptVolume):
+        return source, source.scale, source.name
+    vol, scale = source_volume(str(source), modality)
+    return vol, scale, Path(source).name
+
+
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of ``(S, H, W)`` images (as ``medrecon simulate ct --size``)."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -133,10 +161,10 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(x[:, None], size=size, mode="bilinear", antialias=True)[:, 0]
 
 
-def _mri_case(ds: Dataset, path: Path, idx: list[int]) -> Case:
+def _mri_case(ds: Dataset, source, idx: list[int]) -> Case:
     from medrecon.simulate import simulate_kspace
 
-    vol, scale = _volume(str(path), "mri")
+    vol, scale, name = _source(source, "mri")
     # The volume's 99th percentile (not the split's) sets the scale, so tuning and test share it.
     img = _resize(torch.from_numpy(vol.data[idx] / scale).float(), ds.image_size)
     a = ds.acquisition
@@ -147,7 +175,7 @@ def _mri_case(ds: Dataset, path: Path, idx: list[int]) -> Case:
     info = {"mask_kind": a["mask"], "acceleration": a["accel"], "achieved_acceleration": round(m.size / m.sum(), 2),
             "center_fraction": a["center_fraction"], "mask_seed": a.get("seed", 0), "coils": a.get("coils", 8),
             "noise_std": noise, "image_size": list(ds.image_size)}
-    return Case(ds.name, "mri", path.name, idx, sim["target"].numpy(), kspace=sim["kspace"].numpy(), mask=m,
+    return Case(ds.name, "mri", name, idx, sim["target"].numpy(), kspace=sim["kspace"].numpy(), mask=m,
                 recon_size=tuple(ds.image_size), noise_std=noise, info=info)
 
 
@@ -161,10 +189,10 @@ def ct_projector(geometry: str, n: int, views: int, pix: float):
                      n_detectors=int(1.5 * n), detector_spacing=pix * 1.5, pixel_size=pix)
 
 
-def _ct_case(ds: Dataset, path: Path, idx: list[int]) -> Case:
+def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
     from medrecon.simulate import simulate_sinogram
 
-    vol, _ = _volume(str(path), "ct")
+    vol, _, name = _source(source, "ct")
     h, w = vol.data.shape[-2:]
     n = ds.image_size[0]
     if ds.image_size[0] != ds.image_size[1]:
@@ -178,7 +206,7 @@ def _ct_case(ds: Dataset, path: Path, idx: list[int]) -> Case:
     sino = simulate_sinogram(hu, A, int(a.get("seed", 0)), photons, mu_water)
     info = {"views": a["views"], "geometry": a.get("geometry", "parallel"), "photons": photons,
             "noise_seed": a.get("seed", 0), "pixel_mm": round(pix, 3), "image_size": [n, n], "mu_water": mu_water}
-    return Case(ds.name, "ct", path.name, idx, hu.numpy(), sinogram=sino.numpy(), projector=A, mu_water=mu_water,
+    return Case(ds.name, "ct", name, idx, hu.numpy(), sinogram=sino.numpy(), projector=A, mu_water=mu_water,
                 photons=float(photons or 0.0), info=info)
 
 
@@ -222,13 +250,14 @@ def _fastmri_case(ds: Dataset, f: Path) -> Case:
                 recon_size=tuple(v.recon_size), noise_std=None, info=info)
 
 
-def load_cases(suite: Suite, ds: Dataset, path: Path, split: str) -> list[Case]:
+def load_cases(suite: Suite, ds: Dataset, path, split: str) -> list[Case]:
     """Build the cases (volumes) of ``split`` (``"test"`` or ``"tuning"``) for one dataset.
 
     Args:
         suite: the suite (for messages).
         ds: the dataset.
-        path: its file or folder, as returned by :func:`verify_dataset`.
+        path: its file or folder, as returned by :func:`verify_dataset`, or its excerpt stand-in
+            (:func:`dataset_source`).
         split: ``"test"`` or ``"tuning"``.
 
     Raises:
@@ -247,7 +276,7 @@ def load_cases(suite: Suite, ds: Dataset, path: Path, split: str) -> list[Case]:
     idx = ds.split[split]
     if not idx:
         raise InputError(f"suite {suite.name}: dataset {ds.name} has no {split} slices")
-    vol, _ = _volume(str(path), ds.modality)
+    vol, _, _ = _source(path, ds.modality)
     n = vol.data.shape[0]
     if max(idx) >= n:
         raise InputError(f"suite {suite.name}: dataset {ds.name} asks for slice {max(idx)} but "

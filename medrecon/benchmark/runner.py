@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,7 +13,8 @@ import torch
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 
-from .data import Case, data_root, describe_split, load_cases, sha256_of, verify_dataset
+from .data import Case, data_root, dataset_source, describe_split, load_cases, sha256_of
+from .excerpt import read_excerpt
 from .manifest import BENCH_METHODS, OPTIONAL_METHODS, Dataset, Suite, load_suite
 from .methods import peak_mem_kind
 from .params import read_params, settings_for
@@ -40,6 +41,8 @@ class BenchmarkConfig:
         figures: write PNG figures.
         progress: sampler progress bars (on a terminal).
         command: the command line, recorded in the report.
+        excerpt: a ``--save-excerpt`` file to read the volume datasets from instead of their sources.
+        priors: modality -> prior name or bundle folder (default: the shipped prior of each modality).
     """
 
     suite: str
@@ -54,6 +57,8 @@ class BenchmarkConfig:
     figures: bool = True
     progress: bool = True
     command: str = ""
+    excerpt: Path | None = None
+    priors: dict = field(default_factory=dict)
 
 
 def plan_suite(suite: Suite, methods: list[str] | None, datasets: list[str] | None) -> list[tuple[Dataset, list[str]]]:
@@ -132,8 +137,7 @@ def _dataset_record(ds: Dataset, cases: list[Case]) -> dict:
 
 
 def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Path | None):
-    path = verify_dataset(session.suite, ds, session.root)
-    cases = load_cases(session.suite, ds, path, "test")
+    cases = load_cases(session.suite, ds, dataset_source(session.suite, ds, session.root, session.excerpt), "test")
     rows, images = [], {}
     for method in methods:
         settings = settings_for(ds.methods[method], overrides, ds.name, method)
@@ -159,16 +163,19 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     suite = load_suite(cfg.suite)
     plan = plan_suite(suite, cfg.methods, cfg.datasets)
     device = resolve_device(cfg.device)
-    root = data_root(suite, cfg.data_root)
+    excerpt = read_excerpt(cfg.excerpt, suite) if cfg.excerpt else {}
+    # A data folder is needed only for what the excerpt does not hold.
+    root = data_root(suite, cfg.data_root) if cfg.data_root or any(ds.name not in excerpt for ds, _ in plan) else None
     for ds, _ in plan:  # check every file before any long computation starts
-        verify_dataset(suite, ds, root)
+        dataset_source(suite, ds, root, excerpt)
     overrides = read_params(cfg.params, suite) if cfg.params else {}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     from .tune import tune_steps, tune_suite
 
     n_test = 0 if cfg.tune_only else sum(len(m) for _, m in plan)
-    session = Session(suite, device, root, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test)
+    session = Session(suite, device, root, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test,
+                      excerpt=excerpt, priors=cfg.priors)
     session.log(f"medrecon benchmark: suite {suite.name} on {device} ({_device_name(device)}) -> {out}")
     params_source = str(cfg.params) if cfg.params else "manifest"
     if cfg.tune:
@@ -214,6 +221,7 @@ def _results(session: Session, cfg: BenchmarkConfig, rows: list[dict], records: 
             "medrecon_version": _version(), "git_commit": _git_commit(), "torch_version": torch.__version__,
             "manifest": {"path": _rel(suite.path), "sha256": sha256_of(suite.path)}, "params_source": params_source,
             "priors": session.prior_info(), "datasets": records, "figures": figures,
+            "excerpt": {"file": Path(cfg.excerpt).name, "sha256": sha256_of(Path(cfg.excerpt))} if cfg.excerpt else None,
             "wall_seconds": round(_elapsed(session), 1)}
 
 

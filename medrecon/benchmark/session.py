@@ -34,11 +34,13 @@ class Evaluation:
 class Session:
     """Shared state of one ``medrecon benchmark`` run."""
 
-    def __init__(self, suite: Suite, device: torch.device, root: Path, progress: bool = True,
-                 total_steps: int = 0) -> None:
+    def __init__(self, suite: Suite, device: torch.device, root: Path | None, progress: bool = True,
+                 total_steps: int = 0, excerpt: dict | None = None, priors: dict | None = None) -> None:
         self.suite = suite
         self.device = device
         self.root = root
+        self.excerpt = excerpt or {}
+        self.prior_names = dict(priors or {})
         self.progress = progress
         self.total = total_steps
         self.done = 0
@@ -46,11 +48,11 @@ class Session:
         self._priors: dict[str, object] = {}
 
     def prior(self, modality: str):
-        """The shipped (sha256-verified) prior of a modality, loaded once."""
+        """The modality's prior (``--prior``, else the shipped one; sha256-verified), loaded once."""
         if modality not in self._priors:
             from medrecon.priors import load_prior
 
-            self._priors[modality] = load_prior(None, modality, self.device)
+            self._priors[modality] = load_prior(self.prior_names.get(modality), modality, self.device)
         return self._priors[modality]
 
     def prior_info(self) -> dict:

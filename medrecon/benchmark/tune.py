@@ -11,7 +11,7 @@ import itertools
 import json
 from pathlib import Path
 
-from .data import describe_split, load_cases, verify_dataset
+from .data import dataset_source, describe_split, load_cases
 from .manifest import Dataset
 from .params import TUNED_FORMAT
 from .scoring import finite_or_none
@@ -34,8 +34,7 @@ def _tune_dataset(session: Session, ds: Dataset, methods: list[str]) -> tuple[di
     tunable = [m for m in methods if m in ds.tuning_grid]
     if not tunable:
         return {}, {}
-    path = verify_dataset(session.suite, ds, session.root)
-    cases = load_cases(session.suite, ds, path, "tuning")
+    cases = load_cases(session.suite, ds, dataset_source(session.suite, ds, session.root, session.excerpt), "tuning")
     best, table = {}, {}
     for method in tunable:
         tried = []
