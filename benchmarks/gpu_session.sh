@@ -1,25 +1,70 @@
 #!/usr/bin/env bash
-# The one prepared GPU session (device tool): train both shipped priors concurrently on one GPU,
-# then time every method with benchmarks/gpu.py. Inputs travel in .gpu/ (slice caches made by
-# `medrecon train-prior --save-cache`, see README "Shipped priors") and .whl/ (wheels the GPU image
-# lacks). Results come back through $OUT; the bundles as split tar parts (the transfer caps files at 16 MiB).
+# The prepared GPU session (device tool), in phases that each fit one call (<= 10 min):
+#
+#   bash benchmarks/gpu_session.sh train    install wheels, train both shipped priors concurrently for MIN minutes
+#                                           (default 7), bundles to .gpuwork/ (kept while the machine stays warm)
+#                                           and to $OUT as split tar parts (the transfer caps files at 16 MiB)
+#   bash benchmarks/gpu_session.sh suites   the GPU suites (mri-4x-gpu, mri-8x-gpu, ct-60-gpu: DPS at 1000 steps,
+#                                           everything tuned on the tuning slices) on the new priors, from the
+#                                           suite excerpts; results as one tar in $OUT
+#   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py)
+#
+# Inputs travel in .gpu/ and .whl/ (made by benchmarks/gpu_prepare.sh; carry: [".gpu", ".whl"]). Run the phases
+# back to back: the machine is given back after a short idle time and .gpuwork/ goes with it.
+# PRIORS=shipped uses the shipped priors in the suites phase instead of .gpuwork/. For a dry run on a CPU:
+#   DEV=cpu MIN=0.3 bash benchmarks/gpu_session.sh train; DEV=cpu SUITES=ct-60-gpu METHODS=fbp,cs-tv bash ... suites
 set -u
-MIN=${MIN:-4.5}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-python3 -c "import torch, monai; print(torch.__version__, monai.__version__, torch.cuda.get_device_name())" || exit 1
-W=/tmp/work; mkdir -p "$W"
-for m in mri ct; do
-  name=$([ $m = mri ] && echo mri-brain || echo ct-body)
-  python3 -m medrecon train-prior --modality $m --data .gpu/${m}_train.npz --heldout .gpu/${m}_held.npz \
-    --out "$W/$name" --name $name --batch-size 32 --steps 100000 --max-minutes "$MIN" --device cuda \
-    > "$W/train_$m.log" 2>&1 &
-done
-wait
-for m in mri ct; do echo "== $m"; tr '\r' '\n' < "$W/train_$m.log" | tail -n 5; done > "$OUT/train.log"
-for name in mri-brain ct-body; do
-  tar -C "$W" -cf "$W/$name.tar" --exclude=training/checkpoint.pt "$name" && split -b 15M -d "$W/$name.tar" "$OUT/$name.tar.part"
-done
-timeout 200 python3 benchmarks/gpu.py --mri-prior "$W/mri-brain" --ct-prior "$W/ct-body" \
-  --mri-data .gpu/mri_held.npz --ct-data .gpu/ct_held.npz --ct-dps-steps 200 --out "$OUT/gpu_results.json" 2>&1 \
-  | tee "$OUT/gpu_bench.log"
+PHASE=${1:-train}
+MIN=${MIN:-7}
+OUT=${OUT:-/tmp/medrecon_gpu_out}
+W=$PWD/.gpuwork
+mkdir -p "$OUT" "$W"
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+DEV=${DEV:-cuda}
+python3 -c "import torch, monai; print(torch.__version__, monai.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')" || exit 1
+
+case "$PHASE" in
+train)
+  BS=${BS:-32}
+  for m in mri ct; do
+    name=$([ $m = mri ] && echo mri-brain || echo ct-body)
+    rm -rf "$W/$name"
+    python3 -m medrecon train-prior --modality $m --data .gpu/${m}_train.npz --heldout .gpu/${m}_held.npz \
+      --out "$W/$name" --name $name --batch-size "$BS" --steps 1000000 --max-minutes "$MIN" --device "$DEV" \
+      > "$W/train_$m.log" 2>&1 &
+  done
+  wait
+  for m in mri ct; do echo "== $m"; tr '\r' '\n' < "$W/train_$m.log" | grep -v '^$' | tail -n 4; done | tee "$OUT/train.log"
+  for name in mri-brain ct-body; do
+    [ -f "$W/$name/configs/metadata.json" ] || { echo "no bundle for $name" >&2; exit 1; }
+    tar -C "$W" -cf "$W/$name.tar" --exclude=training/checkpoint.pt "$name" && split -b 15M -d "$W/$name.tar" "$OUT/$name.tar.part"
+  done
+  ;;
+suites)
+  if [ "${PRIORS:-new}" = shipped ]; then PRI=(); else PRI=(--prior "mri=$W/mri-brain" "ct=$W/ct-body"); fi
+  R=$W/suites; rm -rf "$R"; mkdir -p "$R"
+  for s in ${SUITES:-mri-4x-gpu mri-8x-gpu ct-60-gpu}; do
+    ex=$([ "${s%%-*}" = ct ] && echo .gpu/ct-60.npz || echo .gpu/mri-4x.npz)
+    methods=$([ "${s%%-*}" = ct ] && echo fbp,cs-tv,dps,fast || echo zero-filled,cs-wavelet,cs-tv,dps,fast)
+    methods=${METHODS:-$methods}
+    timeout "${SUITE_TIMEOUT:-150}" python3 -m medrecon benchmark --suite "$s" --excerpt "$ex" "${PRI[@]}" --device "$DEV" \
+      --methods "$methods" --tune --quiet --out "$R/$s" 2>&1 | tail -n 12
+  done
+  tar -C "$W" -cf "$OUT/suites.tar" suites
+  ;;
+time)
+  timeout "${TIME_TIMEOUT:-200}" python3 benchmarks/gpu.py --mri-prior "$W/mri-brain" --ct-prior "$W/ct-body" \
+    --mri-data .gpu/mri_held.npz --ct-data .gpu/ct_held.npz --ct-dps-steps 200 --out "$OUT/gpu_results.json" 2>&1 \
+    | tee "$OUT/gpu_bench.log"
+  ;;
+*)
+  echo "usage: bash benchmarks/gpu_session.sh train|suites|time" >&2
+  exit 2
+  ;;
+esac

@@ -37,7 +37,7 @@ def _train_prior(a: argparse.Namespace) -> int:
 
     if a.save_cache:
         vols = load_training_volumes(a.data, a.modality)
-        save_slice_cache(vols, a.save_cache, a.modality)
+        save_slice_cache(vols, a.save_cache, a.modality, bits=a.cache_bits)
         print(f"saved {sum(len(v.slices) for v in vols)} slices from {len(vols)} volumes to {a.save_cache}")
         return 0
     net = json.loads(a.network) if a.network else {}
@@ -94,6 +94,8 @@ def _add_train_prior(sub) -> None:
                    help="under torchrun: scale --lr by sqrt(world size) (default), world size, or not at all")
     p.add_argument("--save-cache", default=None, metavar="NPZ",
                    help="only prepare the training slices and save them to this .npz, then exit")
+    p.add_argument("--cache-bits", type=int, choices=[8, 16], default=16,
+                   help="with --save-cache: float16 (16, default) or per-slice 8-bit codes (8, ~40%% of the size)")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -190,3 +190,27 @@ def test_split_heldout_is_by_volume_and_seeded():
     assert [v.name for v in split_heldout(vols, 0.2, seed=0)[1]] == [v.name for v in held]
     assert split_heldout(vols[:2], 0.5) == (vols[:2], [])  # too few volumes: nothing held out
     assert split_heldout(vols, 0.0) == (vols, [])
+
+
+@pytest.mark.parametrize("modality", ["mri", "ct"])
+def test_slice_cache_round_trip_float16_and_8bit(tmp_path, modality):
+    from medrecon.priors.data import SliceVolume, load_training_volumes, save_slice_cache
+
+    rng = np.random.default_rng(0)
+    lo, hi = (0.0, 1.6) if modality == "mri" else (-1000.0, 1800.0)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(5, 48, 40)), 1), 2)
+    x = (lo + (smooth - smooth.min()) / np.ptp(smooth) * (hi - lo)).astype(np.float32)
+    vols = [SliceVolume("a.nii.gz", x, 1.2, [{"file": "a.nii.gz", "sha256": "0" * 64, "licence": "CC0"}])]
+    save_slice_cache(vols, tmp_path / "c16.npz", modality)
+    save_slice_cache(vols, tmp_path / "c8.npz", modality, bits=8)
+    v16, v8 = (load_training_volumes([tmp_path / f"c{b}.npz"], modality)[0] for b in (16, 8))
+    assert v8.name == "a.nii.gz" and v8.pixel_mm == 1.2 and v8.provenance == vols[0].provenance
+    assert np.array_equal(v16.slices, x.astype(np.float16).astype(np.float32))
+    assert v8.slices.shape == x.shape and v8.slices.dtype == np.float32
+    per_slice_range = (x.max(axis=(1, 2)) - x.min(axis=(1, 2)))[:, None, None]
+    err = np.abs(v8.slices - x)
+    assert np.all(err <= per_slice_range / 510 * 1.001 + 1e-6)  # half a quantization step
+    assert np.allclose(v8.slices.min(axis=(1, 2)), x.min(axis=(1, 2)), atol=1e-4 * (hi - lo))
+    assert (tmp_path / "c8.npz").stat().st_size < 0.7 * (tmp_path / "c16.npz").stat().st_size
+    with pytest.raises(ValueError, match="bits must be 8 or 16"):
+        save_slice_cache(vols, tmp_path / "c4.npz", modality, bits=4)
