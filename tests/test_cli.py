@@ -112,6 +112,29 @@ def test_recon_tiny_fastmri_file(tiny_kspace, tmp_path, capfd):
     assert psnr["sense"] > psnr["zero-filled"]
 
 
+def test_fast_recon_warns_when_pixels_are_finer_than_the_prior_saw(tiny_kspace, tmp_path, capfd):
+    """A header saying 0.5 mm pixels: the brain prior (0.9-1.8 mm) warns once, and the run record keeps it."""
+    from medrecon.io.fastmri import minimal_ismrmrd_header, read_fastmri, write_fastmri_kspace
+
+    v = read_fastmri(tiny_kspace)
+    xml = minimal_ismrmrd_header(v.kspace.shape[-2:], (32, 32)).replace(
+        "<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize><fieldOfView_mm><x>32</x><y>32</y>",
+        "<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize><fieldOfView_mm><x>16</x><y>16</y>")
+    fine = write_fastmri_kspace(tmp_path / "fine.h5", v.kspace, target=v.target, mask=v.mask, header_xml=xml)
+    out = tmp_path / "fast.h5"
+    code, _, err = _inproc(["recon", fine, "--method", "fast", "--steps", "2", "--out", out, "--quiet"], capfd)
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert lines == ["medrecon: warning: the image has 0.50 mm pixels, finer than the 0.9-1.8 mm the prior "
+                     "'mri-brain' was trained on; expect lower quality (train or choose a prior for this resolution)"]
+    record = json.loads(Path(str(out) + ".run.json").read_text())
+    assert "0.50 mm pixels" in record["prior"]["scale_warning"]
+    # The file written by the fixture says 1 mm pixels (its header's default): no warning.
+    code, _, err = _inproc(["recon", tiny_kspace, "--method", "fast", "--steps", "2", "--out", tmp_path / "b.h5",
+                            "--quiet"], capfd)
+    assert code == 0 and "warning" not in err, err
+
+
 def _h5_without_kspace(path):
     with h5py.File(path, "w") as f:
         f["reconstruction_rss"] = np.zeros((1, 8, 8), np.float32)

@@ -77,6 +77,8 @@ class FastMRIVolume:
         target_key: the dataset the target came from, or None.
         maps: precomputed coil sensitivities ``(slices, coils, H, W)`` complex64 from a ``sens_maps`` /
             ``coil_maps`` dataset, or None (then ESPIRiT estimates them from the calibration region).
+        pixel_mm: in-plane pixel size ``(x, y)`` of the reconstructed image in mm
+            (``reconSpace`` field of view / matrix size), or None without those header fields.
     """
 
     kspace: np.ndarray
@@ -90,6 +92,7 @@ class FastMRIVolume:
     encoded_size: tuple[int, int] | None = None
     target_key: str | None = None
     maps: np.ndarray | None = None
+    pixel_mm: tuple[float, float] | None = None
 
     @property
     def num_slices(self) -> int:
@@ -157,8 +160,19 @@ def _xml_int(root: Any, path: str) -> int | None:
         return None
 
 
+def _xml_float(root: Any, path: str) -> float | None:
+    node = root.find("/".join("{*}" + part for part in path.split("/")))
+    if node is None or node.text is None:
+        return None
+    try:
+        v = float(node.text.strip())
+    except ValueError:
+        return None
+    return v if np.isfinite(v) else None
+
+
 def _parse_header(xml: bytes, name: str) -> dict[str, Any]:
-    """Recon size, encoded size and padding from an ISMRMRD XML header (defusedxml-parsed)."""
+    """Recon size, encoded size, padding and recon pixel size from an ISMRMRD XML header (defusedxml-parsed)."""
     try:
         root = DET.fromstring(xml)
     except (DET.ParseError, defusedxml.DefusedXmlException) as exc:
@@ -167,9 +181,13 @@ def _parse_header(xml: bytes, name: str) -> dict[str, Any]:
     ex, ey = _xml_int(root, "encoding/encodedSpace/matrixSize/x"), _xml_int(root, "encoding/encodedSpace/matrixSize/y")
     center = _xml_int(root, "encoding/encodingLimits/kspace_encoding_step_1/center")
     maximum = _xml_int(root, "encoding/encodingLimits/kspace_encoding_step_1/maximum")
-    out: dict[str, Any] = {"recon_size": None, "encoded_size": None, "padding": None}
+    out: dict[str, Any] = {"recon_size": None, "encoded_size": None, "padding": None, "pixel_mm": None}
     if rx and ry and rx > 0 and ry > 0:
         out["recon_size"] = (rx, ry)
+        fx = _xml_float(root, "encoding/reconSpace/fieldOfView_mm/x")
+        fy = _xml_float(root, "encoding/reconSpace/fieldOfView_mm/y")
+        if fx and fy and fx > 0 and fy > 0:
+            out["pixel_mm"] = (fx / rx, fy / ry)
     if ex and ey and ex > 0 and ey > 0:
         out["encoded_size"] = (ex, ey)
     if ey and center is not None and maximum is not None:
@@ -330,6 +348,7 @@ def read_fastmri(path: str | os.PathLike, slices: slice | None = None) -> FastMR
         encoded_size=hdr.get("encoded_size"),
         target_key=target_key,
         maps=maps,
+        pixel_mm=hdr.get("pixel_mm"),
     )
 
 

@@ -91,6 +91,7 @@ class _Header:
     num_slices: int | None
     e1_center: int | None
     separate_calibration: bool
+    pixel_mm: tuple[float, float] | None = None
 
 
 def _header(xml: bytes, name: str) -> _Header:
@@ -113,6 +114,7 @@ def _header(xml: bytes, name: str) -> _Header:
         num_slices=slice_max + 1 if slice_max is not None and slice_max >= 0 else None,
         e1_center=_xml_int(root, "encoding/encodingLimits/kspace_encoding_step_1/center"),
         separate_calibration=mode_text in _SEPARATE_CALIBRATION,
+        pixel_mm=sizes["pixel_mm"],
     )
 
 
@@ -327,6 +329,7 @@ def _finish(kspace: np.ndarray, sampled: np.ndarray, max_avg: int, lines: _Lines
         multicoil=True,
         padding=header.padding,
         encoded_size=header.encoded_size,
+        pixel_mm=header.pixel_mm,
     )
 
 

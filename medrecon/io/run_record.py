@@ -280,7 +280,7 @@ def _prior_entry(prior: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if prior is None:
         return None
     # The prior's own "name" is not a person's name: keep whitelisted fields, not key-scrubbed.
-    keep = ("name", "sha256", "version", "modality")
+    keep = ("name", "sha256", "version", "modality", "scale_warning")  # the warning is our own text: sizes in mm
     return {k: (Path(v).name if isinstance(v, os.PathLike) else v) for k, v in prior.items() if k in keep}
 
 
@@ -315,7 +315,7 @@ def write_run_record(
             sha256 (folders: :func:`sha256_path`). They must exist.
         method: sampler or baseline name (``"dps"``, ``"dds"``, ``"sense-cg"``, ...).
         params: method parameters; identifying keys are dropped (:func:`scrub_identifiers`).
-        prior: ``{"name", "sha256"[, "version", "modality"]}`` or None for non-learned methods.
+        prior: ``{"name", "sha256"[, "version", "modality", "scale_warning"]}`` or None for non-learned methods.
         seeds: every seed used (DESIGN.md: the run record stores the seeds).
         device: e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu"``.
         seconds: wall time. nfe: network evaluations, or None. metrics: optional metric values.

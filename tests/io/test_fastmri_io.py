@@ -247,3 +247,16 @@ def test_truncated_file(tmp_path):
     (tmp_path / "t.h5").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError):
         read_fastmri(tmp_path / "t.h5")
+
+
+def test_recon_pixel_size_from_the_header(tmp_path):
+    xml = minimal_ismrmrd_header((640, 368), (320, 320)).replace(
+        "<reconSpace><matrixSize><x>320</x><y>320</y><z>1</z></matrixSize><fieldOfView_mm><x>320</x><y>320</y>",
+        "<reconSpace><matrixSize><x>320</x><y>320</y><z>1</z></matrixSize><fieldOfView_mm><x>220</x><y>240</y>")
+    write_fastmri_kspace(tmp_path / "a.h5", _kspace((1, 64, 48)), header_xml=xml)
+    assert read_fastmri(tmp_path / "a.h5").pixel_mm == pytest.approx((0.6875, 0.75))
+    write_fastmri_kspace(tmp_path / "b.h5", _kspace((1, 64, 48)), header_xml="<ismrmrdHeader/>")
+    assert read_fastmri(tmp_path / "b.h5").pixel_mm is None
+    nan = xml.replace("<x>220</x>", "<x>nan</x>")
+    write_fastmri_kspace(tmp_path / "c.h5", _kspace((1, 64, 48)), header_xml=nan)
+    assert read_fastmri(tmp_path / "c.h5").pixel_mm is None
