@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +137,8 @@ def _dataset_record(ds: Dataset, cases: list[Case]) -> dict:
             "volumes": [{"volume": c.volume, "slices": c.slices} for c in cases], "acquisition": cases[0].info}
 
 
-def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Path | None):
+def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Path | None,
+                 on_method=None):
     cases = load_cases(session.suite, ds, dataset_source(session.suite, ds, session.root, session.excerpt), "test")
     rows, images = [], {}
     for method in methods:
@@ -146,6 +148,8 @@ def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: d
         rows.append(_row(ds, method, ev, settings))
         if ev.runs:
             images[method] = ev.runs[0].image
+        if on_method is not None:
+            on_method(list(rows), _dataset_record(ds, cases))
     fig = None
     if figures_dir is not None and images:
         from .figures import dataset_figure
@@ -189,12 +193,15 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     rows, records, figures = [], {}, {}
     fig_dir = out / "figures" if cfg.figures else None
     for ds, methods in plan:
-        r, rec, fig = _run_dataset(session, ds, methods, overrides, fig_dir)
+        # Rewritten after every method, so a long run that stops early (a time limit) keeps what it finished.
+        def partial(done: list[dict], rec: dict, _name=ds.name) -> None:
+            _write(session, cfg, suite, out, rows + done, {**records, _name: rec}, figures, params_source)
+
+        r, rec, fig = _run_dataset(session, ds, methods, overrides, fig_dir, partial)
         rows.extend(r)
         records[ds.name] = rec
         if fig is not None:
             figures[ds.name] = str(fig.relative_to(out))
-        # Rewritten after every dataset, so a long run that stops early keeps what it finished.
         results = _write(session, cfg, suite, out, rows, records, figures, params_source)
     session.log(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (f" and {len(figures)} figure(s)" if figures else ""))
     return results
@@ -205,8 +212,12 @@ def _write(session: Session, cfg: BenchmarkConfig, suite: Suite, out: Path, rows
     from .report import write_report
 
     results = finite_or_none(_results(session, cfg, rows, records, figures, params_source))
-    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    write_report(results, suite, out / "report.md")
+    # Written beside and renamed into place: a run stopped mid-write never leaves a half file.
+    tmp_json, tmp_md = out / ".results.json.partial", out / ".report.md.partial"
+    tmp_json.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    write_report(results, suite, tmp_md)
+    os.replace(tmp_json, out / "results.json")
+    os.replace(tmp_md, out / "report.md")
     return results
 
 
