@@ -263,6 +263,9 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
                            seed=cfg.seed * 1000 + rank * 7919 + step, device=device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + step + 1)
     autocast = device.type == "cuda"
+    if device.type == "cuda":
+        # Fixed crop size: let cuDNN pick its fastest convolution algorithms once (no effect on the CPU).
+        torch.backends.cudnn.benchmark = True
     if rank == 0:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     log_f = open(ckpt_path.parent / "loss.csv", "a", newline="") if rank == 0 else None
