@@ -18,7 +18,7 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 def _add_benchmark(sub) -> None:
     p = sub.add_parser("benchmark", help="benchmark every method on a suite of held-out data",
-                       description="Run a benchmark suite (data_manifests/suites/NAME.json or a manifest file) and write "
+                       description="Run a benchmark suite (medrecon/data/suites/NAME.json or a manifest file) and write "
                                    "OUT/results.json, OUT/report.md and OUT/figures/*.png.")
     p.add_argument("--suite", required=True, help="suite name (smoke, mri-4x, mri-8x, ct-60, ct-120, fastmri) or a "
                                                   "manifest .json/.yaml")

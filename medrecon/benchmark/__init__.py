@@ -1,6 +1,6 @@
 """``medrecon benchmark``: suites of held-out data, every method side by side, fastMRI-style numbers.
 
-- :mod:`.manifest` — suite manifests (``data_manifests/suites/*.json``) and their validation;
+- :mod:`.manifest` — suite manifests (``medrecon/data/suites/*.json``) and their validation;
 - :mod:`.data` — sha256-checked inputs and the simulated (or fastMRI) measurements of each split;
 - :mod:`.methods` — one method on one case, timed, with peak memory;
 - :mod:`.scoring` — fastMRI volume-max and per-slice metrics;

@@ -1,6 +1,6 @@
 """Benchmark suite manifests: what data, which slices, which acquisition, which methods and settings.
 
-A suite is a JSON (or YAML) file in ``data_manifests/suites/`` (or any path given to ``--suite``)::
+A suite is a JSON (or YAML) file in ``medrecon/data/suites/`` (or any path given to ``--suite``)::
 
     {
       "format": "medrecon-suite/1",
@@ -63,7 +63,8 @@ METHOD_KEYS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "b
 _ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
              "ct": {"views", "geometry", "photons", "seed", "mu_water"}}
 FORMAT = "medrecon-suite/1"
-SUITES_DIR = Path(__file__).resolve().parents[2] / "data_manifests" / "suites"
+# Shipped inside the package, so `--suite NAME` works from an installed wheel as well as a checkout.
+SUITES_DIR = Path(__file__).resolve().parents[1] / "data" / "suites"
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class Suite:
 
 
 def suite_names() -> list[str]:
-    """Names of the suites shipped in ``data_manifests/suites``."""
+    """Names of the suites shipped in ``medrecon/data/suites``."""
     return sorted(p.stem for p in SUITES_DIR.glob("*.json")) if SUITES_DIR.is_dir() else []
 
 
@@ -324,7 +325,7 @@ def _parse_dataset(c: _Checker, d: Any, i: int, names: set) -> Dataset:
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
-    """Load and validate a suite by name (``data_manifests/suites/NAME.json``) or manifest path.
+    """Load and validate a suite by name (``medrecon/data/suites/NAME.json``) or manifest path.
 
     Raises:
         InputError: unknown suite, unreadable or invalid manifest (one line naming the field).

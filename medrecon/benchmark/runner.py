@@ -30,7 +30,7 @@ class BenchmarkConfig:
     """What ``medrecon benchmark`` parses its arguments into.
 
     Attributes:
-        suite: suite name (``data_manifests/suites/NAME.json``) or a manifest path.
+        suite: suite name (``medrecon/data/suites/NAME.json``) or a manifest path.
         out: output folder.
         methods: benchmark method names to run (default: every method of each dataset).
         datasets: dataset names to run (default: all).

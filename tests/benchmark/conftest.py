@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SUITES = Path(__file__).resolve().parents[2] / "data_manifests" / "suites"
+SUITES = Path(__file__).resolve().parents[2] / "medrecon" / "data" / "suites"
 PACKAGE_DATA = Path(__file__).resolve().parents[2] / "medrecon" / "data"
 
 
