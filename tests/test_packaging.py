@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_wheel_ships_priors_samples_and_suites(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", str(REPO), "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("medrecon-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -28,7 +28,7 @@ from medrecon.errors import InputError
 
 from .manifest import Dataset, Suite
 
-__all__ = ["ExcerptVolume", "read_excerpt", "save_excerpt", "FORMAT"]
+__all__ = ["FORMAT", "ExcerptVolume", "read_excerpt", "save_excerpt"]
 
 FORMAT = "medrecon-excerpt/1"
 
