@@ -49,7 +49,6 @@ tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 untracked=$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
 carry=$(du -cb .gpu .whl | tail -1 | cut -f1)
 total=$(( tree + ${untracked:-0} + carry ))
-printf 'travels: tree %.1f MiB + untracked %.1f MiB + carry (.gpu .whl) %.1f MiB = %.1f MiB of 64\n' \
-  "$(echo "$tree/1048576" | bc -l)" "$(echo "${untracked:-0}/1048576" | bc -l)" "$(echo "$carry/1048576" | bc -l)" \
-  "$(echo "$total/1048576" | bc -l)"
+awk -v t="$tree" -v u="${untracked:-0}" -v c="$carry" 'BEGIN { m = 1048576;
+  printf "travels: tree %.1f MiB + untracked %.1f MiB + carry (.gpu .whl) %.1f MiB = %.1f MiB of 64\n", t/m, u/m, c/m, (t+u+c)/m }'
 [ "$total" -lt $(( 63 * 1048576 )) ] || { echo "over the device tool's limit: trim .gpu first" >&2; exit 1; }

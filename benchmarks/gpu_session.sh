@@ -53,7 +53,7 @@ suites)
     ex=$([ "${s%%-*}" = ct ] && echo .gpu/ct-60.npz || echo .gpu/mri-4x.npz)
     methods=$([ "${s%%-*}" = ct ] && echo fbp,cs-tv,dps,fast || echo zero-filled,cs-wavelet,cs-tv,dps,fast)
     methods=${METHODS:-$methods}
-    timeout "${SUITE_TIMEOUT:-180}" python3 -m medrecon benchmark --suite "$s" --excerpt "$ex" "${PRI[@]}" --device "$DEV" \
+    timeout "${SUITE_TIMEOUT:-180}" python3 -m medrecon benchmark --suite "$s" --excerpt "$ex" ${PRI[@]+"${PRI[@]}"} --device "$DEV" \
       --methods "$methods" --tune --quiet --out "$R/$s" 2>&1 | tail -n 12
   done
   tar -C "$W" -cf "$OUT/suites.tar" suites

@@ -95,7 +95,7 @@ def _add_train_prior(sub) -> None:
     p.add_argument("--save-cache", default=None, metavar="NPZ",
                    help="only prepare the training slices and save them to this .npz, then exit")
     p.add_argument("--cache-bits", type=int, choices=[8, 16], default=16,
-                   help="with --save-cache: float16 (16, default) or per-slice 8-bit codes (8, ~40%% of the size)")
+                   help="with --save-cache: float16 (16, default) or per-slice 8-bit codes (8, about half the size)")
 
 
 class _Parser(argparse.ArgumentParser):

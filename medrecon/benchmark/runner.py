@@ -139,7 +139,7 @@ def _dataset_record(ds: Dataset, cases: list[Case]) -> dict:
 
 def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: dict, figures_dir: Path | None,
                  on_method=None):
-    cases = load_cases(session.suite, ds, dataset_source(session.suite, ds, session.root, session.excerpt), "test")
+    cases = load_cases(session.suite, ds, session.sources[ds.name], "test")
     rows, images = [], {}
     for method in methods:
         settings = settings_for(ds.methods[method], overrides, ds.name, method)
@@ -170,16 +170,17 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     excerpt = read_excerpt(cfg.excerpt, suite) if cfg.excerpt else {}
     # A data folder is needed only for what the excerpt does not hold.
     root = data_root(suite, cfg.data_root) if cfg.data_root or any(ds.name not in excerpt for ds, _ in plan) else None
-    for ds, _ in plan:  # check every file before any long computation starts
-        dataset_source(suite, ds, root, excerpt)
+    # Every file is found and sha256-checked once, before any long computation; tuning and test reuse it.
+    sources = {ds.name: dataset_source(suite, ds, root, excerpt) for ds, _ in plan}
+    excerpt_info = {"file": Path(cfg.excerpt).name, "sha256": sha256_of(Path(cfg.excerpt))} if cfg.excerpt else None
     overrides = read_params(cfg.params, suite) if cfg.params else {}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     from .tune import tune_steps, tune_suite
 
     n_test = 0 if cfg.tune_only else sum(len(m) for _, m in plan)
-    session = Session(suite, device, root, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test,
-                      excerpt=excerpt, priors=cfg.priors)
+    session = Session(suite, device, sources, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test,
+                      priors=cfg.priors, excerpt_info=excerpt_info)
     session.log(f"medrecon benchmark: suite {suite.name} on {device} ({_device_name(device)}) -> {out}")
     params_source = str(cfg.params) if cfg.params else "manifest"
     if cfg.tune:
@@ -232,7 +233,7 @@ def _results(session: Session, cfg: BenchmarkConfig, rows: list[dict], records: 
             "medrecon_version": _version(), "git_commit": _git_commit(), "torch_version": torch.__version__,
             "manifest": {"path": _rel(suite.path), "sha256": sha256_of(suite.path)}, "params_source": params_source,
             "priors": session.prior_info(), "datasets": records, "figures": figures,
-            "excerpt": {"file": Path(cfg.excerpt).name, "sha256": sha256_of(Path(cfg.excerpt))} if cfg.excerpt else None,
+            "excerpt": session.excerpt_info,
             "wall_seconds": round(_elapsed(session), 1)}
 
 

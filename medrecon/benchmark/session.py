@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -34,13 +33,13 @@ class Evaluation:
 class Session:
     """Shared state of one ``medrecon benchmark`` run."""
 
-    def __init__(self, suite: Suite, device: torch.device, root: Path | None, progress: bool = True,
-                 total_steps: int = 0, excerpt: dict | None = None, priors: dict | None = None) -> None:
+    def __init__(self, suite: Suite, device: torch.device, sources: dict, progress: bool = True,
+                 total_steps: int = 0, priors: dict | None = None, excerpt_info: dict | None = None) -> None:
         self.suite = suite
         self.device = device
-        self.root = root
-        self.excerpt = excerpt or {}
+        self.sources = sources  # dataset name -> verified file/folder or excerpt stand-in (resolved once)
         self.prior_names = dict(priors or {})
+        self.excerpt_info = excerpt_info
         self.progress = progress
         self.total = total_steps
         self.done = 0

@@ -11,7 +11,7 @@ import itertools
 import json
 from pathlib import Path
 
-from .data import dataset_source, describe_split, load_cases
+from .data import describe_split, load_cases
 from .manifest import Dataset
 from .params import TUNED_FORMAT
 from .scoring import finite_or_none
@@ -34,7 +34,7 @@ def _tune_dataset(session: Session, ds: Dataset, methods: list[str]) -> tuple[di
     tunable = [m for m in methods if m in ds.tuning_grid]
     if not tunable:
         return {}, {}
-    cases = load_cases(session.suite, ds, dataset_source(session.suite, ds, session.root, session.excerpt), "tuning")
+    cases = load_cases(session.suite, ds, session.sources[ds.name], "tuning")
     best, table = {}, {}
     for method in tunable:
         tried = []

@@ -150,25 +150,20 @@ def _header_text(f: h5py.File, name: str) -> bytes | None:
     return value
 
 
-def _xml_int(root: Any, path: str) -> int | None:
-    node = root.find("/".join("{*}" + part for part in path.split("/")))
-    if node is None or node.text is None:
-        return None
-    try:
-        return int(float(node.text.strip()))
-    except (ValueError, OverflowError):  # "abc", "nan", "inf": treat the field as absent
-        return None
-
-
 def _xml_float(root: Any, path: str) -> float | None:
     node = root.find("/".join("{*}" + part for part in path.split("/")))
     if node is None or node.text is None:
         return None
     try:
         v = float(node.text.strip())
-    except ValueError:
+    except ValueError:  # "abc": treat the field as absent, like "nan" and "inf" below
         return None
     return v if np.isfinite(v) else None
+
+
+def _xml_int(root: Any, path: str) -> int | None:
+    v = _xml_float(root, path)
+    return None if v is None else int(v)
 
 
 def _parse_header(xml: bytes, name: str) -> dict[str, Any]:

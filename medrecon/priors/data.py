@@ -173,7 +173,7 @@ def save_slice_cache(volumes: Sequence[SliceVolume], path: Path | str, modality:
     """Save prepared volumes with their provenance (and modality) to one ``.npz``.
 
     ``bits=16`` stores float16; ``bits=8`` stores each slice as 8-bit codes between its own minimum and
-    maximum (about 40% of the size: the quantization step is 1/255 of the slice's range, ~0.4% of an MRI
+    maximum (about half the file size, 0.5-0.6x on the shipped priors' caches: the quantization step is 1/255 of the slice's range, ~0.4% of an MRI
     slice's peak, ~12 HU on a -1000..2000 HU CT slice, below the noise of either; what 8-bit natural-image
     datasets train diffusion models on). Used to fit training data into small transfers (benchmarks/gpu_prepare.sh).
     """
