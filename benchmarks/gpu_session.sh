@@ -6,7 +6,9 @@
 #                                           and to $OUT as split tar parts (the transfer caps files at 16 MiB)
 #   bash benchmarks/gpu_session.sh suites   the GPU suites (mri-4x-gpu, mri-8x-gpu, ct-60-gpu: DPS at 1000 steps,
 #                                           everything tuned on the tuning slices) on the new priors, from the
-#                                           suite excerpts; results as one tar in $OUT
+#                                           suite excerpts; results straight into $OUT/suites/<suite> (each report is
+#                                           rewritten after every method, so a run cut short by the device budget
+#                                           still brings back what it finished)
 #   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py)
 #
 # Inputs travel in .gpu/ and .whl/ (made by benchmarks/gpu_prepare.sh; carry: [".gpu", ".whl"]). Run the phases
@@ -48,7 +50,7 @@ train)
   ;;
 suites)
   if [ "${PRIORS:-new}" = shipped ]; then PRI=(); else PRI=(--prior "mri=$W/mri-brain" "ct=$W/ct-body"); fi
-  R=$W/suites; rm -rf "$R"; mkdir -p "$R"
+  R=$OUT/suites; rm -rf "$R"; mkdir -p "$R"
   for s in ${SUITES:-mri-4x-gpu mri-8x-gpu ct-60-gpu}; do
     ex=$([ "${s%%-*}" = ct ] && echo .gpu/ct-60.npz || echo .gpu/mri-4x.npz)
     methods=$([ "${s%%-*}" = ct ] && echo fbp,cs-tv,dps,fast || echo zero-filled,cs-wavelet,cs-tv,dps,fast)
@@ -56,7 +58,6 @@ suites)
     timeout "${SUITE_TIMEOUT:-180}" python3 -m medrecon benchmark --suite "$s" --excerpt "$ex" ${PRI[@]+"${PRI[@]}"} --device "$DEV" \
       --methods "$methods" --tune --quiet --out "$R/$s" 2>&1 | tail -n 12
   done
-  tar -C "$W" -cf "$OUT/suites.tar" suites
   ;;
 time)
   timeout "${TIME_TIMEOUT:-200}" python3 benchmarks/gpu.py --mri-prior "$W/mri-brain" --ct-prior "$W/ct-body" \
