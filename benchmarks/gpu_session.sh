@@ -3,7 +3,10 @@
 #
 #   bash benchmarks/gpu_session.sh train    install wheels, train both shipped priors concurrently for MIN minutes
 #                                           (default 7), bundles to .gpuwork/ (kept while the machine stays warm)
-#                                           and to $OUT as split tar parts (the transfer caps files at 16 MiB)
+#                                           and to $OUT as split tar parts (the transfer caps files at 16 MiB).
+#                                           Each run warm-starts from the shipped prior of the same name
+#                                           (--init-from; INIT=none trains from scratch), so GPU sessions add up:
+#                                           ship the result, and the next session continues from it.
 #   bash benchmarks/gpu_session.sh suites   the GPU suites (mri-4x-gpu, mri-8x-gpu, ct-60-gpu: DPS at 1000 steps,
 #                                           everything tuned on the tuning slices) on the new priors, from the
 #                                           suite excerpts; results straight into $OUT/suites/<suite> (each report is
@@ -37,8 +40,10 @@ train)
   for m in mri ct; do
     name=$([ $m = mri ] && echo mri-brain || echo ct-body)
     rm -rf "$W/$name"
+    INITARG=(); [ "${INIT:-shipped}" = none ] || INITARG=(--init-from "$name")
     python3 -m medrecon train-prior --modality $m --data .gpu/${m}_train.npz --heldout .gpu/${m}_held.npz \
       --out "$W/$name" --name $name --batch-size "$BS" --steps 1000000 --max-minutes "$MIN" --device "$DEV" \
+      ${INITARG[@]+"${INITARG[@]}"} \
       > "$W/train_$m.log" 2>&1 &
   done
   wait

@@ -45,7 +45,7 @@ def _train_prior(a: argparse.Namespace) -> int:
                       batch_size=a.batch_size, lr=a.lr, max_minutes=a.max_minutes, device=a.device,
                       resume=a.resume, seed=a.seed, name=a.name, network=net, heldout=a.heldout or [],
                       checkpoint_every=a.checkpoint_every, weights_dtype=a.weights_dtype,
-                      lr_scaling=a.lr_scaling)
+                      lr_scaling=a.lr_scaling, init_from=a.init_from)
     bundle = train_prior(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes the bundle
         print(f"prior bundle written to {bundle}")
@@ -90,6 +90,10 @@ def _add_train_prior(sub) -> None:
     p.add_argument("--name", default=None, help="prior name (default: the folder name)")
     p.add_argument("--network", default=None, help='JSON overrides of the network, e.g. \'{"channels": [32,64,64,64]}\'')
     p.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--init-from", default=None, metavar="PRIOR",
+                   help="warm start: begin from this prior's weights (name or bundle folder, same modality; its "
+                        "network, schedule and normalization are kept); a fresh optimizer and learning-rate "
+                        "schedule; the metadata records the source and the total steps and minutes")
     p.add_argument("--lr-scaling", choices=["sqrt", "linear", "none"], default="sqrt",
                    help="under torchrun: scale --lr by sqrt(world size) (default), world size, or not at all")
     p.add_argument("--save-cache", default=None, metavar="NPZ",

@@ -78,6 +78,11 @@ def _model_card(meta_training: dict, evaluation: list, prior: DiffusionPrior, pa
     data = "\n".join(f"- `{d['file']}` (sha256 `{d['sha256'][:16]}...`), licence: {d['licence']}"
                      for d in meta_training["data"])
     held = "\n".join(f"- `{d['file']}`" for d in meta_training.get("heldout", [])) or "- none"
+    init = meta_training.get("init_from")
+    warm = "" if not init else (
+        f"- warm start: from `{init['name']}` (weights sha256 `{init['sha256'][:16]}...`, {init['steps']} steps, "
+        f"{init['minutes']:.1f} min on `{init['device']}`); in all {meta_training['total_steps']} steps and "
+        f"{meta_training['total_minutes']:.1f} minutes of training\n")
     return f"""# Model card: {prior.name}
 
 A {prior.modality.upper()} diffusion prior for medrecon: MONAI `DiffusionModelUNet`
@@ -90,7 +95,7 @@ Normalization: `{prior.rule.to_dict()}`.
 - steps: {meta_training['steps']} of batch {meta_training['batch_size']} on {meta_training['size']}x{meta_training['size']} crops,
   {meta_training['minutes']:.1f} minutes on `{meta_training['device']}` (world size {meta_training['world_size']}),
   final EMA loss {meta_training['final_loss']}
-- AdamW, warm-up + cosine learning rate, EMA {meta_training['ema_decay']}, bf16 autocast on GPU.
+{warm}- AdamW, warm-up + cosine learning rate, EMA {meta_training['ema_decay']}, bf16 autocast on GPU.
 - augmentation: zoom towards {meta_training['pixel_mm_range']} mm pixels (never upsampling), random crops, flips and transposes,
   intensity jitter{', smooth random phase' if prior.modality == 'mri' else ''}.
 

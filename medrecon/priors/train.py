@@ -67,6 +67,7 @@ class TrainConfig:
     n_samples: int = 4
     progress: bool = True
     lr_scaling: str = "sqrt"
+    init_from: Optional[str] = None
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -208,6 +209,36 @@ def _train_shard(train_vols: list[SliceVolume], rank: int, world: int) -> list[S
     return train_vols
 
 
+def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
+    """The prior named by ``--init-from`` (sha256-verified) and what the new bundle records about it.
+
+    The new run keeps the source's network, noise schedule and normalization (a warm start continues
+    training the same model); a ``--network`` that disagrees with the source is an input error.
+
+    Raises:
+        PriorError: unknown prior, wrong modality, or a bundle that fails its checks.
+        InputError: ``cfg.network`` names a different network than the source's.
+    """
+    from medrecon.errors import InputError
+
+    from .bundle import load_bundle
+    from .registry import resolve_prior
+
+    src = load_bundle(resolve_prior(cfg.init_from, cfg.modality))
+    have = {**DEFAULT_NETWORK, **src.network_config}
+    if cfg.network:
+        want = {**DEFAULT_NETWORK, **cfg.network}
+        diff = sorted(k for k in set(want) | set(have) if list(np.atleast_1d(want.get(k))) != list(np.atleast_1d(have.get(k))))
+        if diff:
+            raise InputError(f"--network differs from the --init-from prior {src.name!r} in {', '.join(diff)}; "
+                             "a warm start keeps the source's network (drop --network)")
+    t = src.metadata.get("training", {})
+    record = {"name": src.metadata.get("name", src.name), "sha256": src.metadata["weights"]["sha256"],
+              "steps": int(t.get("total_steps", t.get("steps")) or 0),
+              "minutes": float(t.get("total_minutes", t.get("minutes")) or 0.0), "device": t.get("device")}
+    return src, record
+
+
 def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -> Path:
     """Train a prior and write its bundle to ``cfg.out``. Returns the bundle path.
 
@@ -238,19 +269,27 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     else:
         train_vols, held = split_heldout(volumes, seed=cfg.seed)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name).to(device)
+    ckpt_path = out / "training" / "checkpoint.pt"
+    resume = cfg.resume or _restarted()
+    src, init_record = _warm_start_source(cfg) if cfg.init_from else (None, None)
+    if src is None:
+        prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name)
+    else:
+        prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **src.network_config}, schedule=src.schedule,
+                               normalization=src.rule.to_dict(), name=cfg.name or out.name)
+        prior.net.load_state_dict(src.net.state_dict())  # the source's (EMA) weights are the starting point
+    prior = prior.to(device)
     net = prior.net
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, elapsed0, loss_ema = 0, 0.0, None
-    ckpt_path = out / "training" / "checkpoint.pt"
-    resume = cfg.resume or _restarted()
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["net"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         step, elapsed0, loss_ema = int(ck["step"]), float(ck["elapsed"]), ck.get("loss_ema")
+        init_record = ck.get("init_from") or init_record
         if rank == 0 and _restarted():
             print(f"medrecon: restarted by torchrun; resuming at step {step}", flush=True)
     elif cfg.resume and rank == 0:
@@ -308,13 +347,16 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         if step % cfg.checkpoint_every == 0 or stop or step == cfg.steps:
             val = validation_loss(prior, ema, held, cfg.size, rank, world, cfg.seed)  # collective: all ranks
             if rank == 0:
-                _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema)
+                _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema, init_record)
                 _log_validation(ckpt_path.parent / "val.csv", step, val)
     bar.close()
     if log_f:
         log_f.close()
     minutes = (elapsed0 + time.time() - t0) / 60
     dist_record = _distributed_record(net, ema, world, backend, cfg, val, held)
+    if init_record:  # a warm start: the bundle's totals include the source's training
+        dist_record.update(init_from=init_record, total_steps=init_record["steps"] + step,
+                           total_minutes=round(init_record["minutes"] + minutes, 2))
     if rank != 0:
         return out
     from .finalize import finalize_bundle
@@ -364,8 +406,9 @@ def _distributed_record(net, ema, world: int, backend: Optional[str], cfg: Train
             "validation_volumes": len(held)}
 
 
-def _save_checkpoint(path: Path, net, ema, opt, step: int, elapsed: float, loss_ema) -> None:
+def _save_checkpoint(path: Path, net, ema, opt, step: int, elapsed: float, loss_ema,
+                     init_from: Optional[dict] = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                "elapsed": elapsed, "loss_ema": loss_ema}, tmp)
+                "elapsed": elapsed, "loss_ema": loss_ema, "init_from": init_from}, tmp)
     os.replace(tmp, path)

@@ -214,3 +214,58 @@ def test_slice_cache_round_trip_float16_and_8bit(tmp_path, modality):
     assert (tmp_path / "c8.npz").stat().st_size < 0.7 * (tmp_path / "c16.npz").stat().st_size
     with pytest.raises(ValueError, match="bits must be 8 or 16"):
         save_slice_cache(vols, tmp_path / "c4.npz", modality, bits=4)
+
+
+# ----------------------------------------------------------------------------- warm start (--init-from)
+def _tiny_cfg(out, modality="mri", **kw):
+    return TrainConfig(modality=modality, data=[], out=str(out), size=32, batch_size=2, warmup=2, device="cpu",
+                       checkpoint_every=100, network=kw.pop("network", TINY), n_samples=1, progress=False,
+                       weights_dtype="float32", **kw)
+
+
+def test_warm_start_begins_at_the_source_weights_and_records_totals(tmp_path):
+    vols = [_volume("a.nii.gz", "mri", pixel_mm=1.2), _volume("b.nii.gz", "mri", pixel_mm=1.2, seed=1)]
+    src_dir = tmp_path / "src"
+    train_prior(_tiny_cfg(src_dir, steps=3), volumes=vols)
+    src = load_bundle(src_dir)
+    src_meta = read_metadata(src_dir)
+
+    # Zero new steps: the new bundle is the source, bit for bit, and says where it came from.
+    same = tmp_path / "same"
+    train_prior(_tiny_cfg(same, steps=0, network={}, init_from=str(src_dir)), volumes=vols)
+    copy_ = load_bundle(same)
+    assert all(torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), copy_.net.state_dict().values()))
+    meta = read_metadata(same)
+    assert meta["network"]["channels"] == TINY["channels"]  # the source's network, though none was asked for
+    assert meta["training"]["init_from"]["sha256"] == src_meta["weights"]["sha256"]
+    assert meta["training"]["init_from"]["steps"] == 3 and meta["training"]["total_steps"] == 3
+    assert "warm start: from `src`" in (same / "docs" / "README.md").read_text()
+
+    # Two more steps, resumed once: training moves on and the totals add up.
+    more = tmp_path / "more"
+    cfg = _tiny_cfg(more, steps=1, init_from=str(src_dir))
+    train_prior(cfg, volumes=vols)
+    cfg.steps, cfg.resume, cfg.init_from = 2, True, None  # the checkpoint remembers the source
+    train_prior(cfg, volumes=vols)
+    meta = read_metadata(more)
+    assert meta["training"]["steps"] == 2 and meta["training"]["total_steps"] == 5
+    assert meta["training"]["init_from"]["name"] == "src"
+    moved = load_bundle(more)
+    assert any(not torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), moved.net.state_dict().values()))
+
+
+def test_warm_start_refuses_another_network_or_modality(tmp_path):
+    from medrecon.errors import PriorError
+
+    vols = [_volume("a.nii.gz", "mri", pixel_mm=1.2), _volume("b.nii.gz", "mri", pixel_mm=1.2, seed=1)]
+    src_dir = tmp_path / "src"
+    train_prior(_tiny_cfg(src_dir, steps=1), volumes=vols)
+    other = {**TINY, "channels": [16, 32, 32, 64]}
+    with pytest.raises(InputError, match="--network differs .* in channels"):
+        train_prior(_tiny_cfg(tmp_path / "x", steps=1, network=other, init_from=str(src_dir)), volumes=vols)
+    ct = [_volume("c.nii.gz", "ct", pixel_mm=2.0), _volume("d.nii.gz", "ct", pixel_mm=2.0, seed=1)]
+    with pytest.raises(PriorError, match="MRI prior"):
+        train_prior(_tiny_cfg(tmp_path / "y", "ct", steps=1, init_from=str(src_dir)), volumes=ct)
+    with pytest.raises(PriorError, match="no prior named"):
+        train_prior(_tiny_cfg(tmp_path / "z", steps=1, init_from="no-such-prior"), volumes=vols)
+    assert not any((tmp_path / d / "configs").exists() for d in ("x", "y", "z"))
