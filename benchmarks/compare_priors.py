@@ -22,23 +22,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from medrecon.priors import load_prior
 from medrecon.priors.data import SliceSampler, load_training_volumes
-from medrecon.priors.finalize import denoising_eval
-from medrecon.sampling.schedule import unconditional_ddim
-
-EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # as the model cards' evaluation (finalize.py)
-
-
-def _samples(prior, n: int, size: int, seed: int) -> np.ndarray:
-    """``n`` unconditional samples in physical units (MRI magnitude, CT HU): ``(n, size, size)``."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x = unconditional_ddim(prior, (n, prior.channels, size, size), steps=50, generator=gen)
-    img = prior.from_network(x, torch.ones(1, 1))
-    return (img.abs() if img.is_complex() else img).float().numpy()
+from medrecon.priors.finalize import EVAL_PIXEL_MM, denoising_eval, show_sample, unconditional_samples
 
 
 def _figure(rows: dict[str, np.ndarray], modality: str, path: Path, size: int) -> None:
@@ -51,15 +38,9 @@ def _figure(rows: dict[str, np.ndarray], modality: str, path: Path, size: int) -
     fig, axes = plt.subplots(len(rows), n, figsize=(2.0 * n, 2.1 * len(rows)), squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
         for i in range(n):
-            ax = axes[r, i]
-            if modality == "ct":
-                ax.imshow(imgs[i], cmap="gray", vmin=-200, vmax=300)
-            else:
-                ax.imshow(imgs[i], cmap="gray", vmin=0, vmax=float(np.percentile(imgs[i], 99.5)) or 1.0)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            show_sample(axes[r, i], imgs[i], modality)
             if i == 0:
-                ax.set_ylabel(name, fontsize=7)
+                axes[r, i].set_ylabel(name, fontsize=7)
     fig.suptitle(f"unconditional samples, {size}x{size}, DDIM 50 steps, same seeds per column", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -82,15 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     held = load_training_volumes([args.heldout], args.modality)
     priors = {p: load_prior(p, args.modality) for p in args.prior}
-    for p in priors.values():
-        p.eval()
     table: dict = {"heldout": args.heldout, "n_eval": args.n_eval, "results": {}}
     for size in args.size:
         rows = {}
         for name, prior in priors.items():
             sampler = SliceSampler(held, args.modality, size, EVAL_PIXEL_MM[args.modality], seed=999)
             table["results"].setdefault(name, {})[str(size)] = denoising_eval(prior, sampler, n=args.n_eval)
-            rows[name] = _samples(prior, args.n_samples, size, args.seed)
+            rows[name] = unconditional_samples(prior, args.n_samples, size, args.seed)
         _figure(rows, args.modality, out / f"samples_{size}.png", size)
     (out / "denoising.json").write_text(json.dumps(table, indent=1))
 

@@ -14,9 +14,10 @@ from .data import SliceSampler
 from .prior import DiffusionPrior
 from .data import PIXEL_MM
 
-__all__ = ["finalize_bundle", "denoising_eval"]
+__all__ = ["EVAL_PIXEL_MM", "denoising_eval", "finalize_bundle", "show_sample", "unconditional_samples"]
 
 EVAL_T = (50, 100, 200, 400, 700)
+EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # held-out crops for the denoising evaluation
 
 
 @torch.no_grad()
@@ -46,25 +47,36 @@ def denoising_eval(prior: DiffusionPrior, sampler: SliceSampler, n: int = 32, se
     return rows
 
 
+def unconditional_samples(prior: DiffusionPrior, n: int, size: int, seed: int) -> np.ndarray:
+    """``n`` DDIM samples (50 steps, eta 0) in physical units (MRI magnitude, CT HU): ``(n, size, size)``."""
+    from medrecon.sampling.schedule import unconditional_ddim
+
+    gen = torch.Generator().manual_seed(seed)
+    x = unconditional_ddim(prior, (n, prior.channels, size, size), steps=50, generator=gen)
+    img = prior.from_network(x, torch.ones(1, 1, device=x.device))
+    return (img.abs() if img.is_complex() else img).float().cpu().numpy()
+
+
+def show_sample(ax, img: np.ndarray, modality: str) -> None:
+    """Draw one sample the way model cards do: CT in a soft-tissue window, MRI up to its 99.5th percentile."""
+    if modality == "ct":
+        ax.imshow(img, cmap="gray", vmin=-200, vmax=300)
+    else:
+        ax.imshow(img, cmap="gray", vmin=0, vmax=float(np.percentile(img, 99.5)) or 1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _sample_figure(prior: DiffusionPrior, path: Path, n: int, size: int, seed: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medrecon.sampling.schedule import unconditional_ddim
-
-    gen = torch.Generator().manual_seed(seed)
-    x = unconditional_ddim(prior, (n, prior.channels, size, size), steps=50, generator=gen)
-    img = prior.from_network(x, torch.ones(1, 1, device=x.device))
-    img = img.abs() if img.is_complex() else img
+    imgs = unconditional_samples(prior, n, size, seed)
     fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.4))
     for i, ax in enumerate(np.atleast_1d(axes)):
-        a = img[i].float().cpu().numpy()
-        if prior.modality == "ct":
-            ax.imshow(a, cmap="gray", vmin=-200, vmax=300)
-        else:
-            ax.imshow(a, cmap="gray", vmin=0, vmax=float(np.percentile(a, 99.5)) or 1)
+        show_sample(ax, imgs[i], prior.modality)
         ax.axis("off")
     fig.suptitle(f"{prior.name}: unconditional samples (DDIM, 50 steps)", fontsize=9)
     fig.tight_layout()
@@ -137,7 +149,7 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
     prior.net.load_state_dict(ema.state_dict())  # evaluate and ship the EMA weights
     prior.eval()
     heldout_src = held or train_vols
-    ev_sampler = SliceSampler(heldout_src, cfg.modality, cfg.size, (1.0, 1.0) if cfg.modality == "mri" else (1.5, 1.5),
+    ev_sampler = SliceSampler(heldout_src, cfg.modality, cfg.size, EVAL_PIXEL_MM[cfg.modality],
                               seed=999, device=device)
     evaluation = denoising_eval(prior, ev_sampler)
     training = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import json
 import math
 import os
 import time
@@ -225,10 +226,9 @@ def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
     from .registry import resolve_prior
 
     src = load_bundle(resolve_prior(cfg.init_from, cfg.modality))
-    have = {**DEFAULT_NETWORK, **src.network_config}
-    if cfg.network:
-        want = {**DEFAULT_NETWORK, **cfg.network}
-        diff = sorted(k for k in set(want) | set(have) if list(np.atleast_1d(want.get(k))) != list(np.atleast_1d(have.get(k))))
+    if cfg.network:  # compared as JSON, so tuples and lists of the same values agree
+        have, want = (json.loads(json.dumps({**DEFAULT_NETWORK, **n})) for n in (src.network_config, cfg.network))
+        diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
         if diff:
             raise InputError(f"--network differs from the --init-from prior {src.name!r} in {', '.join(diff)}; "
                              "a warm start keeps the source's network (drop --network)")
@@ -277,7 +277,8 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     else:
         prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **src.network_config}, schedule=src.schedule,
                                normalization=src.rule.to_dict(), name=cfg.name or out.name)
-        prior.net.load_state_dict(src.net.state_dict())  # the source's (EMA) weights are the starting point
+        if not (resume and ckpt_path.is_file()):  # a checkpoint, when there is one, overrides them below
+            prior.net.load_state_dict(src.net.state_dict())  # the source's (EMA) weights are the starting point
     prior = prior.to(device)
     net = prior.net
     ema = copy.deepcopy(net).eval().requires_grad_(False)
