@@ -27,11 +27,29 @@ import torch.nn.functional as F
 
 from medrecon.errors import InputError
 
-__all__ = ["SliceVolume", "load_training_volumes", "split_heldout", "SliceSampler", "save_slice_cache",
+__all__ = ["PIXEL_MM", "SliceVolume", "check_pixel_range", "load_training_volumes", "split_heldout", "SliceSampler",
+           "save_slice_cache",
            "smooth_random_phase", "source_licence"]
 
 # Target in-plane pixel sizes (mm) that training crops are zoomed towards, per modality.
 PIXEL_MM = {"mri": (0.9, 1.8), "ct": (1.4, 3.0)}
+
+
+
+def check_pixel_range(pixel_mm: Sequence[float]) -> tuple[float, float]:
+    """Validate a ``(finest, coarsest)`` training pixel-size range in mm.
+
+    Raises:
+        InputError: not two positive numbers in increasing order.
+    """
+    try:
+        lo, hi = (float(v) for v in pixel_mm)
+    except (TypeError, ValueError):
+        raise InputError(f"--pixel-mm needs two numbers (finest and coarsest mm), got {pixel_mm!r}") from None
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise InputError(f"--pixel-mm needs 0 < finest <= coarsest, got {lo:g} {hi:g}")
+    return lo, hi
+
 
 MANIFEST = Path(__file__).resolve().parents[2] / "data_manifests" / "shared_data.json"
 
@@ -101,7 +119,7 @@ def _normalize_mri(slices: np.ndarray) -> np.ndarray:
     return (slices / np.maximum(q, 1e-8)[:, None, None]).astype(np.float32)
 
 
-def _load_one(path: Path, modality: str, min_foreground: float) -> list[SliceVolume]:
+def _load_one(path: Path, modality: str, min_foreground: float, finest_mm: float) -> list[SliceVolume]:
     if path.suffix == ".npz":
         vols, cached_modality = _load_cache(path)
         if cached_modality not in (None, modality):
@@ -129,7 +147,7 @@ def _load_one(path: Path, modality: str, min_foreground: float) -> list[SliceVol
     if not keep.any():
         raise InputError(f"{path.name} has no slice with enough signal to train on")
     mag = mag[keep]
-    mag, pixel_mm = _downsample_to(mag, pixel_mm, PIXEL_MM[modality][0])
+    mag, pixel_mm = _downsample_to(mag, pixel_mm, finest_mm)
     if modality == "mri":
         mag = _normalize_mri(np.abs(mag))
     prov = [{"file": path.name, "sha256": _sha256(path), "licence": source_licence(path)}]
@@ -194,8 +212,12 @@ def save_slice_cache(volumes: Sequence[SliceVolume], path: Path | str, modality:
     np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
-def load_training_volumes(paths: Sequence[str | Path], modality: str, min_foreground: float = 0.15) -> list[SliceVolume]:
+def load_training_volumes(paths: Sequence[str | Path], modality: str, min_foreground: float = 0.15,
+                          finest_mm: Optional[float] = None) -> list[SliceVolume]:
     """Load every source (files, DICOM folders, or folders of files) for ``modality``.
+
+    Sources finer than ``finest_mm`` (default: the modality's :data:`PIXEL_MM` lower end) are
+    downsampled to it once, at load time; slice caches are taken as they were saved.
 
     Raises:
         InputError: no path given, a missing/unreadable file, an empty folder, or a volume of the
@@ -203,6 +225,7 @@ def load_training_volumes(paths: Sequence[str | Path], modality: str, min_foregr
     """
     if not paths:
         raise InputError("no training data given; pass --data FILE_OR_FOLDER ...")
+    finest = float(finest_mm) if finest_mm else PIXEL_MM[modality][0]
     out: list[SliceVolume] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -212,9 +235,9 @@ def load_training_volumes(paths: Sequence[str | Path], modality: str, min_foregr
             if not files:
                 raise InputError(f"training data folder {p} is empty")
             for f in files:
-                out.extend(_load_one(f, modality, min_foreground))
+                out.extend(_load_one(f, modality, min_foreground, finest))
         else:
-            out.extend(_load_one(p, modality, min_foreground))
+            out.extend(_load_one(p, modality, min_foreground, finest))
     return out
 
 

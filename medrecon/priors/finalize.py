@@ -14,10 +14,18 @@ from .data import SliceSampler
 from .prior import DiffusionPrior
 from .data import PIXEL_MM
 
-__all__ = ["EVAL_PIXEL_MM", "denoising_eval", "finalize_bundle", "show_sample", "unconditional_samples"]
+__all__ = ["EVAL_PIXEL_MM", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "show_sample", "unconditional_samples"]
 
 EVAL_T = (50, 100, 200, 400, 700)
 EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # held-out crops for the denoising evaluation
+
+
+def eval_pixel_mm(modality: str, pixel_range: tuple[float, float]) -> tuple[float, float]:
+    """Pixel size of the held-out denoising crops: the fixed default (comparable across the shipped
+    priors) when the prior covers it, else the finest pixel size the prior was trained for."""
+    lo, hi = pixel_range
+    fixed = EVAL_PIXEL_MM[modality]
+    return fixed if lo <= fixed[0] <= hi else (lo, lo)
 
 
 @torch.no_grad()
@@ -145,11 +153,12 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
     import sys
 
     out = Path(cfg.out)
+    pixel_range = tuple(cfg.pixel_mm or PIXEL_MM[cfg.modality])
     net_sd = prior.net.state_dict()
     prior.net.load_state_dict(ema.state_dict())  # evaluate and ship the EMA weights
     prior.eval()
     heldout_src = held or train_vols
-    ev_sampler = SliceSampler(heldout_src, cfg.modality, cfg.size, EVAL_PIXEL_MM[cfg.modality],
+    ev_sampler = SliceSampler(heldout_src, cfg.modality, cfg.size, eval_pixel_mm(cfg.modality, pixel_range),
                               seed=999, device=device)
     evaluation = denoising_eval(prior, ev_sampler)
     training = {
@@ -161,7 +170,7 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "world_size": world, "minutes": round(minutes, 2),
         "final_loss": None if loss_ema is None else round(float(loss_ema), 5),
-        "pixel_mm_range": list(PIXEL_MM[cfg.modality]),
+        "pixel_mm_range": list(pixel_range),
         **(extra_training or {}),
     }
     docs = out / "docs"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from medrecon.device import resolve_device
 
-from .data import PIXEL_MM, SliceSampler, SliceVolume, load_training_volumes, split_heldout
+from .data import PIXEL_MM, SliceSampler, SliceVolume, check_pixel_range, load_training_volumes, split_heldout
 from .network import DEFAULT_NETWORK
 from .prior import DiffusionPrior
 
@@ -69,6 +70,7 @@ class TrainConfig:
     progress: bool = True
     lr_scaling: str = "sqrt"
     init_from: Optional[str] = None
+    pixel_mm: Optional[tuple] = None  # (finest, coarsest) training pixel size; None: the modality's default
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -239,6 +241,15 @@ def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
     return src, record
 
 
+def _pixel_range(cfg: TrainConfig, src: Optional[DiffusionPrior]) -> tuple[float, float]:
+    """The training pixel-size range: ``--pixel-mm``, else a warm-start source's, else the modality's default."""
+    if cfg.pixel_mm is not None:
+        return check_pixel_range(cfg.pixel_mm)
+    if src is not None and (src.metadata.get("training") or {}).get("pixel_mm_range"):
+        return check_pixel_range(src.metadata["training"]["pixel_mm_range"])
+    return tuple(PIXEL_MM[cfg.modality])
+
+
 def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -> Path:
     """Train a prior and write its bundle to ``cfg.out``. Returns the bundle path.
 
@@ -262,16 +273,17 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
     out = Path(cfg.out)
+    src, init_record = _warm_start_source(cfg) if cfg.init_from else (None, None)
+    cfg = dataclasses.replace(cfg, pixel_mm=_pixel_range(cfg, src))
     if volumes is None:
-        volumes = load_training_volumes(cfg.data, cfg.modality)
+        volumes = load_training_volumes(cfg.data, cfg.modality, finest_mm=cfg.pixel_mm[0])
     if cfg.heldout:
-        train_vols, held = volumes, load_training_volumes(cfg.heldout, cfg.modality)
+        train_vols, held = volumes, load_training_volumes(cfg.heldout, cfg.modality, finest_mm=cfg.pixel_mm[0])
     else:
         train_vols, held = split_heldout(volumes, seed=cfg.seed)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     ckpt_path = out / "training" / "checkpoint.pt"
     resume = cfg.resume or _restarted()
-    src, init_record = _warm_start_source(cfg) if cfg.init_from else (None, None)
     if src is None:
         prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name)
     else:
@@ -299,7 +311,7 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    sampler = SliceSampler(_train_shard(train_vols, rank, world), cfg.modality, cfg.size, PIXEL_MM[cfg.modality],
+    sampler = SliceSampler(_train_shard(train_vols, rank, world), cfg.modality, cfg.size, cfg.pixel_mm,
                            seed=cfg.seed * 1000 + rank * 7919 + step, device=device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + step + 1)
     autocast = device.type == "cuda"

@@ -269,3 +269,62 @@ def test_warm_start_refuses_another_network_or_modality(tmp_path):
     with pytest.raises(PriorError, match="no prior named"):
         train_prior(_tiny_cfg(tmp_path / "z", steps=1, init_from="no-such-prior"), volumes=vols)
     assert not any((tmp_path / d / "configs").exists() for d in ("x", "y", "z"))
+
+
+# ----------------------------------------------------------------------------- training pixel size (--pixel-mm)
+def test_pixel_mm_is_used_recorded_and_inherited_by_a_warm_start(tmp_path, monkeypatch):
+    import medrecon.priors.train as train_mod
+
+    used = []
+
+    class Recording(SliceSampler):
+        def __init__(self, volumes, modality, size, pixel_mm_range, **kw):
+            used.append(tuple(pixel_mm_range))
+            super().__init__(volumes, modality, size, pixel_mm_range, **kw)
+
+    monkeypatch.setattr(train_mod, "SliceSampler", Recording)
+    vols = [_volume("a.nii.gz", "mri", pixel_mm=1.2), _volume("b.nii.gz", "mri", pixel_mm=1.2, seed=1)]
+    train_prior(_tiny_cfg(tmp_path / "default", steps=1), volumes=vols)
+    assert used == [(0.9, 1.8)] and read_metadata(tmp_path / "default")["training"]["pixel_mm_range"] == [0.9, 1.8]
+
+    used.clear()
+    train_prior(_tiny_cfg(tmp_path / "coarse", steps=1, pixel_mm=(4.0, 5.0)), volumes=vols)
+    assert used == [(4.0, 5.0)]
+    assert read_metadata(tmp_path / "coarse")["training"]["pixel_mm_range"] == [4.0, 5.0]
+    assert "[4.0, 5.0] mm pixels" in (tmp_path / "coarse" / "docs" / "README.md").read_text()
+
+    used.clear()  # a warm start keeps the source's range unless told otherwise
+    train_prior(_tiny_cfg(tmp_path / "warm", steps=1, network={}, init_from=str(tmp_path / "coarse")), volumes=vols)
+    assert used == [(4.0, 5.0)]
+    train_prior(_tiny_cfg(tmp_path / "warm2", steps=1, network={}, init_from=str(tmp_path / "coarse"),
+                          pixel_mm=(2.0, 3.0)), volumes=vols)
+    assert read_metadata(tmp_path / "warm2")["training"]["pixel_mm_range"] == [2.0, 3.0]
+
+
+def test_eval_pixel_mm_keeps_the_fixed_size_when_the_range_covers_it():
+    from medrecon.priors.finalize import EVAL_PIXEL_MM, eval_pixel_mm
+
+    assert eval_pixel_mm("mri", (0.9, 1.8)) == EVAL_PIXEL_MM["mri"]
+    assert eval_pixel_mm("mri", (4.0, 5.0)) == (4.0, 4.0)
+    assert eval_pixel_mm("ct", (0.5, 1.0)) == (0.5, 0.5)
+
+
+def test_load_training_volumes_downsamples_to_the_finest_pixel_size(tmp_path):
+    import nibabel as nib
+
+    data = np.zeros((64, 64, 3), dtype=np.float32)
+    data[8:56, 8:56] = 1.0 + np.random.default_rng(0).random((48, 48, 3))
+    path = tmp_path / "fine.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([0.5, 0.5, 3.0, 1.0])), str(path))
+    default = load_training_volumes([path], "mri")[0]  # MRI default: down to 0.9 mm
+    assert default.slices.shape[1:] == (36, 36) and default.pixel_mm == pytest.approx(64 * 0.5 / 36)
+    kept = load_training_volumes([path], "mri", finest_mm=0.5)[0]
+    assert kept.slices.shape[1:] == (64, 64) and kept.pixel_mm == 0.5
+
+
+@pytest.mark.parametrize("bad", [["2", "1"], ["0", "1"], ["-1", "2"]])
+def test_train_prior_cli_rejects_a_bad_pixel_range(tmp_path, capfd, bad):
+    data = tmp_path / "empty"
+    data.mkdir()
+    msg = _cli_error(_train_args(tmp_path, data) + ["--pixel-mm", *bad], capfd)
+    assert "--pixel-mm" in msg
