@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from medrecon.device import resolve_device
+from medrecon.errors import InputError
 
 from .data import PIXEL_MM, SliceSampler, SliceVolume, check_pixel_range, load_training_volumes, split_heldout
 from .network import DEFAULT_NETWORK
@@ -212,6 +213,17 @@ def _train_shard(train_vols: list[SliceVolume], rank: int, world: int) -> list[S
     return train_vols
 
 
+def _network_diff(asked: dict, have: dict) -> list[str]:
+    """Keys in which a ``--network`` override disagrees with an existing network (none when nothing was asked).
+
+    Compared as JSON over the defaults, so tuples and lists of the same values agree.
+    """
+    if not asked:
+        return []
+    a, h = (json.loads(json.dumps({**DEFAULT_NETWORK, **n})) for n in (asked, have))
+    return sorted(k for k in a.keys() | h.keys() if a.get(k) != h.get(k))
+
+
 def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
     """The prior named by ``--init-from`` (sha256-verified) and what the new bundle records about it.
 
@@ -222,18 +234,14 @@ def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
         PriorError: unknown prior, wrong modality, or a bundle that fails its checks.
         InputError: ``cfg.network`` names a different network than the source's.
     """
-    from medrecon.errors import InputError
-
     from .bundle import load_bundle
     from .registry import resolve_prior
 
     src = load_bundle(resolve_prior(cfg.init_from, cfg.modality))
-    if cfg.network:  # compared as JSON, so tuples and lists of the same values agree
-        have, want = (json.loads(json.dumps({**DEFAULT_NETWORK, **n})) for n in (src.network_config, cfg.network))
-        diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
-        if diff:
-            raise InputError(f"--network differs from the --init-from prior {src.name!r} in {', '.join(diff)}; "
-                             "a warm start keeps the source's network (drop --network)")
+    diff = _network_diff(cfg.network, src.network_config)
+    if diff:
+        raise InputError(f"--network differs from the --init-from prior {src.name!r} in {', '.join(diff)}; "
+                         "a warm start keeps the source's network (drop --network)")
     t = src.metadata.get("training", {})
     record = {"name": src.metadata.get("name", src.name), "sha256": src.metadata["weights"]["sha256"],
               "steps": int(t.get("total_steps", t.get("steps")) or 0),
@@ -241,10 +249,13 @@ def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
     return src, record
 
 
-def _pixel_range(cfg: TrainConfig, src: Optional[DiffusionPrior]) -> tuple[float, float]:
-    """The training pixel-size range: ``--pixel-mm``, else a warm-start source's, else the modality's default."""
+def _pixel_range(cfg: TrainConfig, src: Optional[DiffusionPrior], arch: Optional[dict] = None) -> tuple[float, float]:
+    """The training pixel-size range: ``--pixel-mm``, else the resumed run's, else a warm-start source's,
+    else the modality's default."""
     if cfg.pixel_mm is not None:
         return check_pixel_range(cfg.pixel_mm)
+    if arch and arch.get("pixel_mm"):
+        return check_pixel_range(arch["pixel_mm"])
     if src is not None and (src.metadata.get("training") or {}).get("pixel_mm_range"):
         return check_pixel_range(src.metadata["training"]["pixel_mm_range"])
     return tuple(PIXEL_MM[cfg.modality])
@@ -273,8 +284,12 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
     out = Path(cfg.out)
-    src, init_record = _warm_start_source(cfg) if cfg.init_from else (None, None)
-    cfg = dataclasses.replace(cfg, pixel_mm=_pixel_range(cfg, src))
+    ckpt_path = out / "training" / "checkpoint.pt"
+    resume = cfg.resume or _restarted()
+    ck = torch.load(ckpt_path, map_location=device, weights_only=True) if resume and ckpt_path.is_file() else None
+    arch = (ck or {}).get("arch")  # what the run being resumed trains (checkpoints before 0.1.0 lack it)
+    src, init_record = _warm_start_source(cfg) if cfg.init_from and not arch else (None, None)
+    cfg = dataclasses.replace(cfg, pixel_mm=_pixel_range(cfg, src, arch))
     if volumes is None:
         volumes = load_training_volumes(cfg.data, cfg.modality, finest_mm=cfg.pixel_mm[0])
     if cfg.heldout:
@@ -282,24 +297,32 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     else:
         train_vols, held = split_heldout(volumes, seed=cfg.seed)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    ckpt_path = out / "training" / "checkpoint.pt"
-    resume = cfg.resume or _restarted()
-    if src is None:
+    if arch:  # resuming: the checkpoint's own network, schedule and normalization (a warm start's included)
+        diff = _network_diff(cfg.network, arch["network"])
+        if diff:
+            raise InputError(f"--network differs in {', '.join(diff)} from the run being resumed in {out}; "
+                             "drop --network to continue it, or train into a new --out")
+        prior = DiffusionPrior(cfg.modality, arch["network"], schedule=arch["schedule"],
+                               normalization=arch["normalization"], name=cfg.name or out.name)
+    elif src is None:
         prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name)
     else:
         prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **src.network_config}, schedule=src.schedule,
                                normalization=src.rule.to_dict(), name=cfg.name or out.name)
-        if not (resume and ckpt_path.is_file()):  # a checkpoint, when there is one, overrides them below
+        if ck is None:  # a checkpoint, when there is one, overrides them below
             prior.net.load_state_dict(src.net.state_dict())  # the source's (EMA) weights are the starting point
     prior = prior.to(device)
     net = prior.net
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, elapsed0, loss_ema = 0, 0.0, None
-    if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        net.load_state_dict(ck["net"])
-        ema.load_state_dict(ck["ema"])
+    if ck is not None:
+        try:
+            net.load_state_dict(ck["net"])
+            ema.load_state_dict(ck["ema"])
+        except RuntimeError:  # an old checkpoint without "arch", resumed with other settings
+            raise InputError(f"the checkpoint in {out} holds another network than the one asked for; resume with "
+                             "the --network (or --init-from) it was started with") from None
         opt.load_state_dict(ck["opt"])
         step, elapsed0, loss_ema = int(ck["step"]), float(ck["elapsed"]), ck.get("loss_ema")
         init_record = ck.get("init_from") or init_record
@@ -360,7 +383,9 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         if step % cfg.checkpoint_every == 0 or stop or step == cfg.steps:
             val = validation_loss(prior, ema, held, cfg.size, rank, world, cfg.seed)  # collective: all ranks
             if rank == 0:
-                _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema, init_record)
+                _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema, init_record,
+                                 arch={**{k: prior.describe()[k] for k in ("network", "schedule", "normalization")},
+                                       "pixel_mm": list(cfg.pixel_mm)})
                 _log_validation(ckpt_path.parent / "val.csv", step, val)
     bar.close()
     if log_f:
@@ -420,8 +445,10 @@ def _distributed_record(net, ema, world: int, backend: Optional[str], cfg: Train
 
 
 def _save_checkpoint(path: Path, net, ema, opt, step: int, elapsed: float, loss_ema,
-                     init_from: Optional[dict] = None) -> None:
+                     init_from: Optional[dict] = None, arch: Optional[dict] = None) -> None:
+    """Atomically write the training state; ``arch`` (network, schedule, normalization, pixel_mm) lets
+    ``--resume`` rebuild the same model without the original ``--network``/``--init-from``/``--pixel-mm``."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                "elapsed": elapsed, "loss_ema": loss_ema, "init_from": init_from}, tmp)
+                "elapsed": elapsed, "loss_ema": loss_ema, "init_from": init_from, "arch": arch}, tmp)
     os.replace(tmp, path)

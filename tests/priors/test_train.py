@@ -328,3 +328,28 @@ def test_train_prior_cli_rejects_a_bad_pixel_range(tmp_path, capfd, bad):
     data.mkdir()
     msg = _cli_error(_train_args(tmp_path, data) + ["--pixel-mm", *bad], capfd)
     assert "--pixel-mm" in msg
+
+
+# ----------------------------------------------------------------------------- resuming with other settings
+def test_resume_rebuilds_the_checkpoints_model_and_refuses_another_network(tmp_path):
+    vols = [_volume("a.nii.gz", "mri", pixel_mm=1.2), _volume("b.nii.gz", "mri", pixel_mm=1.2, seed=1)]
+    out = tmp_path / "run"
+    train_prior(_tiny_cfg(out, steps=2, pixel_mm=(2.0, 3.0)), volumes=vols)
+    # No --network and no --pixel-mm on resume: the checkpoint says what the run trains.
+    train_prior(_tiny_cfg(out, steps=3, network={}, resume=True), volumes=vols)
+    meta = read_metadata(out)
+    assert meta["network"]["channels"] == TINY["channels"] and meta["training"]["steps"] == 3
+    assert meta["training"]["pixel_mm_range"] == [2.0, 3.0]
+
+    other = {**TINY, "channels": [16, 32, 32, 64]}
+    with pytest.raises(InputError, match="differs in channels from the run being resumed"):
+        train_prior(_tiny_cfg(out, steps=4, network=other, resume=True), volumes=vols)
+
+    # A checkpoint written before it recorded its model: a mismatch is still one clear error.
+    ck_path = out / "training" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    ck.pop("arch")
+    torch.save(ck, ck_path)
+    with pytest.raises(InputError, match="holds another network"):
+        train_prior(_tiny_cfg(out, steps=4, network=other, resume=True), volumes=vols)
+    assert read_metadata(out)["training"]["steps"] == 3  # the bundle was left as it was
