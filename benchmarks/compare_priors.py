@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout", required=True, help="held-out volumes (files or a train-prior cache .npz)")
     ap.add_argument("--prior", action="append", required=True, help="prior name or bundle folder (repeat)")
     ap.add_argument("--size", type=int, nargs="+", default=[64, 128], help="crop / sample sizes")
+    ap.add_argument("--pixel-mm", type=float, default=None,
+                    help="pixel size of the held-out crops (default: the model cards' 1.0 mm MRI, 1.5 mm CT); "
+                         "set it for priors trained with train-prior --pixel-mm")
     ap.add_argument("--n-eval", type=int, default=32, help="held-out crops per size")
     ap.add_argument("--n-samples", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
@@ -61,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    held = load_training_volumes([args.heldout], args.modality)
+    pix = (args.pixel_mm, args.pixel_mm) if args.pixel_mm else EVAL_PIXEL_MM[args.modality]
+    held = load_training_volumes([args.heldout], args.modality, finest_mm=pix[0])
     priors = {p: load_prior(p, args.modality) for p in args.prior}
-    table: dict = {"heldout": args.heldout, "n_eval": args.n_eval, "results": {}}
+    table: dict = {"heldout": args.heldout, "n_eval": args.n_eval, "pixel_mm": pix[0], "results": {}}
     for size in args.size:
         rows = {}
         for name, prior in priors.items():
-            sampler = SliceSampler(held, args.modality, size, EVAL_PIXEL_MM[args.modality], seed=999)
+            sampler = SliceSampler(held, args.modality, size, pix, seed=999)
             table["results"].setdefault(name, {})[str(size)] = denoising_eval(prior, sampler, n=args.n_eval)
             rows[name] = unconditional_samples(prior, args.n_samples, size, args.seed)
         _figure(rows, args.modality, out / f"samples_{size}.png", size)
