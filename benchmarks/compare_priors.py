@@ -4,14 +4,17 @@ Two measurements, both independent of any reconstruction setting:
 
 * held-out denoising: Tweedie PSNR at several timesteps on identical crops (the same numbers a bundle's
   model card records, but on crops of one size for every prior, so they can be compared);
-* unconditional samples: DDIM (50 steps, eta 0) from the same seeds, one row per prior, in one figure.
+* unconditional samples from the same seeds, one row per prior, in one figure under a row of real held-out
+  crops at the same size and pixel size (model cards' sampler by
+  default: ancestral, 250 strided steps; ``--eta 0 --sample-steps 50`` for deterministic DDIM).
 
 Usage::
 
     python benchmarks/compare_priors.py --modality mri --heldout .gpu/mri_held.npz \\
         --prior mri-brain --prior .cpu_prior/mri-brain-small --size 64 128 --out /tmp/cmp_mri
 
-writes ``OUT/denoising.json``, ``OUT/samples_SIZE.png`` and prints a markdown table.
+writes ``OUT/denoising.json`` (with ``samples_out_of_range``: samples whose 99th-percentile intensity exceeds
+1.5x the brightest held-out crop), ``OUT/samples_SIZE.png`` and prints a markdown table.
 Run it on an otherwise idle machine: it is CPU-heavy (about a minute per prior and size on 2 cores).
 """
 
@@ -25,10 +28,16 @@ import numpy as np
 
 from medrecon.priors import load_prior
 from medrecon.priors.data import SliceSampler, load_training_volumes
-from medrecon.priors.finalize import EVAL_PIXEL_MM, denoising_eval, show_sample, unconditional_samples
+from medrecon.priors.finalize import (EVAL_PIXEL_MM, SAMPLE_STEPS, denoising_eval, sampler_label, show_sample,
+                                     unconditional_samples)
 
 
-def _figure(rows: dict[str, np.ndarray], modality: str, path: Path, size: int) -> None:
+def _level(imgs: np.ndarray, modality: str) -> np.ndarray:
+    """Intensity above the background (MRI magnitude, CT HU + 1000) for the out-of-range count."""
+    return imgs + 1000.0 if modality == "ct" else imgs
+
+
+def _figure(rows: dict[str, np.ndarray], modality: str, path: Path, size: int, how: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,7 +50,7 @@ def _figure(rows: dict[str, np.ndarray], modality: str, path: Path, size: int) -
             show_sample(axes[r, i], imgs[i], modality)
             if i == 0:
                 axes[r, i].set_ylabel(name, fontsize=7)
-    fig.suptitle(f"unconditional samples, {size}x{size}, DDIM 50 steps, same seeds per column", fontsize=9)
+    fig.suptitle(f"unconditional samples, {size}x{size}, {how}, same seeds per column", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -59,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-eval", type=int, default=32, help="held-out crops per size")
     ap.add_argument("--n-samples", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sample-steps", type=int, default=SAMPLE_STEPS, help="sampling steps (default %(default)s)")
+    ap.add_argument("--eta", type=float, default=1.0, help="1: ancestral (default), 0: deterministic DDIM")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -69,12 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     priors = {p: load_prior(p, args.modality) for p in args.prior}
     table: dict = {"heldout": args.heldout, "n_eval": args.n_eval, "pixel_mm": pix[0], "results": {}}
     for size in args.size:
-        rows = {}
+        ref = SliceSampler(held, args.modality, size, pix, seed=args.seed + 1).batch(args.n_samples)
+        rows = {"held-out crops": (ref.abs() if ref.is_complex() else ref).float().numpy()}  # what plausible looks like
+        ceiling = 1.5 * float(_level(rows["held-out crops"], args.modality).max())
         for name, prior in priors.items():
             sampler = SliceSampler(held, args.modality, size, pix, seed=999)
             table["results"].setdefault(name, {})[str(size)] = denoising_eval(prior, sampler, n=args.n_eval)
-            rows[name] = unconditional_samples(prior, args.n_samples, size, args.seed)
-        _figure(rows, args.modality, out / f"samples_{size}.png", size)
+            rows[name] = unconditional_samples(prior, args.n_samples, size, args.seed, args.sample_steps, args.eta,
+                                               progress=True)
+            p99 = np.percentile(_level(rows[name], args.modality).reshape(args.n_samples, -1), 99, axis=1)
+            table.setdefault("samples_out_of_range", {}).setdefault(name, {})[str(size)] = int((p99 > ceiling).sum())
+        _figure(rows, args.modality, out / f"samples_{size}.png", size, sampler_label(args.sample_steps, args.eta))
     (out / "denoising.json").write_text(json.dumps(table, indent=1))
 
     ts = [r["t"] for r in next(iter(next(iter(table["results"].values())).values()))]
@@ -85,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             cells = " | ".join(f"{r['psnr_denoised']:.2f}" for r in rows_)
             print(f"| {name} | {size} | {cells} |")
     print(f"(denoised PSNR in dB on {args.n_eval} held-out crops; noisy-input PSNR is the same for every prior)")
+    for name, by_size in table["samples_out_of_range"].items():
+        counts = ", ".join(f"{k}/{args.n_samples} at {size}" for size, k in by_size.items())
+        print(f"{name}: samples out of range ({sampler_label(args.sample_steps, args.eta)}): {counts}")
+    print("(out of range: a sample's 99th-percentile intensity above the background exceeds 1.5x the brightest "
+          "held-out crop, i.e. a trajectory that ran off the data, typically to the x0 clamp)")
     return 0
 
 

@@ -57,6 +57,9 @@ def _train_prior(a: argparse.Namespace) -> int:
 def _priors(a: argparse.Namespace) -> int:
     from medrecon.priors import list_priors
 
+    if getattr(a, "priors_command", None) == "samples":
+        return _prior_samples(a)
+
     rows = list_priors()
     if a.json:
         print(json.dumps(rows, indent=2))
@@ -68,6 +71,27 @@ def _priors(a: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<16} {r['modality']:<8} {r['params'] or 0:>10,} {r['training']['steps'] or 0:>7}  "
               f"{r['origin']:<8} {r['path']}")
+    return 0
+
+
+def _prior_samples(a: argparse.Namespace) -> int:
+    from medrecon.device import resolve_device
+    from medrecon.errors import InputError
+    from medrecon.priors.bundle import load_bundle
+    from medrecon.priors.finalize import sample_figure, sampler_label
+    from medrecon.priors.registry import resolve_prior
+
+    out = Path(a.out)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out must be a .png file, got {out.name!r}")
+    if not out.parent.is_dir():
+        raise InputError(f"folder {out.parent} does not exist")
+    if a.n < 1 or a.size < 8 or not 1 <= a.steps <= 1000 or not 0.0 <= a.eta <= 1.0:
+        raise InputError("need --n >= 1, --size >= 8, 1 <= --steps <= 1000 and 0 <= --eta <= 1")
+    prior = load_bundle(resolve_prior(a.prior, None), resolve_device(a.device))
+    sample_figure(prior, out, a.n, a.size, a.seed, a.steps, a.eta, progress=True)
+    print(f"{a.n} samples of {prior.name} ({sampler_label(a.steps, a.eta)}, {a.size}x{a.size}, seed {a.seed}) "
+          f"written to {out}")
     return 0
 
 
@@ -127,9 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train_prior(sub)
     p = sub.add_parser("priors", help="list available priors")
-    psub = p.add_subparsers(dest="priors_command", metavar="list")
+    psub = p.add_subparsers(dest="priors_command", metavar="list|samples")
     pl = psub.add_parser("list", help="list shipped and user priors")
     pl.add_argument("--json", action="store_true")
+    ps = psub.add_parser("samples", help="draw unconditional samples of a prior to a PNG",
+                         description="Draw unconditional samples of a prior (what its model card shows) to a PNG.")
+    ps.add_argument("prior", metavar="PRIOR", help="prior name (see `medrecon priors list`) or bundle folder")
+    ps.add_argument("--out", required=True, help="PNG file to write")
+    ps.add_argument("--n", type=int, default=4, help="number of samples (default 4)")
+    ps.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    ps.add_argument("--steps", type=int, default=250, help="sampling steps (default 250)")
+    ps.add_argument("--eta", type=float, default=1.0, help="1: ancestral DDPM (default); 0: deterministic DDIM")
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     for name, adder in EXTRA_PARSERS:
         adder(sub)
     return parser

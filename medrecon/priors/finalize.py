@@ -14,7 +14,8 @@ from .data import SliceSampler
 from .prior import DiffusionPrior
 from .data import PIXEL_MM
 
-__all__ = ["EVAL_PIXEL_MM", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "show_sample", "unconditional_samples"]
+__all__ = ["EVAL_PIXEL_MM", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "sample_figure", "sampler_label", "show_sample",
+           "unconditional_samples"]
 
 EVAL_T = (50, 100, 200, 400, 700)
 EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # held-out crops for the denoising evaluation
@@ -55,14 +56,30 @@ def denoising_eval(prior: DiffusionPrior, sampler: SliceSampler, n: int = 32, se
     return rows
 
 
-def unconditional_samples(prior: DiffusionPrior, n: int, size: int, seed: int) -> np.ndarray:
-    """``n`` DDIM samples (50 steps, eta 0) in physical units (MRI magnitude, CT HU): ``(n, size, size)``."""
+SAMPLE_STEPS = 250  # model-card samples: strided ancestral DDPM (eta 1); see unconditional_samples
+
+
+def unconditional_samples(prior: DiffusionPrior, n: int, size: int, seed: int, steps: int = SAMPLE_STEPS,
+                          eta: float = 1.0, progress: bool = False) -> np.ndarray:
+    """``n`` unconditional samples in physical units (MRI magnitude, CT HU): ``(n, size, size)``.
+
+    The default is ancestral sampling (eta 1, Ho et al. 2020 with a strided schedule): its fresh noise at
+    every step corrects errors of earlier steps (Karras et al. 2022, sec. 4). Deterministic DDIM (eta 0,
+    50 steps) sent most trajectories of a briefly trained prior to the x0 clamp (saturated noise) while
+    ancestral sampling of the same network gave brain-shaped images (benchmarks/compare_priors.py --eta).
+    """
     from medrecon.sampling.schedule import unconditional_ddim
 
     gen = torch.Generator().manual_seed(seed)
-    x = unconditional_ddim(prior, (n, prior.channels, size, size), steps=50, generator=gen)
+    x = unconditional_ddim(prior, (n, prior.channels, size, size), steps=steps, generator=gen, eta=eta,
+                           progress=progress)
     img = prior.from_network(x, torch.ones(1, 1, device=x.device))
     return (img.abs() if img.is_complex() else img).float().cpu().numpy()
+
+
+def sampler_label(steps: int = SAMPLE_STEPS, eta: float = 1.0) -> str:
+    """How samples were drawn, for figure titles: ``"ancestral, 250 steps"`` or ``"DDIM eta 0, 50 steps"``."""
+    return f"ancestral, {steps} steps" if eta == 1.0 else f"DDIM eta {eta:g}, {steps} steps"
 
 
 def show_sample(ax, img: np.ndarray, modality: str) -> None:
@@ -75,21 +92,29 @@ def show_sample(ax, img: np.ndarray, modality: str) -> None:
     ax.set_yticks([])
 
 
-def _sample_figure(prior: DiffusionPrior, path: Path, n: int, size: int, seed: int) -> None:
+def sample_figure(prior: DiffusionPrior, path: Path, n: int, size: int, seed: int, steps: int = SAMPLE_STEPS,
+                  eta: float = 1.0, progress: bool = False) -> None:
+    """Draw ``n`` unconditional ``size``x``size`` samples in one row and write them to ``path`` (PNG).
+
+    The file appears only when complete (written beside it, then renamed).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    imgs = unconditional_samples(prior, n, size, seed)
+    imgs = unconditional_samples(prior, n, size, seed, steps, eta, progress)
     fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.4))
     for i, ax in enumerate(np.atleast_1d(axes)):
         show_sample(ax, imgs[i], prior.modality)
         ax.axis("off")
-    fig.suptitle(f"{prior.name}: unconditional samples (DDIM, 50 steps)", fontsize=9)
+    fig.suptitle(f"{prior.name}: unconditional samples ({sampler_label(steps, eta)})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    fig.savefig(tmp, dpi=90)
     plt.close(fig)
+    tmp.replace(path)
 
 
 def _model_card(meta_training: dict, evaluation: list, prior: DiffusionPrior, params: int) -> str:
@@ -175,7 +200,7 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
     }
     docs = out / "docs"
     docs.mkdir(parents=True, exist_ok=True)
-    _sample_figure(prior, docs / "samples.png", cfg.n_samples, cfg.size, cfg.seed)
+    sample_figure(prior, docs / "samples.png", cfg.n_samples, cfg.size, cfg.seed, cfg.sample_steps)
     params = sum(p.numel() for p in prior.net.parameters())
     (docs / "README.md").write_text(_model_card(training, evaluation, prior, params))
     save_bundle(prior, out, training=training, extra={"evaluation": {"heldout_denoising": evaluation}},

@@ -64,8 +64,10 @@ def list_priors() -> list[dict]:
     return out
 
 
-def resolve_prior(name_or_path: Optional[str], modality: str) -> Path:
+def resolve_prior(name_or_path: Optional[str], modality: Optional[str]) -> Path:
     """Bundle folder for a name, a path, or (``None``) the default prior of ``modality``.
+
+    ``modality=None`` accepts a prior of either modality (a name or path is then required).
 
     Raises:
         PriorError: unknown name, or a prior of the wrong modality.
@@ -82,7 +84,7 @@ def resolve_prior(name_or_path: Optional[str], modality: str) -> Path:
                              "train one with `medrecon train-prior` or pass a bundle folder")
         bundle = matches[0]
     meta = read_metadata(bundle)
-    if meta["modality"] != modality:
+    if modality is not None and meta["modality"] != modality:
         raise PriorError(f"prior {bundle.name!r} is a {meta['modality'].upper()} prior but the input is "
                          f"{modality.upper()}; pass --prior with a {modality} prior")
     return bundle

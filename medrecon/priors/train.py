@@ -68,6 +68,7 @@ class TrainConfig:
     heldout: list = field(default_factory=list)
     weights_dtype: str = "float16"
     n_samples: int = 4
+    sample_steps: int = 250  # model-card samples (ancestral); see finalize.unconditional_samples
     progress: bool = True
     lr_scaling: str = "sqrt"
     init_from: Optional[str] = None

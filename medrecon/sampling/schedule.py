@@ -41,14 +41,19 @@ def ddim_update(x0: torch.Tensor, eps: torch.Tensor, abar_prev: torch.Tensor, et
 
 @torch.no_grad()
 def unconditional_ddim(prior, shape: tuple, steps: int = 50, generator: Optional[torch.Generator] = None,
-                       eta: float = 0.0) -> torch.Tensor:
-    """Unconditional samples from a prior, in network space. Shapes: ``shape = (B, channels, H, W)``."""
+                       eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+    """Unconditional samples from a prior, in network space. Shapes: ``shape = (B, channels, H, W)``.
+
+    ``eta = 0`` is deterministic DDIM, ``eta = 1`` ancestral sampling on the strided schedule.
+    """
+    from tqdm.auto import tqdm
+
     dev = prior.device
     gdev = generator.device if generator is not None else "cpu"
     x = torch.randn(shape, generator=generator, device=gdev).to(dev)
     ts = strided_timesteps(prior.num_timesteps, steps)
     ac = prior.alphas_cumprod
-    for i, t in enumerate(ts):
+    for i, t in enumerate(tqdm(ts, desc="sampling", leave=False, disable=not progress)):
         eps = prior.eps(x, t)
         x0 = prior.x0_from_eps(x, t, eps).clamp(-3, 3)
         abar_prev = ac[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=dev)

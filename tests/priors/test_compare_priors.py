@@ -31,7 +31,7 @@ def test_compare_priors_writes_denoising_table_and_sample_figure(tmp_path, one_t
     vols = [_vol("a.nii.gz", 0), _vol("b.nii.gz", 1)]
     for name, steps in (("p1", 1), ("p2", 2)):
         train_prior(TrainConfig(modality="mri", data=[], out=str(tmp_path / name), size=16, steps=steps, batch_size=2,
-                                warmup=1, device="cpu", network=TINY, n_samples=1, progress=False,
+                                warmup=1, device="cpu", network=TINY, n_samples=1, sample_steps=10, progress=False,
                                 pixel_mm=(2.0, 4.0)), volumes=vols)
     held = tmp_path / "held.npz"
     save_slice_cache([_vol("c.nii.gz", 2)], held, "mri")
@@ -39,7 +39,8 @@ def test_compare_priors_writes_denoising_table_and_sample_figure(tmp_path, one_t
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_priors.py"), "--modality", "mri",
                            "--heldout", str(held), "--prior", str(tmp_path / "p1"), "--prior", str(tmp_path / "p2"),
-                           "--size", "16", "--n-eval", "2", "--n-samples", "2", "--pixel-mm", "3", "--out", str(out)],
+                           "--size", "16", "--n-eval", "2", "--n-samples", "2", "--sample-steps", "10", "--pixel-mm", "3",
+                           "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     table = json.loads((out / "denoising.json").read_text())
@@ -48,4 +49,5 @@ def test_compare_priors_writes_denoising_table_and_sample_figure(tmp_path, one_t
     assert [r["t"] for r in rows] == [50, 100, 200, 400, 700]
     assert all(np.isfinite(r["psnr_denoised"]) for r in rows)
     assert (out / "samples_16.png").stat().st_size > 1000
-    assert "| prior | size |" in proc.stdout
+    assert all(0 <= table["samples_out_of_range"][k]["16"] <= 2 for k in table["results"])
+    assert "| prior | size |" in proc.stdout and "samples out of range (ancestral, 10 steps)" in proc.stdout

@@ -45,7 +45,7 @@ def test_train_checkpoint_and_resume_continue_the_step_count(tmp_path):
     out = tmp_path / "tiny-mri"
     vols = [_volume("a.nii.gz", "mri", pixel_mm=1.2), _volume("b.nii.gz", "mri", pixel_mm=1.2, seed=1)]
     cfg = TrainConfig(modality="mri", data=[], out=str(out), size=32, steps=3, batch_size=2, warmup=2,
-                      device="cpu", checkpoint_every=2, network=TINY, n_samples=1, progress=False,
+                      device="cpu", checkpoint_every=2, network=TINY, n_samples=1, sample_steps=10, progress=False,
                       weights_dtype="float32")
     assert train_prior(cfg, volumes=vols) == out
     assert _loss_steps(out) == [3]
@@ -219,8 +219,8 @@ def test_slice_cache_round_trip_float16_and_8bit(tmp_path, modality):
 # ----------------------------------------------------------------------------- warm start (--init-from)
 def _tiny_cfg(out, modality="mri", **kw):
     return TrainConfig(modality=modality, data=[], out=str(out), size=32, batch_size=2, warmup=2, device="cpu",
-                       checkpoint_every=100, network=kw.pop("network", TINY), n_samples=1, progress=False,
-                       weights_dtype="float32", **kw)
+                       checkpoint_every=100, network=kw.pop("network", TINY), n_samples=1, sample_steps=10,
+                       progress=False, weights_dtype="float32", **kw)
 
 
 def test_warm_start_begins_at_the_source_weights_and_records_totals(tmp_path):

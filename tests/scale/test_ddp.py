@@ -62,7 +62,7 @@ def test_a_torchrun_restart_resumes_from_the_checkpoint(tmp_path, monkeypatch):
     """torchrun --max-restarts reruns the same command; TORCHELASTIC_RESTART_COUNT > 0 must mean resume."""
     vols = [_volume("a", 0), _volume("b", 1)]
     cfg = TrainConfig(modality="mri", data=[], out=str(tmp_path / "p"), size=32, steps=2, batch_size=2, warmup=1,
-                      device="cpu", checkpoint_every=1, network=TINY_NET, n_samples=1, progress=False,
+                      device="cpu", checkpoint_every=1, network=TINY_NET, n_samples=1, sample_steps=10, progress=False,
                       weights_dtype="float32")
     torch.set_num_threads(1)
     train_prior(cfg, volumes=vols)
