@@ -12,7 +12,8 @@
 #                                           suite excerpts; results straight into $OUT/suites/<suite> (each report is
 #                                           rewritten after every method, so a run cut short by the device budget
 #                                           still brings back what it finished)
-#   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py)
+#   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py), and seconds per
+#                                           training step NCHW vs channels_last (benchmarks/train_speed.py)
 #
 # Inputs travel in .gpu/ and .whl/ (made by benchmarks/gpu_prepare.sh; carry: [".gpu", ".whl"]). Run the phases
 # back to back: the machine is given back after a short idle time and .gpuwork/ goes with it.
@@ -68,6 +69,10 @@ time)
   timeout "${TIME_TIMEOUT:-200}" python3 benchmarks/gpu.py --mri-prior "$W/mri-brain" --ct-prior "$W/ct-body" \
     --mri-data .gpu/mri_held.npz --ct-data .gpu/ct_held.npz --ct-dps-steps 200 --out "$OUT/gpu_results.json" 2>&1 \
     | tee "$OUT/gpu_bench.log"
+  # NCHW vs channels_last per training step of the shipped network (bf16 autocast on CUDA)
+  timeout "${SPEED_TIMEOUT:-120}" python3 benchmarks/train_speed.py --data .gpu/mri_train.npz --modality mri \
+    --size 128 --batch-size "${BS:-32}" --steps 20 --rounds 3 --device "$DEV" --out "$OUT/train_speed.json" 2>&1 \
+    | tail -n 4 | tee -a "$OUT/gpu_bench.log"
   ;;
 *)
   echo "usage: bash benchmarks/gpu_session.sh train|suites|time" >&2

@@ -1,4 +1,4 @@
-"""``benchmarks/compare_priors.py`` end to end on two tiny trained priors (~25 s on 2 cores)."""
+"""The prior benchmark scripts end to end: ``compare_priors.py`` on two tiny trained priors, ``train_speed.py``."""
 
 from __future__ import annotations
 
@@ -51,3 +51,18 @@ def test_compare_priors_writes_denoising_table_and_sample_figure(tmp_path, one_t
     assert (out / "samples_16.png").stat().st_size > 1000
     assert all(0 <= table["samples_out_of_range"][k]["16"] <= 2 for k in table["results"])
     assert "| prior | size |" in proc.stdout and "samples out of range (ancestral, 10 steps)" in proc.stdout
+
+
+def test_train_speed_script_times_both_memory_formats(tmp_path):
+    """``benchmarks/train_speed.py`` runs end to end on a tiny network and reports both formats."""
+    data = tmp_path / "train.npz"
+    save_slice_cache([_vol("a.nii.gz", 0), _vol("b.nii.gz", 1)], data, "mri")
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_speed.py"), "--data", str(data),
+                           "--modality", "mri", "--size", "16", "--batch-size", "2", "--network", json.dumps(TINY),
+                           "--steps", "1", "--rounds", "1", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert set(res["median"]) == {"contiguous", "channels_last"} and all(v > 0 for v in res["median"].values())
+    assert "median: contiguous" in proc.stdout
