@@ -28,12 +28,10 @@ import torch.nn.functional as F
 from medrecon.errors import InputError
 
 __all__ = ["PIXEL_MM", "SliceVolume", "check_pixel_range", "load_training_volumes", "split_heldout", "SliceSampler",
-           "save_slice_cache",
-           "smooth_random_phase", "source_licence"]
+           "save_slice_cache", "smooth_random_phase", "source_licence"]
 
 # Target in-plane pixel sizes (mm) that training crops are zoomed towards, per modality.
 PIXEL_MM = {"mri": (0.9, 1.8), "ct": (1.4, 3.0)}
-
 
 
 def check_pixel_range(pixel_mm: Sequence[float]) -> tuple[float, float]:

@@ -14,8 +14,8 @@ from .data import SliceSampler
 from .prior import DiffusionPrior
 from .data import PIXEL_MM
 
-__all__ = ["EVAL_PIXEL_MM", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "sample_figure", "sampler_label", "show_sample",
-           "unconditional_samples"]
+__all__ = ["EVAL_PIXEL_MM", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "sample_figure", "sampler_label",
+           "show_sample", "unconditional_samples"]
 
 EVAL_T = (50, 100, 200, 400, 700)
 EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # held-out crops for the denoising evaluation

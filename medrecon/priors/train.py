@@ -257,8 +257,9 @@ def _pixel_range(cfg: TrainConfig, src: Optional[DiffusionPrior], arch: Optional
         return check_pixel_range(cfg.pixel_mm)
     if arch and arch.get("pixel_mm"):
         return check_pixel_range(arch["pixel_mm"])
-    if src is not None and (src.metadata.get("training") or {}).get("pixel_mm_range"):
-        return check_pixel_range(src.metadata["training"]["pixel_mm_range"])
+    src_range = (src.metadata.get("training") or {}).get("pixel_mm_range") if src is not None else None
+    if src_range:
+        return check_pixel_range(src_range)
     return tuple(PIXEL_MM[cfg.modality])
 
 
@@ -288,7 +289,7 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
     ckpt_path = out / "training" / "checkpoint.pt"
     resume = cfg.resume or _restarted()
     ck = torch.load(ckpt_path, map_location=device, weights_only=True) if resume and ckpt_path.is_file() else None
-    arch = (ck or {}).get("arch")  # what the run being resumed trains (checkpoints before 0.1.0 lack it)
+    arch = (ck or {}).get("arch")  # what the resumed run trains (older checkpoints lack it)
     src, init_record = _warm_start_source(cfg) if cfg.init_from and not arch else (None, None)
     cfg = dataclasses.replace(cfg, pixel_mm=_pixel_range(cfg, src, arch))
     if volumes is None:
@@ -344,6 +345,9 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         torch.backends.cudnn.benchmark = True
     if rank == 0:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    d = prior.describe()  # saved with every checkpoint so that --resume rebuilds this model
+    model_arch = {"network": d["network"], "schedule": d["schedule"], "normalization": d["normalization"],
+                  "pixel_mm": list(cfg.pixel_mm)}
     log_f = open(ckpt_path.parent / "loss.csv", "a", newline="") if rank == 0 else None
     log = csv.writer(log_f) if log_f else None
     if log_f and log_f.tell() == 0:
@@ -385,8 +389,7 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
             val = validation_loss(prior, ema, held, cfg.size, rank, world, cfg.seed)  # collective: all ranks
             if rank == 0:
                 _save_checkpoint(ckpt_path, net, ema, opt, step, elapsed0 + time.time() - t0, loss_ema, init_record,
-                                 arch={**{k: prior.describe()[k] for k in ("network", "schedule", "normalization")},
-                                       "pixel_mm": list(cfg.pixel_mm)})
+                                 model_arch)
                 _log_validation(ckpt_path.parent / "val.csv", step, val)
     bar.close()
     if log_f:

@@ -24,6 +24,7 @@ def test_priors_samples_writes_a_png_of_a_shipped_prior(tmp_path, capfd, one_thr
     (["ct-body", "--out", "{d}/a.jpg"], "must be a .png"),
     (["ct-body", "--out", "{d}/missing/a.png"], "does not exist"),
     (["ct-body", "--out", "{d}/a.png", "--eta", "2"], "--eta"),
+    (["ct-body", "--out", "{d}/a.png", "--steps", "2000"], "exceeds the prior's 1000"),
 ])
 def test_priors_samples_bad_input_is_one_line_and_writes_nothing(tmp_path, capfd, args, msg):
     code = cli_main(["priors", "samples", *[a.format(d=tmp_path) for a in args]])
