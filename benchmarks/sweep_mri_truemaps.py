@@ -5,7 +5,7 @@ fastMRI random mask (default 8x / 0.04), noiseless. This is the code behind
 benchmarks/sweeps/mri_8x_128_2026-11-26.txt, which was run as separate throwaway scripts during development
 with the same steps; rerun it to regenerate those numbers.
 
-    python benchmarks/sweep_mri_truemaps.py CACHE.npz [ACCEL CENTER_FRACTION] [--dps-only --zetas 10,30 --steps 100]
+    python benchmarks/sweep_mri_truemaps.py CACHE.npz [ACCEL CENTER_FRACTION] [--dps-only --zetas 10,30 --steps 100 --samples K]
 
 CACHE.npz comes from `medrecon train-prior --modality mri --data ../shared/data/mri/vsseg001_t1_dicom
 --out x --save-cache CACHE.npz`.
@@ -41,6 +41,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--dps-only", action="store_true", help="skip the baselines and the fast sampler")
     ap.add_argument("--zetas", default="0.3,1,3", help="DPS step sizes to sweep")
     ap.add_argument("--steps", type=int, default=100, help="DPS steps")
+    ap.add_argument("--samples", type=int, default=1,
+                    help="DPS posterior samples per slice, drawn in one batch; with K > 1 every sample and the "
+                         "posterior mean of the first 1, 2, 4, ... samples are scored")
     a = ap.parse_args(argv)
     cache, accel, cf = a.cache, a.accel, a.cf
     prior = load_prior(None, "mri")
@@ -74,9 +77,20 @@ def main(argv: list[str]) -> int:
 def _dps(a, prior, prob, report) -> int:
     from medrecon.sampling import posterior_sample
 
+    k = max(1, a.samples)
     for z in (float(v) for v in a.zetas.split(",")):
-        report(f"dps steps {a.steps} zeta {z}",
-               posterior_sample("dps", prior, prob, samples=1, seed=0, steps=a.steps, zeta=z).mean)
+        res = posterior_sample("dps", prior, prob, samples=k, seed=0, steps=a.steps, zeta=z, keep_samples=k > 1)
+        if k == 1:
+            report(f"dps steps {a.steps} zeta {z}", res.mean)
+            continue
+        for j in range(k):  # (S, K, H, W): sample j of every slice
+            report(f"dps steps {a.steps} zeta {z} sample {j}", res.samples[:, j])
+        n = 1
+        while n <= k:  # the complex posterior mean of the first n samples, then its magnitude
+            report(f"dps steps {a.steps} zeta {z} mean of {n}", res.samples[:, :n].mean(1))
+            n *= 2
+        if n // 2 != k:
+            report(f"dps steps {a.steps} zeta {z} mean of {k}", res.mean)
     return 0
 
 
