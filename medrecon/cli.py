@@ -78,7 +78,7 @@ def _prior_samples(a: argparse.Namespace) -> int:
     from medrecon.device import resolve_device
     from medrecon.errors import InputError
     from medrecon.priors.bundle import load_bundle
-    from medrecon.priors.finalize import sample_figure, sampler_label
+    from medrecon.priors.finalize import SAMPLE_STEPS, sample_figure, sampler_label
     from medrecon.priors.registry import resolve_prior
 
     out = Path(a.out)
@@ -86,6 +86,8 @@ def _prior_samples(a: argparse.Namespace) -> int:
         raise InputError(f"--out must be a .png file, got {out.name!r}")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist")
+    if a.steps is None:
+        a.steps = SAMPLE_STEPS
     if a.n < 1 or a.size < 8 or a.steps < 1 or not 0.0 <= a.eta <= 1.0:
         raise InputError("need --n >= 1, --size >= 8, --steps >= 1 and 0 <= --eta <= 1")
     prior = load_bundle(resolve_prior(a.prior, None), resolve_device(a.device))
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--out", required=True, help="PNG file to write")
     ps.add_argument("--n", type=int, default=4, help="number of samples (default 4)")
     ps.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
-    ps.add_argument("--steps", type=int, default=250, help="sampling steps (default 250)")
+    ps.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model cards' 250)")
     ps.add_argument("--eta", type=float, default=1.0, help="1: ancestral DDPM (default); 0: deterministic DDIM")
     ps.add_argument("--seed", type=int, default=0)
     ps.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")

@@ -9,13 +9,14 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .bundle import save_bundle
-from .data import SliceSampler
-from .prior import DiffusionPrior
-from .data import PIXEL_MM
+from medrecon.io.atomic import atomic_write
 
-__all__ = ["EVAL_PIXEL_MM", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "sample_figure", "sampler_label",
-           "show_sample", "unconditional_samples"]
+from .bundle import save_bundle
+from .data import PIXEL_MM, SliceSampler
+from .prior import DiffusionPrior
+
+__all__ = ["EVAL_PIXEL_MM", "SAMPLE_STEPS", "eval_pixel_mm", "denoising_eval", "finalize_bundle", "sample_figure",
+           "sampler_label", "show_sample", "unconditional_samples"]
 
 EVAL_T = (50, 100, 200, 400, 700)
 EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # held-out crops for the denoising evaluation
@@ -96,7 +97,7 @@ def sample_figure(prior: DiffusionPrior, path: Path, n: int, size: int, seed: in
                   eta: float = 1.0, progress: bool = False) -> None:
     """Draw ``n`` unconditional ``size``x``size`` samples in one row and write them to ``path`` (PNG).
 
-    The file appears only when complete (written beside it, then renamed).
+    The file appears only when complete (:func:`medrecon.io.atomic.atomic_write`).
     """
     import matplotlib
 
@@ -110,11 +111,11 @@ def sample_figure(prior: DiffusionPrior, path: Path, n: int, size: int, seed: in
         ax.axis("off")
     fig.suptitle(f"{prior.name}: unconditional samples ({sampler_label(steps, eta)})", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _model_card(meta_training: dict, evaluation: list, prior: DiffusionPrior, params: int) -> str:

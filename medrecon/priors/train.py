@@ -37,6 +37,7 @@ from medrecon.device import resolve_device
 from medrecon.errors import InputError
 
 from .data import PIXEL_MM, SliceSampler, SliceVolume, check_pixel_range, load_training_volumes, split_heldout
+from .finalize import SAMPLE_STEPS
 from .network import DEFAULT_NETWORK
 from .prior import DiffusionPrior
 
@@ -68,7 +69,7 @@ class TrainConfig:
     heldout: list = field(default_factory=list)
     weights_dtype: str = "float16"
     n_samples: int = 4
-    sample_steps: int = 250  # model-card samples (ancestral); see finalize.unconditional_samples
+    sample_steps: int = SAMPLE_STEPS  # model-card samples (ancestral); see finalize.unconditional_samples
     progress: bool = True
     lr_scaling: str = "sqrt"
     init_from: Optional[str] = None

@@ -7,7 +7,7 @@ import pytest
 
 from medrecon.cli import main as cli_main
 from medrecon.priors import load_prior
-from medrecon.priors.finalize import unconditional_samples
+from medrecon.priors.finalize import sample_figure, unconditional_samples
 
 
 def test_priors_samples_writes_a_png_of_a_shipped_prior(tmp_path, capfd, one_thread):
@@ -15,7 +15,7 @@ def test_priors_samples_writes_a_png_of_a_shipped_prior(tmp_path, capfd, one_thr
     assert cli_main(["priors", "samples", "mri-brain", "--out", str(out), "--n", "2", "--size", "16",
                      "--steps", "3", "--device", "cpu"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(tmp_path.glob(".*partial*"))  # written beside, then renamed
+    assert [f.name for f in tmp_path.iterdir()] == ["s.png"]  # no temporary left beside it
     assert "2 samples of mri-brain (ancestral, 3 steps, 16x16, seed 0)" in capfd.readouterr().out
 
 
@@ -41,3 +41,16 @@ def test_unconditional_samples_are_seeded_and_both_samplers_give_finite_images(o
     assert a.shape == (2, 16, 16) and np.array_equal(a, b) and not np.array_equal(a, c)
     ddim = unconditional_samples(prior, 2, 16, seed=3, steps=4, eta=0.0)
     assert np.isfinite(ddim).all() and not np.array_equal(a, ddim)  # eta 0 draws no fresh noise: other images
+
+
+def test_sample_figure_failing_mid_write_leaves_no_file(tmp_path, monkeypatch, one_thread):
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self, fname, **kw):
+        open(fname, "wb").write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        sample_figure(load_prior("ct-body", "ct"), tmp_path / "s.png", n=1, size=16, seed=0, steps=2)
+    assert list(tmp_path.iterdir()) == []
