@@ -44,6 +44,9 @@ def _add_recon(sub) -> None:
     p.add_argument("--slices", default=None, help="slice range a:b")
     p.add_argument("--axes", default=None, help="axis order of .npy/.npz k-space, letters S C H W (e.g. SCHW, HWC)")
     p.add_argument("--noise-std", type=float, default=None, help="k-space noise std (default: file or estimate)")
+    p.add_argument("--support", choices=["auto", "none"], default="auto",
+                   help="dps/fast: auto (default) keeps the image empty where the measurement cannot see it "
+                        "(MRI: outside the coil maps); none leaves the prior free there")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_scale_options(p)
 
@@ -106,7 +109,7 @@ def _recon(a: argparse.Namespace) -> int:
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
                       batch_size=a.batch_size, autocast=a.bf16, mask=a.mask, accel=a.accel,
                       center_fraction=a.center_fraction, mask_seed=a.mask_seed, slices=a.slices,
-                      noise_std=a.noise_std, progress=not a.quiet)
+                      noise_std=a.noise_std, progress=not a.quiet, support=a.support)
     inp = Path(a.input)
     if inp.is_dir() or any(c in a.input for c in "*?["):
         from medrecon.batch import run_batch

@@ -318,7 +318,8 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     inputs = [inp_path] if inp_path.exists() else [Path(str(inp_path) + ".cfl")]
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
                      params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": cfg.batch_size,
-                             "autocast": cfg.autocast, "mask": res.info.get("mask")},
+                             "autocast": cfg.autocast, "mask": res.info.get("mask"),
+                             "support": res.info.get("support")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},
                      device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics)
     return res

@@ -4,7 +4,7 @@ This package never imports ``medrecon``.
 """
 
 from .base import Composition, Identity, LinearOperator, OperatorShapeError, ScalarMultiply
-from .coils import birdcage_maps, espirit_maps, rss, sense_combine
+from .coils import birdcage_maps, coil_support, espirit_maps, rss, sense_combine
 from .ct import FanBeamCT, ParallelBeamCT, hu_to_mu, mu_to_hu, transmission_noise
 from .fft import FFT2C, fft2c, ifft2c
 from .masks import MASK_KINDS, cartesian_mask, poisson_disc_mask
@@ -15,5 +15,5 @@ __all__ = [
     "FFT2C", "fft2c", "ifft2c", "CoilExpand", "Sample", "MultiCoilMRI", "SingleCoilMRI",
     "ParallelBeamCT", "FanBeamCT", "hu_to_mu", "mu_to_hu", "transmission_noise",
     "MASK_KINDS", "cartesian_mask", "poisson_disc_mask",
-    "rss", "sense_combine", "birdcage_maps", "espirit_maps",
+    "rss", "sense_combine", "birdcage_maps", "espirit_maps", "coil_support",
 ]

@@ -21,6 +21,7 @@ import torch
 __all__ = [
     "birdcage_maps",
     "calibration_region",
+    "coil_support",
     "espirit_maps",
     "fully_sampled_center",
     "rss",
@@ -75,6 +76,38 @@ def sense_combine(coil_images: torch.Tensor, coil_maps: torch.Tensor) -> torch.T
     floor = den.amax(dim=(-2, -1), keepdim=True) * eps
     valid = (den > floor) & (den > 0)
     return torch.where(valid, num / torch.where(valid, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+# Relative coil-energy level below which a pixel counts as unobserved (see coil_support).
+SUPPORT_LEVEL = 0.01
+
+
+def coil_support(coil_maps: torch.Tensor, level: float = SUPPORT_LEVEL) -> torch.Tensor:
+    """Pixels the coils see: ``sum_c |S_c|^2 >= level * max`` over each image.
+
+    A multi-coil measurement ``y_c = M F (S_c x)`` carries no information about ``x`` where every
+    ``S_c`` vanishes: there the data term of any reconstruction is flat, and whatever a prior puts
+    there stays. ESPIRiT maps are unit-norm inside the region whose calibration eigenvalue passes
+    the crop and exactly zero outside it (``espirit_maps``, ``crop``), so for them this rule
+    returns that region for any ``level`` in ``(0, 1)``. Maps that cover the whole image (simulated
+    birdcage maps, normalised to ``sum_c |S_c|^2 = 1``) give the whole image. The default ``level``
+    of 1 % in energy (10 % in amplitude) also keeps the weak periphery of un-normalised maps.
+
+    Args:
+        coil_maps: complex sensitivities.
+        level: relative energy threshold in ``(0, 1]``.
+
+    Returns:
+        Bool support.
+
+    Shapes:
+        coil_maps: ``(C, H, W)`` or ``(S, C, H, W)`` -> ``(H, W)`` or ``(S, H, W)``.
+    """
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"coil_support: level must be in (0, 1], got {level}")
+    energy = coil_maps.abs().square().sum(dim=-3)
+    peak = energy.amax(dim=(-2, -1), keepdim=True)
+    return (energy >= level * peak) & (peak > 0)
 
 
 # --------------------------------------------------------------------------- simulation

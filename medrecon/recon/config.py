@@ -43,6 +43,8 @@ class ReconConfig:
         slices: ``a:b`` slice range.
         noise_std: measurement noise (k-space std per sample); ``None``: from the file or estimated.
         progress: show progress bars.
+        support: ``"auto"`` restricts learned reconstructions to where the measurement sees the image
+            (MRI: the coil maps' support, docs/robustness.md); ``"none"`` leaves the whole image free.
     """
 
     method: str
@@ -65,6 +67,7 @@ class ReconConfig:
     slices: Optional[str] = None
     noise_std: Optional[float] = None
     progress: bool = True
+    support: str = "auto"
 
     def method_params(self, modality: Optional[str] = None) -> dict:
         """The method's effective parameters (defaults filled in; some defaults depend on the modality)."""

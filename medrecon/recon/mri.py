@@ -16,7 +16,7 @@ from operators.fft import ifft2c
 
 from .config import ReconConfig
 from .problems import mri_problem
-from .result import ReconResult, run_sampler
+from .result import ReconResult, run_sampler, support_record
 
 __all__ = ["reconstruct_kspace", "mask_for"]
 
@@ -81,6 +81,7 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     t0 = time.perf_counter()
     std = None
     nfe = 0
+    info: dict = {}
     if cfg.method == "zero-filled":
         img = rss(ifft2c(k))
     else:
@@ -93,7 +94,8 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
             maps = coil_maps_for(k, m) if m.dim() == 1 else espirit_maps(k, calib_width=_calib(m))
         noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
         if cfg.method in ("dps", "fast"):
-            prob, _ = mri_problem(prior, k, mask2d, maps=maps, noise_var=noise_var)
+            prob, _ = mri_problem(prior, k, mask2d, maps=maps, noise_var=noise_var, support=cfg.support != "none")
+            info["support"] = support_record(prob)
             res = run_sampler(cfg, prior, prob, params)
             img, std, nfe = res.mean.abs(), res.std, res.nfe
         else:
@@ -115,4 +117,4 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     crop = tuple(min(a, b) for a, b in zip(recon_size, img.shape[-2:]))
     out = center_crop(img.float().cpu().numpy(), crop)
     std_np = None if std is None else center_crop(std.float().cpu().numpy(), crop)
-    return ReconResult(out.astype(np.float32), std_np, "mri", params, nfe, seconds)
+    return ReconResult(out.astype(np.float32), std_np, "mri", params, nfe, seconds, info)

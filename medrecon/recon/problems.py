@@ -16,7 +16,7 @@ import torch
 
 from medrecon.errors import InputError
 from medrecon.sampling import InverseProblem
-from operators import MultiCoilMRI, espirit_maps, sense_combine
+from operators import MultiCoilMRI, coil_support, espirit_maps, sense_combine
 from operators.fft import ifft2c
 
 __all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "calib_size"]
@@ -66,8 +66,12 @@ def estimate_kspace_noise(kspace: torch.Tensor, mask_cols: torch.Tensor, edge: f
 
 
 def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Optional[torch.Tensor] = None,
-                noise_var: Optional[torch.Tensor] = None) -> tuple[InverseProblem, torch.Tensor]:
+                noise_var: Optional[torch.Tensor] = None, support: bool = True) -> tuple[InverseProblem, torch.Tensor]:
     """The MRI inverse problem for S slices.
+
+    With ``support`` (the default) the image is restricted to the pixels the coils see
+    (:func:`operators.coils.coil_support`): where every map vanishes, as outside an ESPIRiT crop, the
+    k-space says nothing and a sampler would keep the prior's guess (docs/robustness.md measures it).
 
     Args:
         prior: MRI prior (for its normalization rule).
@@ -75,6 +79,7 @@ def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Opti
         mask_cols: ``(W,)`` bool column mask (or ``(H, W)``).
         maps: coil maps ``(S, C, H, W)``; ESPIRiT when None.
         noise_var: ``(S,)`` noise variance; estimated when None.
+        support: restrict the image to the coil maps' support.
 
     Returns:
         ``(problem, maps)``.
@@ -89,7 +94,8 @@ def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Opti
         m = mask_cols if mask_cols.dim() == 1 else mask_cols.any(0)
         noise_var = estimate_kspace_noise(y, m)
     zero = torch.zeros_like(scale)
-    return InverseProblem(A, y, scale, zero, noise_var.float().to(y.device), True), maps
+    sup = coil_support(maps) if support else None
+    return InverseProblem(A, y, scale, zero, noise_var.float().to(y.device), True, support=sup), maps
 
 
 def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,

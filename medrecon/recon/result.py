@@ -10,7 +10,7 @@ import torch
 
 from medrecon.sampling import posterior_sample
 
-__all__ = ["ReconResult", "run_sampler"]
+__all__ = ["ReconResult", "run_sampler", "support_record"]
 
 
 @dataclass
@@ -33,3 +33,14 @@ def run_sampler(cfg, prior, problem, params: dict):
     res = posterior_sample(cfg.method, prior, problem, samples=cfg.samples, seed=cfg.seed,
                            batch_size=cfg.batch_size, progress=cfg.progress, **kw)
     return res
+
+
+def support_record(problem) -> dict:
+    """What the run record says about the support restriction of a learned reconstruction."""
+    if problem.support is None:
+        return {"applied": False}
+    from operators.coils import SUPPORT_LEVEL
+
+    rule = (f"coil maps: sum_c |S_c|^2 >= {SUPPORT_LEVEL} x its maximum" if problem.is_complex
+            else "reconstruction circle of the projector")
+    return {"applied": True, "rule": rule, "fraction": round(problem.support_fraction(), 4)}

@@ -8,6 +8,8 @@ update with ``zeta = 2 zeta'``. We do the latter, once (residuals measured in ne
 divide the step by the operator norm ``||A||`` (power iteration, once per batch) so that one ``zeta``
 serves operators of any scale: ``||A|| = 1`` for SENSE with normalized coil maps (so MRI matches the
 paper's convention), while a CT projector's norm grows with the image size and number of views.
+Tweedie's estimate and the output pass through ``problem.constrain`` (empty outside the
+measurement's support, when the problem has one).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             eps = prior.eps(x, t)
-            x0 = prior.x0_from_eps(x, t, eps)
+            x0 = problem.constrain(prior.x0_from_eps(x, t, eps))  # empty where the data cannot see
             r = problem.residual(x0)
             norm = torch.linalg.vector_norm(r.reshape(b, -1), dim=1) / gain
             (grad,) = torch.autograd.grad(norm.sum(), x)
@@ -75,6 +77,6 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1
                 x_new = x_new + var.sqrt() * randn(shape, generator, dev)
             x = x_new - step * grad
         guard.check(i, x, residual=norm, data=data)
-    x = x.detach()
+    x = problem.constrain(x.detach())
     check_finite(x, "DPS")
     return x, len(ts)

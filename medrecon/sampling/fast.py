@@ -13,6 +13,9 @@ Per step (Chung, Lee & Ye, ICLR 2024, "DDS"; with the noise-aware proximal of Di
    solve so that an exact solve draws from ``p(x0 | x_t, y)`` rather than returning its mean;
 4. a DDIM update (Song et al. 2021, eq. 12) towards the corrected ``x0``; ``eta = 1`` is the
    ancestral DDPM step, which makes the whole chain an exact posterior sampler for Gaussian priors.
+
+Both clean-image estimates pass through ``problem.constrain`` (empty outside the measurement's
+support, when the problem has one).
 """
 
 from __future__ import annotations
@@ -73,13 +76,14 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             abar_t = ac[t]
             abar_prev = ac[ts[i + 1]] if i + 1 < len(ts) else one
             eps = prior.eps(x, t)
-            x0 = prior.x0_from_eps(x, t, eps).clamp(-4, 4)
+            # Outside the measurement's support the data term is flat: keep the image empty there.
+            x0 = problem.constrain(prior.x0_from_eps(x, t, eps).clamp(-4, 4))
             r2 = (1 - abar_t) / (abar_t + (1 - abar_t) / prior_var)
             lam = noise_var / (gain2 * r2)
             p0 = problem.to_phys(x0)
             rhs = aty
             if perturb:
-                x0p = x0 + r2.sqrt() * randn(shape, generator, dev)
+                x0p = problem.constrain(x0 + r2.sqrt() * randn(shape, generator, dev))
                 p0 = problem.to_phys(x0p)
                 yn = problem.y
                 std = noise_var.sqrt().view(-1, *([1] * (yn.dim() - 1)))
@@ -90,7 +94,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
                 rhs = problem.A.adjoint(yn)
             rhs = rhs + lam.view(-1, 1, 1) * p0
             p = cg_normal(problem.A, rhs, lam, p0, cg_iters)
-            x0c = problem.to_net(p)
+            x0c = problem.constrain(problem.to_net(p))
             guard.check(i, x0c)
             if i + 1 < len(ts):
                 eps_c = (x - abar_t.sqrt() * x0c) / (1 - abar_t).sqrt()

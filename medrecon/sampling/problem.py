@@ -5,11 +5,18 @@ attenuation ``mu`` for CT). The prior lives in network space ``x`` (real, ``(B, 
 The two are related by the affine bijection ``p = offset + gain * x`` (complex packing for MRI), so
 residuals can be measured in network units, which makes DPS's step size dimensionless, and the
 prior's Gaussian width in network units converts to physical units exactly (DESIGN.md section 4).
+
+An optional ``support`` says where the measurement sees the image at all (MRI: where the coil maps
+do not vanish, :func:`operators.coils.coil_support`). Outside it the data term is flat, so a sampler
+would keep whatever the prior guesses there (measured: the fast sampler's invented background, see
+docs/robustness.md). :meth:`InverseProblem.constrain` makes the image physically empty there
+(``p = 0``: no MR signal, no attenuation), which every sampler applies to its clean-image estimates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -29,6 +36,7 @@ class InverseProblem:
         offset: ``(B, 1, 1)`` real (0 for MRI; the HU-window centre as attenuation for CT).
         noise_var: ``(B,)`` measurement-noise variance per sample ``E|n|^2`` (0 if noiseless).
         is_complex: MRI (2 network channels, complex ``p``) or CT (1 channel, real ``p``).
+        support: ``(B, H, W)`` bool, where the measurement has sensitivity; None: everywhere.
     """
 
     A: LinearOperator
@@ -37,6 +45,7 @@ class InverseProblem:
     offset: torch.Tensor
     noise_var: torch.Tensor
     is_complex: bool
+    support: Optional[torch.Tensor] = None
 
     @property
     def channels(self) -> int:
@@ -60,6 +69,22 @@ class InverseProblem:
         z = (p - self.offset) / self.gain
         return torch.stack([z.real, z.imag], dim=1) if self.is_complex else z[:, None]
 
+    def constrain(self, x: torch.Tensor) -> torch.Tensor:
+        """Network-space ``x`` ``(B, ch, H, W)`` with every pixel outside the support set to ``p = 0``.
+
+        Differentiable (DPS backpropagates through it); the identity when ``support`` is None.
+        """
+        if self.support is None:
+            return x
+        zero = torch.zeros_like(self.offset, dtype=torch.complex64 if self.is_complex else self.offset.dtype)
+        empty = self.to_net(zero).to(device=x.device, dtype=x.dtype)  # (B, ch, 1, 1): network value of p = 0
+        keep = self.support[:, None].to(x.device)
+        return torch.where(keep, x, empty)
+
+    def support_fraction(self) -> Optional[float]:
+        """Fraction of pixels inside the support (None without one), for run records."""
+        return None if self.support is None else float(self.support.float().mean())
+
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """``y - A(to_phys(x))``, shape ``(B, *A.out_shape)``."""
         return self.y - self.A(self.to_phys(x))
@@ -68,12 +93,12 @@ class InverseProblem:
         """Each slice repeated ``k`` times along dim 0, slice-major (posterior samples of one slice adjacent)."""
         r = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
         return replace(self, A=self.A.batch_repeat(k), y=r(self.y), gain=r(self.gain), offset=r(self.offset),
-                       noise_var=r(self.noise_var))
+                       noise_var=r(self.noise_var), support=None if self.support is None else r(self.support))
 
     def select(self, idx: slice) -> "InverseProblem":
         """A sub-batch of rows."""
         return replace(self, A=self.A.batch_select(idx), y=self.y[idx], gain=self.gain[idx], offset=self.offset[idx],
-                       noise_var=self.noise_var[idx])
+                       noise_var=self.noise_var[idx], support=None if self.support is None else self.support[idx])
 
 
 def batched_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
