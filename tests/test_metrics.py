@@ -181,3 +181,35 @@ def test_evaluate_folders_errors(tmp_path, pair):
         evaluate_folders(tdir, rdir, target_key="mine")
     with pytest.raises(InputError):
         evaluate_folders(tmp_path / "missing", rdir)
+
+
+# --------------------------------------------------------------------------- hallucination measure
+def _disc_volume(n=48, r=14, value=1.0):
+    yy, xx = np.mgrid[:n, :n]
+    return (((yy - n / 2) ** 2 + (xx - n / 2) ** 2) < r ** 2).astype(np.float64)[None] * value
+
+
+def test_background_energy_zero_for_exact_and_known_for_a_blob():
+    from medrecon.metrics import background_energy, background_mask
+
+    gt = _disc_volume()
+    assert background_energy(gt, gt) == 0.0
+    bg = background_mask(gt)
+    # margin: pixels within 3 px of the disc are not background, the corners are
+    assert not bg[0, 24, 24] and not bg[0, 24, 24 + 14 + 2] and bg[0, 0, 0]
+    pred = gt.copy()
+    pred[0, :4, :4] = 0.5  # an invented 4x4 patch in the corner
+    expected = 16 * 0.25 / (gt ** 2).sum()
+    assert background_energy(gt, pred) == pytest.approx(expected)
+
+
+def test_background_energy_ignores_edge_blur_but_counts_a_ring():
+    from scipy.ndimage import gaussian_filter
+
+    from medrecon.metrics import background_energy
+
+    gt = _disc_volume()
+    blurred = gaussian_filter(gt, sigma=(0, 0.7, 0.7))
+    assert background_energy(gt, blurred) < 1e-4
+    ring = gt + 0.3 * (_disc_volume(r=22) - _disc_volume(r=19))
+    assert background_energy(gt, ring) > 0.01

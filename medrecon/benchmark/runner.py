@@ -123,6 +123,7 @@ def _row(ds: Dataset, method: str, ev: Evaluation, settings: dict) -> dict:
            "peak_mem_mb": max((r.peak_mem_mb for r in ev.runs), default=None),
            "peak_process_mb": max((r.peak_total_mb for r in ev.runs if r.peak_total_mb is not None), default=None),
            "psnr_std": s.get("psnr_std"), "ssim_std": s.get("ssim_std"), "nmse_std": s.get("nmse_std"),
+           "background": s.get("background"), "background_std": s.get("background_std"),
            "spread": s.get("spread"), "per_slice": s.get("per_slice"),
            "n_volumes": len(ev.volumes), "n_slices": ev.n_slices, "seconds_total": ev.seconds,
            "params": ev.runs[-1].params if ev.runs else settings, "volumes": ev.volumes}

@@ -10,6 +10,9 @@
 
 CT images are scored in HU + 1000 (air ~ 0), so the peak is the densest tissue above air, as in
 ``medrecon recon``'s metrics.
+
+``background``: the hallucination measure (:func:`medrecon.metrics.background_energy`), energy in the
+reference's background relative to the object's, per volume and averaged like NMSE.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import math
 
 import numpy as np
 
-from medrecon.metrics import nmse, per_slice_metrics, psnr, ssim, volume_metrics
+from medrecon.metrics import background_energy, nmse, per_slice_metrics, psnr, ssim, volume_metrics
 
 __all__ = ["CT_OFFSET", "aggregate", "score_volume"]
 
 CT_OFFSET = 1000.0
 _NAMES = ("psnr", "ssim", "nmse")
+_EXTRA = ("background",)  # fastMRI-convention only (no per-slice-normalized twin)
 
 
 def _prep(target: np.ndarray, image: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +51,7 @@ def score_volume(target: np.ndarray, image: np.ndarray, modality: str, slices: l
     """
     gt, pred = _prep(target, image, modality)
     vol = volume_metrics(gt, pred)
+    bg = background_energy(gt, pred)
     if pred.shape[1:] != gt.shape[1:]:
         from medrecon.metrics import center_crop
 
@@ -56,9 +61,9 @@ def score_volume(target: np.ndarray, image: np.ndarray, modality: str, slices: l
     for i, s in enumerate(slices):
         norm = per_slice_metrics(gt[i:i + 1], pred[i:i + 1])
         per.append({"slice": int(s), "psnr": psnr(gt[i], pred[i], peak), "ssim": ssim(gt[i:i + 1], pred[i:i + 1], peak),
-                    "nmse": nmse(gt[i], pred[i]), "psnr_norm": norm["psnr"], "ssim_norm": norm["ssim"],
-                    "nmse_norm": norm["nmse"]})
-    return {"psnr": vol["psnr"], "ssim": vol["ssim"], "nmse": vol["nmse"], "slices": per}
+                    "nmse": nmse(gt[i], pred[i]), "background": background_energy(gt[i:i + 1], pred[i:i + 1]),
+                    "psnr_norm": norm["psnr"], "ssim_norm": norm["ssim"], "nmse_norm": norm["nmse"]})
+    return {"psnr": vol["psnr"], "ssim": vol["ssim"], "nmse": vol["nmse"], "background": bg, "slices": per}
 
 
 def _std(values: list[float]) -> float | None:
@@ -76,6 +81,9 @@ def aggregate(volumes: list[dict]) -> dict:
     out: dict = {}
     by_volume = len(volumes) > 1
     for k in _NAMES:
+        out[k] = float(np.mean([v[k] for v in volumes]))
+        out[f"{k}_std"] = _std([v[k] for v in volumes] if by_volume else [s[k] for s in slices])
+    for k in _EXTRA:
         out[k] = float(np.mean([v[k] for v in volumes]))
         out[f"{k}_std"] = _std([v[k] for v in volumes] if by_volume else [s[k] for s in slices])
     out["spread"] = "volumes" if by_volume else "slices"
