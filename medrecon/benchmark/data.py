@@ -210,6 +210,53 @@ def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
                 photons=float(photons or 0.0), info=info)
 
 
+def _further_mask(acquired: np.ndarray, keep: float, seed: int) -> np.ndarray:
+    """Keep the fully sampled centre of a 2-D ``(H, W)`` sampling pattern and ``keep`` of its other samples."""
+    from operators.coils import fully_sampled_center
+
+    h, w = acquired.shape
+    rows, cols = fully_sampled_center(torch.from_numpy(acquired))
+    centre = np.zeros_like(acquired)
+    centre[h // 2 - rows // 2: h // 2 - rows // 2 + rows, w // 2 - cols // 2: w // 2 - cols // 2 + cols] = True
+    centre &= acquired
+    rng = np.random.default_rng(seed)
+    chosen = acquired & (rng.random(acquired.shape) < keep)
+    return centre | chosen
+
+
+def _kspace_case(ds: Dataset, folder: Path, idx: list[int]) -> Case:
+    """A real k-space file undersampled further, scored against a pseudo-reference of the full acquired set."""
+    from medrecon.baselines import cg_sense
+    from medrecon.io.bart import read_bart_kspace, read_cfl
+    from operators import MultiCoilMRI, espirit_maps
+    from operators.coils import fully_sampled_center
+
+    if idx != [0]:
+        raise InputError(f"dataset {ds.name}: a kspace dataset holds one slice; its split must be [0]")
+    k, acquired = read_bart_kspace(folder / ds.kspace["data"])
+    ref = np.abs(read_cfl(folder / ds.kspace["reference"])).squeeze()
+    if ref.ndim == 3:  # several ESPIRiT map sets (BART pics -m): their root-sum-of-squares
+        ref = np.sqrt((ref ** 2).sum(axis=-1))
+    if ref.shape != acquired.shape:
+        raise InputError(f"dataset {ds.name}: reference {ref.shape} and k-space {acquired.shape} differ in size")
+    kt = torch.from_numpy(k)[None]
+    rows, cols = fully_sampled_center(torch.from_numpy(acquired))
+    maps = espirit_maps(kt, calib_width=(min(rows, 24), min(cols, 24)))
+    full = cg_sense(MultiCoilMRI(maps, torch.from_numpy(acquired)), kt, iters=30).abs()[0].numpy()
+    roi = ref > 0.05 * ref.max()
+    gain = float((full[roi] * ref[roi]).sum() / (ref[roi] ** 2).sum())  # least-squares scale of the reference
+    a = ds.acquisition
+    m = _further_mask(acquired, float(a["keep"]), int(a.get("seed", 0)))
+    info = {"kspace": ds.kspace["data"], "reference": f"{ds.kspace['reference']} (pseudo-reference, scale {gain:.4g} "
+            "by least squares against CG-SENSE of the full acquired set)", "coils": int(k.shape[0]),
+            "acquired_fraction": round(float(acquired.mean()), 4), "kept_fraction": round(float(m.mean()), 4),
+            "acceleration": round(m.size / m.sum(), 2), "achieved_acceleration": round(m.size / m.sum(), 2),
+            "keep": a["keep"], "mask_seed": a.get("seed", 0), "image_size": list(acquired.shape)}
+    target = (gain * ref)[None].astype(np.float32)
+    return Case(ds.name, "mri", folder.name, idx, target, kspace=(k * m)[None].astype(np.complex64), mask=m,
+                recon_size=tuple(acquired.shape), noise_std=None, info=info)
+
+
 def _fastmri_slices(spec, n: int) -> list[int]:
     if spec == "all":
         return list(range(n))
@@ -276,6 +323,8 @@ def load_cases(suite: Suite, ds: Dataset, path, split: str) -> list[Case]:
     idx = ds.split[split]
     if not idx:
         raise InputError(f"suite {suite.name}: dataset {ds.name} has no {split} slices")
+    if ds.source == "kspace":
+        return [_kspace_case(ds, Path(path), idx)]
     vol, _, _ = _source(path, ds.modality)
     n = vol.data.shape[0]
     if max(idx) >= n:

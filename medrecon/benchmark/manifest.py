@@ -20,6 +20,13 @@ A suite is a JSON (or YAML) file in ``medrecon/data/suites/`` (or any path given
       }]
     }
 
+``source: "kspace"`` datasets read one real multi-coil k-space file (BART cfl) inside ``file.path`` (a
+folder, sha256 as for series), named by ``"kspace": {"data": "ksp", "reference": "img"}``; the acquired
+samples are undersampled further (``acquisition: {"keep": 0.5, "seed": 0}`` keeps the fully sampled
+centre and that fraction of the other acquired samples) and scored against the reference file, a
+reconstruction of the full acquired set (a pseudo-reference), brought to the k-space's scale by one
+least-squares factor against CG-SENSE of the full acquired set. Their split indexes the file's slices.
+
 ``source: "fastmri"`` datasets read every ``*.h5`` of the user's fastMRI multicoil folder instead of
 simulating from a volume; their split is by volume (``{"tuning_volumes": 1}``: the first file in
 sorted order tunes, the others are the test set) and their acquisition seed may be ``"filename"``
@@ -61,7 +68,8 @@ OPTIONAL_METHODS = ("bart-pics",)
 #: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
 METHOD_KEYS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "batch_size")
 _ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
-             "ct": {"views", "geometry", "photons", "seed", "mu_water"}}
+             "ct": {"views", "geometry", "photons", "seed", "mu_water"},
+             "kspace": {"keep", "seed"}}
 FORMAT = "medrecon-suite/1"
 # Shipped inside the package, so `--suite NAME` works from an installed wheel as well as a checkout.
 SUITES_DIR = Path(__file__).resolve().parents[1] / "data" / "suites"
@@ -88,7 +96,7 @@ class Dataset:
 
     name: str
     modality: str
-    source: str  # "volume" | "fastmri"
+    source: str  # "volume" | "fastmri" | "kspace"
     file: DataFile
     image_size: tuple[int, int] | None
     split: dict[str, Any]
@@ -98,6 +106,7 @@ class Dataset:
     slices: Any = "all"  # fastmri: "all", a list of indices, or {"center": n}
     max_volumes: int | None = None  # fastmri: cap on test volumes
     slice_chunk: int | None = None  # slices per reconstruction call (memory bound); None = all at once
+    kspace: dict | None = None  # kspace source: {"data": name, "reference": name} inside file.path
 
 
 @dataclass
@@ -266,7 +275,12 @@ def _check_acquisition(c: _Checker, acq: dict, where: str, modality: str) -> dic
     if bad:
         c.fail(f"{where}.acquisition", f"has unknown key(s) {', '.join(bad)} "
                f"(allowed for {modality.upper()}: {', '.join(sorted(_ACQ_KEYS[modality]))})")
-    if modality == "mri":
+    if modality == "kspace":
+        keep = c.get(acq, "keep", f"{where}.acquisition", (int, float))
+        if not 0 < keep <= 1:
+            c.fail(f"{where}.acquisition.keep", "must lie in (0, 1]")
+        c.get(acq, "seed", f"{where}.acquisition", int, required=False)
+    elif modality == "mri":
         from operators.masks import MASK_KINDS
 
         if c.get(acq, "mask", f"{where}.acquisition", str) not in MASK_KINDS:
@@ -301,18 +315,25 @@ def _parse_dataset(c: _Checker, d: Any, i: int, names: set) -> Dataset:
     if modality not in ("mri", "ct"):
         c.fail(f"{where}.modality", "must be \"mri\" or \"ct\"")
     source = d.get("source", "volume")
-    if source not in ("volume", "fastmri") or source == "fastmri" and modality != "mri":
-        c.fail(f"{where}.source", "must be \"volume\" (or \"fastmri\" for MRI)")
-    df = _parse_file(c, d, where, source)
+    if source not in ("volume", "fastmri", "kspace") or source != "volume" and modality != "mri":
+        c.fail(f"{where}.source", "must be \"volume\" (or \"fastmri\" or \"kspace\" for MRI)")
+    df = _parse_file(c, d, where, "volume" if source == "kspace" else source)
+    ks = None
+    if source == "kspace":
+        ks = c.get(d, "kspace", where, dict)
+        for key in ("data", "reference"):
+            name_ = c.get(ks, key, f"{where}.kspace", str)
+            if "/" in name_ or "\\" in name_ or name_.startswith("."):
+                c.fail(f"{where}.kspace.{key}", "must be a file name inside file.path")
     size = c.get(d, "image_size", where, list, required=source == "volume")
     if size is not None and (len(size) != 2 or not all(isinstance(s, int) and s >= 16 for s in size)):
         c.fail(f"{where}.image_size", "must be [height, width] with each at least 16")
     split = c.get(d, "split", where, dict)
-    if source == "volume":
+    if source in ("volume", "kspace"):
         split = _check_split(c, split, where, df)
     elif not isinstance(split.get("tuning_volumes", 0), int) or split.get("tuning_volumes", 0) < 0:
         c.fail(f"{where}.split.tuning_volumes", "must be a non-negative integer")
-    acq = _check_acquisition(c, c.get(d, "acquisition", where, dict), where, modality)
+    acq = _check_acquisition(c, c.get(d, "acquisition", where, dict), where, "kspace" if source == "kspace" else modality)
     methods = _check_methods(c, c.get(d, "methods", where, dict), where, modality)
     grid = _check_grid(c, c.get(d, "tuning_grid", where, dict, required=False, default={}), where, methods)
     chunk = c.get(d, "slice_chunk", where, int, required=False)
@@ -321,7 +342,7 @@ def _parse_dataset(c: _Checker, d: Any, i: int, names: set) -> Dataset:
             or isinstance(slices, dict) and isinstance(slices.get("center"), int) and slices["center"] > 0):
         c.fail(f"{where}.slices", "must be \"all\", a list of slice indices or {\"center\": N}")
     return Dataset(name, modality, source, df, tuple(size) if size else None, split, acq, methods, grid,
-                   slices, c.get(d, "max_volumes", where, int, required=False), chunk)
+                   slices, c.get(d, "max_volumes", where, int, required=False), chunk, ks)
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

@@ -51,7 +51,12 @@ def _describe(name: str, rec: dict) -> str:
         where = f"{n} test slice{'s' * (n != 1)} {vols[0]['slices']} of `{rec['file']}`"
     else:
         where = f"{sum(len(v['slices']) for v in vols)} slices of {len(vols)} test volumes in `{rec['file'] or '.'}`"
-    if rec["modality"] == "mri":
+    if rec["modality"] == "mri" and "keep" in a:  # real k-space undersampled further
+        acq = (f"real k-space `{a['kspace']}`, {a['coils']} coils, {a['acquired_fraction']:.1%} of the grid acquired, "
+               f"centre plus {a['keep']:.0%} of the other samples kept ({a['kept_fraction']:.1%}, "
+               f"{a['acceleration']}x, seed {a['mask_seed']}); reference `{a['reference']}`")
+        size = a.get("image_size")
+    elif rec["modality"] == "mri":
         acq = (f"{a['mask_kind']} mask {a['acceleration']}x (achieved {a['achieved_acceleration']}x), centre fraction "
                f"{a['center_fraction']}, mask seed {a['mask_seed']}, {a['coils']} coils")
         if "noise_std" in a:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from medrecon.benchmark import load_suite
 from medrecon.benchmark.data import data_root, load_cases, sha256_of, verify_dataset
@@ -141,3 +142,38 @@ def test_fastmri_suite_refuses_files_without_a_target(tmp_path):
     with pytest.raises(InputError, match="fully sampled multicoil files"):
         load_cases(suite, ds, verify_dataset(suite, ds, data), "test")
     shutil.rmtree(data)
+
+
+def test_further_undersampling_keeps_the_centre_and_a_fraction_of_the_acquired_samples():
+    import numpy as np
+
+    from medrecon.benchmark.data import _further_mask
+    from operators import poisson_disc_mask
+
+    acquired = poisson_disc_mask((64, 80), 4, calib=(12, 12), seed=0).numpy().astype(bool)
+    m = _further_mask(acquired, 0.5, seed=1)
+    assert not (m & ~acquired).any()  # never a sample that was not acquired
+    assert m[32 - 6:32 + 6, 40 - 6:40 + 6].all()  # the calibration block survives
+    outside = acquired.copy()
+    outside[32 - 6:32 + 6, 40 - 6:40 + 6] = False
+    assert 0.4 < (m & outside).sum() / outside.sum() < 0.6
+    assert np.array_equal(m, _further_mask(acquired, 0.5, seed=1))
+
+
+@pytest.mark.data
+def test_real_kspace_case_has_a_pseudo_reference_on_the_kspace_scale(shared_data):
+    import numpy as np
+
+    from medrecon.benchmark.data import dataset_source, load_cases
+    from medrecon.metrics import volume_metrics
+    from operators import rss
+    from operators.fft import ifft2c
+
+    suite = load_suite("robust-bart")
+    ds = suite.datasets[0]
+    (case,) = load_cases(suite, ds, dataset_source(suite, ds, shared_data), "test")
+    assert case.target.shape == (1, 180, 230) and case.mask.shape == (180, 230)
+    assert 0.05 < case.mask.mean() < 0.09  # half of the 12.7 % acquired outside the centre
+    zf = rss(ifft2c(torch.from_numpy(case.kspace))).numpy()
+    # same scale: zero-filled is a poor but recognisable image of the reference, not off by 12 orders
+    assert 18 < volume_metrics(case.target, zf)["psnr"] < 30
