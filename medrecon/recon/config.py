@@ -14,7 +14,10 @@ LEARNED = ("dps", "fast")
 # Defaults per method, chosen by the sweeps in benchmarks/ (see README, "Choosing the defaults").
 DEFAULTS = {
     "dps": {"steps": 1000, "zeta": {"mri": 3.0, "ct": 10.0}},
-    "fast": {"steps": 50, "cg_iters": 5, "eta": 0.85},
+    # CT's normal operator is far worse conditioned than SENSE's: 5 CG steps leave high-frequency range-space
+    # error that the prior fills with invented structure; 20 chosen on ct-60's tuning split (5/10/20/40:
+    # 33.47/35.08/35.28/35.28 dB, benchmarks/results/tuning_cpu_2026-12-04). MRI: 20 amplified noise at 8x.
+    "fast": {"steps": 50, "cg_iters": {"mri": 5, "ct": 20}, "eta": 0.85},
     "sense": {"iters": 30},
     "cs-wavelet": {"lam": 0.005, "iters": 100},
     "cs-tv": {"lam": 0.002, "iters": 100},
