@@ -12,6 +12,10 @@
 #                                           suite excerpts; results straight into $OUT/suites/<suite> (each report is
 #                                           rewritten after every method, so a run cut short by the device budget
 #                                           still brings back what it finished)
+#   bash benchmarks/gpu_session.sh session  what one 15-minute lease affords in one call (2026-12-04: 423 s of a
+#                                           560 s limit): train with MIN=5.5 BS=64, then seconds per training
+#                                           step at batch 64 (train_speed.json). Use this, then evaluate the
+#                                           bundles on the CPU (benchmarks/priors_ledger.md says how).
 #   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py), and seconds per
 #                                           training step NCHW vs channels_last (benchmarks/train_speed.py)
 #
@@ -21,7 +25,7 @@
 #   DEV=cpu MIN=0.3 bash benchmarks/gpu_session.sh train; DEV=cpu SUITES=ct-60-gpu METHODS=fbp,cs-tv bash ... suites
 set -u
 PHASE=${1:-train}
-MIN=${MIN:-7}
+MIN=${MIN:-$([ "$PHASE" = session ] && echo 5.5 || echo 7)}
 OUT=${OUT:-/tmp/medrecon_gpu_out}
 W=$PWD/.gpuwork
 mkdir -p "$OUT" "$W"
@@ -34,6 +38,13 @@ fi
 export PYTHONUNBUFFERED=1
 DEV=${DEV:-cuda}
 python3 -c "import torch, monai; print(torch.__version__, monai.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')" || exit 1
+
+if [ "$PHASE" = session ]; then
+  MIN=$MIN BS=${BS:-64} bash "$0" train || exit 1
+  timeout "${SPEED_TIMEOUT:-100}" python3 benchmarks/train_speed.py --data .gpu/mri_train.npz --modality mri --size 128 \
+    --batch-size "${BS:-64}" --steps 20 --rounds 2 --device "$DEV" --out "$OUT/train_speed.json" 2>&1 | tail -n 4
+  exit 0
+fi
 
 case "$PHASE" in
 train)
@@ -75,7 +86,7 @@ time)
     | tail -n 4 | tee -a "$OUT/gpu_bench.log"
   ;;
 *)
-  echo "usage: bash benchmarks/gpu_session.sh train|suites|time" >&2
+  echo "usage: bash benchmarks/gpu_session.sh session|train|suites|time" >&2
   exit 2
   ;;
 esac
