@@ -145,8 +145,6 @@ def test_fastmri_suite_refuses_files_without_a_target(tmp_path):
 
 
 def test_further_undersampling_keeps_the_centre_and_a_fraction_of_the_acquired_samples():
-    import numpy as np
-
     from medrecon.benchmark.data import _further_mask
     from operators import poisson_disc_mask
 
@@ -162,8 +160,6 @@ def test_further_undersampling_keeps_the_centre_and_a_fraction_of_the_acquired_s
 
 @pytest.mark.data
 def test_real_kspace_case_has_a_pseudo_reference_on_the_kspace_scale(shared_data):
-    import numpy as np
-
     from medrecon.benchmark.data import dataset_source, load_cases
     from medrecon.metrics import volume_metrics
     from operators import rss
