@@ -66,3 +66,29 @@ def test_train_speed_script_times_both_memory_formats(tmp_path):
     res = json.loads(out.read_text())
     assert set(res["median"]) == {"contiguous", "channels_last"} and all(v > 0 for v in res["median"].values())
     assert "median: contiguous" in proc.stdout
+
+
+def test_readme_figures_script_scores_each_panel(tmp_path):
+    """``benchmarks/readme_figures.py`` reads what the README's commands write and scores every panel."""
+    import importlib.util
+
+    import h5py
+
+    spec = importlib.util.spec_from_file_location("readme_figures", REPO / "benchmarks" / "readme_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    yy, xx = np.mgrid[:32, :32]
+    ref = np.stack([((yy - 16) ** 2 + (xx - 16) ** 2 < 100).astype(np.float32)] * 2)
+    with h5py.File(tmp_path / "sim.h5", "w") as f:
+        f["reconstruction_rss"] = ref
+    blob = ref.copy()
+    blob[:, :4, :4] = 0.5  # invented corner patch
+    for name, img in (("good", ref * 0.98), ("blob", blob)):
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f["reconstruction"] = img
+    out, js = tmp_path / "fig.png", tmp_path / "fig.json"
+    assert mod.main(["mri", str(tmp_path / "sim.h5"), str(out), f"good={tmp_path / 'good.h5'}",
+                     f"blob={tmp_path / 'blob.h5'}", "--json", str(js)]) == 0
+    rows = {r["label"]: r for r in json.loads(js.read_text())["rows"]}
+    assert out.stat().st_size > 1000
+    assert rows["good"]["background_percent"] == 0.0 and rows["blob"]["background_percent"] > 1.0
