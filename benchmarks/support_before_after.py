@@ -3,7 +3,7 @@
 For each test slice the fast sampler runs twice with the suite's settings, ``--support none`` (the old
 behaviour) and the default, from the same seed. Scores: fastMRI PSNR/SSIM of the whole image (volume
 convention), the same restricted to the object (``reference > 5 %`` of the volume maximum; SSIM as the mean
-of skimage's SSIM map there), and the background energy. One JSON line per setting, plus a summary.
+of skimage's SSIM map there), and the background energy. One JSON line per setting.
 
     python benchmarks/support_before_after.py mri-4x [--out FILE.json]
 """
@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _object_scores(gt: np.ndarray, pred: np.ndarray) -> dict:
     from skimage.metrics import structural_similarity
 
+    from medrecon.metrics import BACKGROUND_LEVEL
+
     peak = float(gt.max())
-    obj = gt > 0.05 * peak
+    obj = gt > BACKGROUND_LEVEL * peak
     mse = float(((gt - pred)[obj] ** 2).mean())
     ssims = []
     for i in range(gt.shape[0]):

@@ -229,7 +229,6 @@ def _kspace_case(ds: Dataset, folder: Path, idx: list[int]) -> Case:
     from medrecon.baselines import cg_sense
     from medrecon.io.bart import read_bart_kspace, read_cfl
     from operators import MultiCoilMRI, espirit_maps
-    from operators.coils import fully_sampled_center
 
     if idx != [0]:
         raise InputError(f"dataset {ds.name}: a kspace dataset holds one slice; its split must be [0]")
@@ -240,8 +239,7 @@ def _kspace_case(ds: Dataset, folder: Path, idx: list[int]) -> Case:
     if ref.shape != acquired.shape:
         raise InputError(f"dataset {ds.name}: reference {ref.shape} and k-space {acquired.shape} differ in size")
     kt = torch.from_numpy(k)[None]
-    rows, cols = fully_sampled_center(torch.from_numpy(acquired))
-    maps = espirit_maps(kt, calib_width=(min(rows, 24), min(cols, 24)))
+    maps = espirit_maps(kt, calib_width=None)  # the fully sampled centre, capped at 24 (as recon does)
     full = cg_sense(MultiCoilMRI(maps, torch.from_numpy(acquired)), kt, iters=30).abs()[0].numpy()
     roi = ref > 0.05 * ref.max()
     gain = float((full[roi] * ref[roi]).sum() / (ref[roi] ** 2).sum())  # least-squares scale of the reference
@@ -250,7 +248,7 @@ def _kspace_case(ds: Dataset, folder: Path, idx: list[int]) -> Case:
     info = {"kspace": ds.kspace["data"], "reference": f"{ds.kspace['reference']} (pseudo-reference, scale {gain:.4g} "
             "by least squares against CG-SENSE of the full acquired set)", "coils": int(k.shape[0]),
             "acquired_fraction": round(float(acquired.mean()), 4), "kept_fraction": round(float(m.mean()), 4),
-            "acceleration": round(m.size / m.sum(), 2), "achieved_acceleration": round(m.size / m.sum(), 2),
+            "acceleration": round(m.size / m.sum(), 2),
             "keep": a["keep"], "mask_seed": a.get("seed", 0), "image_size": list(acquired.shape)}
     target = (gain * ref)[None].astype(np.float32)
     return Case(ds.name, "mri", folder.name, idx, target, kspace=(k * m)[None].astype(np.complex64), mask=m,

@@ -80,10 +80,7 @@ def aggregate(volumes: list[dict]) -> dict:
     slices = [s for v in volumes for s in v["slices"]]
     out: dict = {}
     by_volume = len(volumes) > 1
-    for k in _NAMES:
-        out[k] = float(np.mean([v[k] for v in volumes]))
-        out[f"{k}_std"] = _std([v[k] for v in volumes] if by_volume else [s[k] for s in slices])
-    for k in _EXTRA:
+    for k in _NAMES + _EXTRA:
         out[k] = float(np.mean([v[k] for v in volumes]))
         out[f"{k}_std"] = _std([v[k] for v in volumes] if by_volume else [s[k] for s in slices])
     out["spread"] = "volumes" if by_volume else "slices"

@@ -41,6 +41,5 @@ def support_record(problem) -> dict:
         return {"applied": False}
     from operators.coils import SUPPORT_LEVEL
 
-    rule = (f"coil maps: sum_c |S_c|^2 >= {SUPPORT_LEVEL} x its maximum" if problem.is_complex
-            else "reconstruction circle of the projector")
-    return {"applied": True, "rule": rule, "fraction": round(problem.support_fraction(), 4)}
+    return {"applied": True, "rule": f"coil maps: sum_c |S_c|^2 >= {SUPPORT_LEVEL} x its maximum",
+            "fraction": round(problem.support_fraction(), 4)}
