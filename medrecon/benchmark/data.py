@@ -228,7 +228,8 @@ def _kspace_case(ds: Dataset, folder: Path, idx: list[int]) -> Case:
     """A real k-space file undersampled further, scored against a pseudo-reference of the full acquired set."""
     from medrecon.baselines import cg_sense
     from medrecon.io.bart import read_bart_kspace, read_cfl
-    from operators import MultiCoilMRI, espirit_maps
+    from medrecon.recon.problems import coil_maps_for
+    from operators import MultiCoilMRI
 
     if idx != [0]:
         raise InputError(f"dataset {ds.name}: a kspace dataset holds one slice; its split must be [0]")
@@ -239,7 +240,7 @@ def _kspace_case(ds: Dataset, folder: Path, idx: list[int]) -> Case:
     if ref.shape != acquired.shape:
         raise InputError(f"dataset {ds.name}: reference {ref.shape} and k-space {acquired.shape} differ in size")
     kt = torch.from_numpy(k)[None]
-    maps = espirit_maps(kt, calib_width=None)  # the fully sampled centre, capped at 24 (as recon does)
+    maps = coil_maps_for(kt, torch.from_numpy(acquired))  # as recon estimates them
     full = cg_sense(MultiCoilMRI(maps, torch.from_numpy(acquired)), kt, iters=30).abs()[0].numpy()
     roi = ref > 0.05 * ref.max()
     gain = float((full[roi] * ref[roi]).sum() / (ref[roi] ** 2).sum())  # least-squares scale of the reference

@@ -11,7 +11,6 @@ import torch
 from medrecon.errors import InputError
 from medrecon.metrics import center_crop
 from operators import cartesian_mask, rss
-from operators.coils import fully_sampled_center
 from operators.fft import ifft2c
 
 from .config import ReconConfig
@@ -42,15 +41,6 @@ def mask_for(kspace: np.ndarray, file_mask: Optional[np.ndarray], cfg: ReconConf
     else:
         m = sampled
     return m, {"kind": "from data (non-zero samples)", "acceleration": round(m.size / max(1, m.sum()), 2)}
-
-
-def _calib(mask: torch.Tensor) -> tuple[int, int] | None:
-    if mask.dim() == 2:
-        rows, cols = fully_sampled_center(mask)
-        if min(rows, cols) < 6:
-            raise InputError(f"the sampling mask has a {rows}x{cols} fully sampled centre; ESPIRiT needs at least 6x6")
-        return min(rows, 24), min(cols, 24)
-    return None
 
 
 def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[int, int], cfg: ReconConfig,
@@ -86,12 +76,11 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         img = rss(ifft2c(k))
     else:
         from medrecon.recon.problems import coil_maps_for
-        from operators import espirit_maps
 
         if maps is not None:
             maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
         else:
-            maps = coil_maps_for(k, m) if m.dim() == 1 else espirit_maps(k, calib_width=_calib(m))
+            maps = coil_maps_for(k, m)
         noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
         if cfg.method in ("dps", "fast"):
             prob, _ = mri_problem(prior, k, mask2d, maps=maps, noise_var=noise_var, support=cfg.support != "none")

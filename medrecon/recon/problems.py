@@ -17,9 +17,19 @@ import torch
 from medrecon.errors import InputError
 from medrecon.sampling import InverseProblem
 from operators import MultiCoilMRI, coil_support, espirit_maps, sense_combine
+from operators.coils import fully_sampled_center
 from operators.fft import ifft2c
 
-__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "calib_size"]
+__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "calib_size", "calib_block",
+           "espirit_kernel", "ESPIRIT_THRESHOLD", "ESPIRIT_CROP"]
+
+
+# ESPIRiT settings of every reconstruction (docs/robustness.md, "Coil maps"; measured by
+# benchmarks/espirit_settings.py). Threshold and crop are sigpy's EspiritCalib defaults: on the real in-vivo
+# BART k-space they beat the looser 0.01 / 0.8 inside the head (29.14 vs 28.38 dB CG-SENSE); on simulated
+# coils the looser values only score better where they keep the source image's noise floor.
+ESPIRIT_THRESHOLD = 0.02
+ESPIRIT_CROP = 0.95
 
 
 def calib_size(mask_cols: torch.Tensor, cap: int = 24, rows: int = 48) -> tuple[int, int]:
@@ -40,16 +50,38 @@ def calib_size(mask_cols: torch.Tensor, cap: int = 24, rows: int = 48) -> tuple[
     return rows, min(cap, width)
 
 
-def coil_maps_for(kspace: torch.Tensor, mask_cols: torch.Tensor) -> torch.Tensor:
-    """ESPIRiT maps per slice. Shapes: kspace ``(S, C, H, W)``, mask ``(W,)`` -> ``(S, C, H, W)``.
+def calib_block(mask: torch.Tensor, cap: int = 24) -> tuple[int, int]:
+    """Calibration block ``(rows, cols)`` of a 2-D sampling pattern ``(H, W)``: its fully sampled centre, capped."""
+    rows, cols = fully_sampled_center(mask)
+    if min(rows, cols) < 6:
+        raise InputError(f"the sampling mask has a {rows}x{cols} fully sampled centre; ESPIRiT needs at least 6x6")
+    return min(rows, cap), min(cols, cap)
 
-    The kernel shrinks with narrow calibration regions (at least two kernel widths of calibration
-    lines are needed, or the maps vanish over much of the object).
+
+def espirit_kernel(calib: tuple[int, int]) -> int:
+    """ESPIRiT kernel width for a calibration block: a third of its narrow side, between 3 and 6.
+
+    A wider kernel leaves too few kernel positions across the block for the calibration matrix to
+    separate signal from noise: at 8x with 10 central lines, kernel 5 (the rule before 2026-12-05, half
+    the block) cut holes into 0.4-0.7 % of the object, where every map vanished.
     """
-    rows, cols = calib_size(mask_cols)
-    rows = min(rows, kspace.shape[-2])
-    kernel = min(6, max(3, cols // 2))
-    return espirit_maps(kspace, calib_width=(rows, cols), kernel_width=kernel)
+    return min(6, max(3, min(calib) // 3))
+
+
+def coil_maps_for(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ESPIRiT maps per slice, the one rule of every reconstruction (recon, benchmark, batch).
+
+    Shapes: kspace ``(S, C, H, W)``, mask ``(W,)`` columns or ``(H, W)`` -> ``(S, C, H, W)``.
+    Calibration block from the mask (:func:`calib_size`, :func:`calib_block`), kernel from the block
+    (:func:`espirit_kernel`), threshold :data:`ESPIRIT_THRESHOLD`, crop :data:`ESPIRIT_CROP`.
+    """
+    if mask.dim() == 1:
+        rows, cols = calib_size(mask)
+        calib = (min(rows, kspace.shape[-2]), cols)
+    else:
+        calib = calib_block(mask)
+    return espirit_maps(kspace, calib_width=calib, kernel_width=espirit_kernel(calib),
+                        threshold=ESPIRIT_THRESHOLD, crop=ESPIRIT_CROP)
 
 
 def estimate_kspace_noise(kspace: torch.Tensor, mask_cols: torch.Tensor, edge: float = 0.04) -> torch.Tensor:
@@ -85,7 +117,7 @@ def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Opti
         ``(problem, maps)``.
     """
     if maps is None:
-        maps = coil_maps_for(kspace, mask_cols if mask_cols.dim() == 1 else mask_cols.any(0))
+        maps = coil_maps_for(kspace, mask_cols)
     A = MultiCoilMRI(maps, mask_cols.to(kspace.device))
     y = kspace * A.mask + 0.0
     zf = sense_combine(ifft2c(y), maps)
