@@ -8,9 +8,21 @@ import json
 from pathlib import Path
 
 from medrecon.cli import EXTRA_PARSERS, command
-from medrecon.recon.config import CT_METHODS, MRI_METHODS, ReconConfig
+from medrecon import methods as registry
+from medrecon.recon.config import ReconConfig
 
-METHODS = sorted(set(MRI_METHODS) | set(CT_METHODS))
+def _methods_help() -> str:
+    """One line per registered method for ``recon --help`` (modalities and parameters with defaults)."""
+    lines = []
+    for m in registry.METHODS.values():
+        ps = []
+        for f in m.param_fields():
+            by = f.metadata["by_modality"]
+            d = f.default if not by else "/".join(f"{v}" for v in [f.default, *by.values()]) + \
+                " (" + "/".join(["mri", *by]) + ")"
+            ps.append(f"{f.name}={d}")
+        lines.append(f"{m.name} [{', '.join(m.modalities)}]{': ' + ', '.join(ps) if ps else ''}")
+    return "; ".join(lines)
 
 
 def _add_recon(sub) -> None:
@@ -18,7 +30,8 @@ def _add_recon(sub) -> None:
                        description="Reconstruct MRI k-space (fastMRI h5, ISMRMRD h5, BART cfl) or CT sinograms "
                                    "(from `medrecon simulate ct`). Writes the image and <out>.run.json.")
     p.add_argument("input", help="input file (or a folder/glob with --out DIR for a batch)")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=sorted(registry.names()),
+                   help="reconstruction method (`medrecon methods` lists them): " + _methods_help().replace("%", "%%"))
     p.add_argument("--out", required=True, help="output .h5 (fastMRI submission layout), .nii/.nii.gz, .png, or a "
                                                 "folder with --format dicom")
     p.add_argument("--format", choices=["h5", "nifti", "dicom", "png"], default=None,
@@ -130,6 +143,29 @@ def _recon(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_methods(sub) -> None:
+    p = sub.add_parser("methods", help="list the reconstruction methods, their modalities and parameters",
+                       description="List the registered reconstruction methods (medrecon/methods.py): where each "
+                                   "applies, whether it needs a prior, and its parameters with their defaults.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@command("methods")
+def _methods(a: argparse.Namespace) -> int:
+    rows = registry.describe()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        kind = "learned (needs a prior)" if r["learned"] else "classical"
+        needs = f", needs `{r['needs']}`" if r["needs"] else ""
+        print(f"{r['name']:<12} {'/'.join(r['modalities']):<7} {kind}{needs}: {r['summary']}")
+        for p in r["params"]:
+            by = "".join(f", {k} {v}" for k, v in p.get("default_by_modality", {}).items())
+            print(f"    --{p['name'].replace('_', '-'):<10} {p['default']}{by}  {p['help']}")
+    return 0
+
+
 def _add_simulate(sub) -> None:
     p = sub.add_parser("simulate", help="simulate measurements from real images")
     ss = p.add_subparsers(dest="sim_kind", metavar="mri|ct", required=True)
@@ -213,6 +249,6 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
-EXTRA_PARSERS.extend([("recon", _add_recon), ("simulate", _add_simulate), ("evaluate", _add_evaluate),
+EXTRA_PARSERS.extend([("recon", _add_recon), ("methods", _add_methods), ("simulate", _add_simulate), ("evaluate", _add_evaluate),
                       ("demo", _add_demo)])
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
-from medrecon.recon.config import CT_METHODS, LEARNED, MRI_METHODS, ReconConfig
+from medrecon import methods as registry
+from medrecon.recon.config import ReconConfig
 from medrecon.recon.result import ReconResult
 
 __all__ = ["reconstruct", "reconstruct_file", "write_outputs", "LoadedInput", "load_input"]
@@ -214,7 +215,7 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
     ``load_prior(name_or_path, modality, device)`` replaces :func:`medrecon.priors.load_prior`; batch
     workers pass a cache so each worker loads (and sha256-checks) its prior once, not once per study.
     """
-    allowed = MRI_METHODS if inp.modality == "mri" else CT_METHODS
+    allowed = registry.names(inp.modality)
     if cfg.method not in allowed:
         raise InputError(f"method {cfg.method!r} does not apply to {inp.modality.upper()} data; choose from "
                          f"{', '.join(allowed)}")
@@ -222,7 +223,7 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         raise InputError("--samples must be at least 1")
     device = resolve_device(cfg.device)
     prior = None
-    if cfg.method in LEARNED:
+    if registry.get(cfg.method).learned:
         if load_prior is None:
             from medrecon.priors import load_prior
         prior = load_prior(cfg.prior, inp.modality, device)

@@ -43,12 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medrecon import methods as registry
 from medrecon.errors import InputError
 
 __all__ = [
     "BENCH_METHODS",
     "CT_BENCH_METHODS",
     "METHOD_KEYS",
+    "method_keys",
     "OPTIONAL_METHODS",
     "MRI_BENCH_METHODS",
     "SUITES_DIR",
@@ -59,14 +61,20 @@ __all__ = [
     "suite_names",
 ]
 
-#: Benchmark method names (issue 6); for CT ``cs-tv`` is TV-regularized iterative reconstruction (our ``tv``).
-MRI_BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "dps", "fast")
-CT_BENCH_METHODS = ("fbp", "cs-tv", "dps", "fast")
-BENCH_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "fbp", "dps", "fast")
+#: Benchmark method names, from the registry (medrecon/methods.py); for CT ``cs-tv`` is TV-regularized
+#: iterative reconstruction (our ``tv``).
+MRI_BENCH_METHODS = registry.bench_names("mri")
+CT_BENCH_METHODS = registry.bench_names("ct")
+BENCH_METHODS = registry.bench_names()
 #: Methods that need an external program; a suite lists them, and they are skipped where it is missing.
-OPTIONAL_METHODS = ("bart-pics",)
+OPTIONAL_METHODS = tuple((m.bench_name or m.name) for m in registry.METHODS.values() if m.needs)
 #: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
-METHOD_KEYS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "batch_size")
+METHOD_KEYS = registry.param_names() + ("samples", "batch_size")
+
+
+def method_keys() -> tuple[str, ...]:
+    """Settings a suite's method entry may carry: every registered parameter, plus samples and batch size."""
+    return registry.param_names() + ("samples", "batch_size")
 _ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
              "ct": {"views", "geometry", "photons", "seed", "mu_water"},
              "kspace": {"keep", "seed"}}
@@ -231,7 +239,8 @@ def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
 
 
 def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dict:
-    allowed = MRI_BENCH_METHODS if modality == "mri" else CT_BENCH_METHODS
+    allowed = registry.bench_names(modality)
+    keys = method_keys()
     if not methods:
         c.fail(f"{where}.methods", "lists no methods")
     out = {}
@@ -241,10 +250,10 @@ def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dic
                    f"(choose from {', '.join(allowed)})")
         if not isinstance(settings, dict):
             c.fail(f"{where}.methods.{name}", "must be an object of settings")
-        bad = sorted(set(settings) - set(METHOD_KEYS))
+        bad = sorted(set(settings) - set(keys))
         if bad:
             c.fail(f"{where}.methods.{name}", f"has unknown setting(s) {', '.join(bad)} "
-                   f"(allowed: {', '.join(METHOD_KEYS)})")
+                   f"(allowed: {', '.join(keys)})")
         for k, v in settings.items():
             # eta (DDIM stochasticity) may be 0; every other setting must be positive.
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (k == "eta" and v == 0))
@@ -262,7 +271,7 @@ def _check_grid(c: _Checker, grid: dict, where: str, methods: dict) -> dict:
         if not isinstance(params, dict) or not params:
             c.fail(f"{where}.tuning_grid.{name}", "must map a setting to a list of values")
         for k, vals in params.items():
-            if k not in METHOD_KEYS:
+            if k not in method_keys():
                 c.fail(f"{where}.tuning_grid.{name}", f"tunes unknown setting {k!r}")
             if not isinstance(vals, list) or not vals or not all(isinstance(v, (int, float)) and v > 0 for v in vals):
                 c.fail(f"{where}.tuning_grid.{name}.{k}", "must be a non-empty list of positive numbers")

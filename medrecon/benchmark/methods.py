@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medrecon import methods as registry
 from medrecon.recon.config import ReconConfig
 
 from .data import Case
@@ -157,6 +158,6 @@ def run_method(case: Case, method: str, settings: dict, device: torch.device, pr
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-    params = {**params, "samples": cfg.samples} if method in ("dps", "fast") else dict(params)
+    params = {**params, "samples": cfg.samples} if registry.is_learned(method) else dict(params)
     total = None if mem.total_mb is None else round(mem.total_mb, 1)
     return MethodRun(np.concatenate(images).astype(np.float32), seconds, int(nfe), round(mem.mb, 1), params, total)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from medrecon.errors import InputError
 
-from .manifest import METHOD_KEYS, Suite
+from .manifest import Suite, method_keys
 
 __all__ = ["TUNED_FORMAT", "read_params", "settings_for"]
 
@@ -51,7 +51,7 @@ def read_params(path: Path, suite: Suite) -> dict[str, dict[str, dict]]:
         for method, settings in methods.items():
             if method not in names[ds_name].methods:
                 raise InputError(f"--params {path}: dataset {ds_name} has no method {method!r} in suite {suite.name}")
-            bad = [k for k, v in settings.items() if k not in METHOD_KEYS or not isinstance(v, (int, float))]
+            bad = [k for k, v in settings.items() if k not in method_keys() or not isinstance(v, (int, float))]
             if bad:
                 raise InputError(f"--params {path}: params.{ds_name}.{method} has invalid setting(s) {', '.join(bad)}")
         out[ds_name] = {m: dict(s) for m, s in methods.items()}

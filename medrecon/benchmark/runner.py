@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
+from medrecon import methods as registry
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 
 from .data import Case, data_root, dataset_source, describe_split, load_cases, sha256_of
 from .excerpt import read_excerpt
-from .manifest import BENCH_METHODS, OPTIONAL_METHODS, Dataset, Suite, load_suite
+from .manifest import Dataset, Suite, load_suite
 from .methods import peak_mem_kind
 from .params import read_params, settings_for
 from .scoring import finite_or_none
@@ -62,28 +63,43 @@ class BenchmarkConfig:
     priors: dict = field(default_factory=dict)
 
 
+def _missing_programs() -> dict[str, str]:
+    """``{benchmark method: program}`` for registered methods whose outside program is not installed."""
+    import shutil
+
+    from medrecon.baselines.bart import bart_available
+
+    out = {}
+    for m in registry.METHODS.values():
+        if m.needs and not (bart_available() if m.needs == "bart" else shutil.which(m.needs)):
+            out[m.bench_name or m.name] = m.needs
+    return out
+
+
 def plan_suite(suite: Suite, methods: list[str] | None, datasets: list[str] | None) -> list[tuple[Dataset, list[str]]]:
     """``[(dataset, methods)]`` to run, in manifest order, after the ``--methods``/``--datasets`` filters."""
+    known = registry.bench_names()
     if methods:
-        bad = [m for m in methods if m not in BENCH_METHODS]
+        bad = [m for m in methods if m not in known]
         if bad:
-            raise InputError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(BENCH_METHODS)}")
+            raise InputError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(known)}")
     names = [d.name for d in suite.datasets]
     if datasets:
         bad = [d for d in datasets if d not in names]
         if bad:
             raise InputError(f"suite {suite.name} has no dataset {', '.join(bad)}; it has {', '.join(names)}")
-    from medrecon.baselines.bart import bart_available
-
-    if methods and "bart-pics" in methods and not bart_available():
-        raise InputError("method bart-pics needs the 'bart' binary (Debian/Ubuntu: apt install bart)")
+    missing = _missing_programs()
+    for m in methods or []:
+        if m in missing:
+            raise InputError(f"method {m} needs the '{missing[m]}' binary"
+                             + (" (Debian/Ubuntu: apt install bart)" if missing[m] == "bart" else ""))
     plan = []
     for ds in suite.datasets:
         if datasets and ds.name not in datasets:
             continue
-        # bart-pics is optional: listed by a suite, it runs only where the bart binary is installed
-        chosen = [m for m in ds.methods if (not methods or m in methods)
-                  and (m not in OPTIONAL_METHODS or bart_available())]
+        # a method that calls an outside program (bart-pics) is optional: listed by a suite, it runs only
+        # where that program is installed
+        chosen = [m for m in ds.methods if (not methods or m in methods) and m not in missing]
         if chosen:
             plan.append((ds, chosen))
     if not plan:

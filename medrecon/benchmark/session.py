@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from medrecon import methods as registry
 from medrecon.errors import MedreconError
 
 from .data import Case
@@ -69,7 +70,7 @@ class Session:
     def evaluate(self, cases: list[Case], method: str, settings: dict, slice_chunk: int | None = None) -> Evaluation:
         """Run ``method`` on every case and score it; a method that fails is recorded, not fatal."""
         modality = cases[0].modality
-        prior = self.prior(modality) if method in ("dps", "fast") else None
+        prior = self.prior(modality) if registry.is_learned(method) else None
         runs, vols = [], []
         n = sum(len(c.slices) for c in cases)
         try:

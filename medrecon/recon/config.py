@@ -5,26 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from medrecon import methods
+
 __all__ = ["ReconConfig", "MRI_METHODS", "CT_METHODS", "LEARNED", "DEFAULTS"]
 
-MRI_METHODS = ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "dps", "fast")
-CT_METHODS = ("fbp", "tv", "dps", "fast")
-LEARNED = ("dps", "fast")
-
-# Defaults per method, chosen by the sweeps in benchmarks/ (see README, "Choosing the defaults").
-DEFAULTS = {
-    "dps": {"steps": 1000, "zeta": {"mri": 3.0, "ct": 10.0}},
-    # CT's normal operator is far worse conditioned than SENSE's: 5 CG steps leave high-frequency range-space
-    # error that the prior fills with invented structure; 20 chosen on ct-60's tuning split (5/10/20/40:
-    # 33.47/35.08/35.28/35.28 dB, benchmarks/results/tuning_cpu_2026-12-04). MRI: 20 amplified noise at 8x.
-    "fast": {"steps": 50, "cg_iters": {"mri": 5, "ct": 20}, "eta": 0.85},
-    "sense": {"iters": 30},
-    "cs-wavelet": {"lam": 0.005, "iters": 100},
-    "cs-tv": {"lam": 0.002, "iters": 100},
-    "bart-pics": {"lam": 0.005, "iters": 100},  # optional: needs the `bart` binary (l1-wavelet pics)
-    # CT TV weight in units of mu_water; 1.0 by benchmarks/sweeps/ct_tv_lam_2026-11-27.txt (0.01 barely regularized).
-    "tv": {"lam": 1.0, "iters": 100},
-}
+# Derived from the one registry (medrecon/methods.py); kept for callers that import them from here.
+MRI_METHODS = methods.names("mri")
+CT_METHODS = methods.names("ct")
+LEARNED = methods.names(learned=True)
+# Defaults per method, chosen by the sweeps in benchmarks/ (see README, "Choosing the defaults"); a value
+# that differs by modality is a {modality: value} dict.
+DEFAULTS = {m.name: {f.name: ({"mri": f.default, **f.metadata["by_modality"]} if f.metadata["by_modality"]
+                              else f.default) for f in m.param_fields()}
+            for m in methods.METHODS.values() if m.param_fields()}
 
 
 @dataclass
@@ -72,15 +65,21 @@ class ReconConfig:
     progress: bool = True
     support: str = "auto"
 
+    def __post_init__(self) -> None:
+        # Fail at parse time, before any file is read or batch started: an unknown method, or a setting the
+        # method does not take (it used to be dropped silently).
+        self.method_params()
+
     def method_params(self, modality: Optional[str] = None) -> dict:
-        """The method's effective parameters (defaults filled in; some defaults depend on the modality)."""
-        d = {k: (v.get(modality, next(iter(v.values()))) if isinstance(v, dict) else v)
-             for k, v in DEFAULTS.get(self.method, {}).items()}
-        for k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters"):
-            v = getattr(self, k)
-            if v is not None and k in d:
-                d[k] = v
-        return d
+        """The method's effective parameters: its registered defaults for ``modality`` (MRI when None),
+        overridden by the settings given here.
+
+        Raises:
+            InputError: a setting given that the method does not take (``--zeta`` with ``fast``).
+        """
+        spec = methods.get(self.method)
+        given = {k: getattr(self, k) for k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters")}
+        return asdict(spec.resolve(modality or "mri", given))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from medrecon import methods as registry
 from medrecon.errors import InputError
 from medrecon.metrics import center_crop
 from operators import cartesian_mask, rss
@@ -82,7 +83,7 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         else:
             maps = coil_maps_for(k, m)
         noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
-        if cfg.method in ("dps", "fast"):
+        if registry.is_learned(cfg.method):
             prob, _ = mri_problem(prior, k, mask2d, maps=maps, noise_var=noise_var, support=cfg.support != "none")
             info["support"] = support_record(prob)
             res = run_sampler(cfg, prior, prob, params)

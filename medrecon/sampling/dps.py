@@ -27,7 +27,7 @@ from .schedule import strided_timesteps
 __all__ = ["dps_chain"]
 
 
-def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 1.0,
+def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 3.0,
               generator: Optional[torch.Generator] = None, progress: bool = False) -> tuple[torch.Tensor, int]:
     """Run one batch of DPS chains.
 

@@ -1,0 +1,209 @@
+"""The method registry: which reconstruction methods exist, where they apply, and their parameters.
+
+Every place that lists methods reads this module: ``recon``'s choices and help, config validation,
+the benchmark's method lists and manifest keys, and ``medrecon methods``. A method's parameters are a
+dataclass with one default each (a default may differ by modality, declared in the same field).
+See docs/design.md, "Adding a method".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from medrecon.errors import InputError
+
+__all__ = ["MethodSpec", "register", "get", "names", "is_learned", "bench_names", "param_names", "describe", "METHODS"]
+
+MODALITIES = ("mri", "ct")
+
+
+def _p(default: Any, help: str, **by_modality: Any) -> Any:
+    """A parameter field: ``default`` (or ``by_modality[m]`` for modality ``m``) and a help line."""
+    return field(default=default, metadata={"help": help, "by_modality": by_modality})
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A method without settings."""
+
+
+@dataclass(frozen=True)
+class SenseParams:
+    iters: int = _p(30, "CG iterations")
+
+
+@dataclass(frozen=True)
+class CsWaveletParams:
+    lam: float = _p(0.005, "l1-wavelet weight relative to max|A^H y|")
+    iters: int = _p(100, "FISTA iterations")
+
+
+@dataclass(frozen=True)
+class CsTvParams:
+    lam: float = _p(0.002, "TV weight relative to max|A^H y|")
+    iters: int = _p(100, "iterations")
+
+
+@dataclass(frozen=True)
+class BartPicsParams:
+    lam: float = _p(0.005, "l1-wavelet weight of `bart pics -R W`")
+    iters: int = _p(100, "iterations")
+
+
+@dataclass(frozen=True)
+class TvParams:
+    # 1.0 by benchmarks/sweeps/ct_tv_lam_2026-11-27.txt (0.01 barely regularized).
+    lam: float = _p(1.0, "TV weight in units of mu_water")
+    iters: int = _p(100, "iterations")
+
+
+@dataclass(frozen=True)
+class DpsParams:
+    steps: int = _p(1000, "sampler steps (1000 = the paper's schedule; fewer are strided)")
+    zeta: float = _p(3.0, "step size on ||y - A x0||", ct=10.0)
+
+
+@dataclass(frozen=True)
+class FastParams:
+    steps: int = _p(50, "sampler steps")
+    # CT's normal operator is far worse conditioned than SENSE's: 5 CG steps leave high-frequency range-space
+    # error that the prior fills with invented structure; 20 chosen on ct-60's tuning split (5/10/20/40:
+    # 33.47/35.08/35.28/35.28 dB, benchmarks/results/tuning_cpu_2026-12-04). MRI: 20 amplified noise at 8x.
+    cg_iters: int = _p(5, "CG iterations per step (data consistency)", ct=20)
+    eta: float = _p(0.85, "DDIM stochasticity (0 deterministic .. 1 ancestral)")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One reconstruction method.
+
+    Attributes:
+        name: the ``--method`` value.
+        modalities: where it applies (``mri``, ``ct``).
+        learned: needs a diffusion prior.
+        params: the dataclass of its settings (frozen; defaults are the library's defaults).
+        summary: one line for ``medrecon methods`` and ``recon --help``.
+        bench_name: the benchmark's name for it where that differs (CT ``tv`` is the suites' ``cs-tv``).
+        needs: an external program it calls (skipped by the benchmark where missing).
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    learned: bool
+    params: type
+    summary: str
+    bench_name: Optional[str] = None
+    needs: Optional[str] = None
+
+    def param_fields(self) -> tuple[dataclasses.Field, ...]:
+        return dataclasses.fields(self.params)
+
+    def defaults(self, modality: str) -> dict[str, Any]:
+        """``{parameter: default}`` for ``modality``."""
+        return {f.name: f.metadata["by_modality"].get(modality, f.default) for f in self.param_fields()}
+
+    def resolve(self, modality: str, given: Optional[dict[str, Any]] = None):
+        """The parameters for ``modality``: defaults, overridden by ``given`` (``None`` values ignored).
+
+        Raises:
+            InputError: a given parameter the method does not take (one line, naming the ones it does).
+        """
+        given = {k: v for k, v in (given or {}).items() if v is not None}
+        known = {f.name for f in self.param_fields()}
+        extra = sorted(set(given) - known)
+        if extra:
+            takes = ", ".join(sorted(known)) or "no settings"
+            opts = ", ".join("--" + k.replace("_", "-") for k in extra)
+            raise InputError(f"{opts} does not apply to method {self.name} (it takes: {takes})")
+        return self.params(**{**self.defaults(modality), **given})
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method (a name may be registered once). Returns ``spec``."""
+    if spec.name in METHODS:
+        raise ValueError(f"method {spec.name!r} is already registered")
+    if not spec.modalities or not set(spec.modalities) <= set(MODALITIES):
+        raise ValueError(f"method {spec.name!r}: modalities must be a non-empty subset of {MODALITIES}")
+    if not dataclasses.is_dataclass(spec.params):
+        raise ValueError(f"method {spec.name!r}: params must be a dataclass")
+    METHODS[spec.name] = spec
+    return spec
+
+
+def get(name: str) -> MethodSpec:
+    """The registered method ``name`` (InputError listing the methods otherwise)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise InputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
+
+
+def is_learned(name: str) -> bool:
+    """Whether ``name`` (a method or benchmark name) is a registered learned method."""
+    m = METHODS.get(name)
+    return bool(m and m.learned)
+
+
+def names(modality: Optional[str] = None, learned: Optional[bool] = None) -> tuple[str, ...]:
+    """Registered method names in registration order, optionally for one modality / learned or not."""
+    return tuple(m.name for m in METHODS.values()
+                 if (modality is None or modality in m.modalities) and (learned is None or m.learned == learned))
+
+
+def bench_names(modality: Optional[str] = None) -> tuple[str, ...]:
+    """The benchmark's method names (``bench_name`` where set), without repeats, in registration order."""
+    out: list[str] = []
+    for m in METHODS.values():
+        if modality is not None and modality not in m.modalities:
+            continue
+        n = m.bench_name or m.name
+        if n not in out:
+            out.append(n)
+    return tuple(out)
+
+
+def param_names() -> tuple[str, ...]:
+    """Every parameter any method takes, in first-registered order."""
+    out: list[str] = []
+    for m in METHODS.values():
+        for f in m.param_fields():
+            if f.name not in out:
+                out.append(f.name)
+    return tuple(out)
+
+
+def describe() -> list[dict[str, Any]]:
+    """The registry as JSON-ready rows (``medrecon methods --json``)."""
+    rows = []
+    for m in METHODS.values():
+        params = []
+        for f in m.param_fields():
+            d = {"name": f.name, "type": f.type if isinstance(f.type, str) else f.type.__name__,
+                 "default": f.default, "help": f.metadata["help"]}
+            if f.metadata["by_modality"]:
+                d["default_by_modality"] = dict(f.metadata["by_modality"])
+            params.append(d)
+        rows.append({"name": m.name, "modalities": list(m.modalities), "learned": m.learned, "summary": m.summary,
+                     "benchmark_name": m.bench_name or m.name, "needs": m.needs, "params": params})
+    return rows
+
+
+for _spec in (
+    MethodSpec("zero-filled", ("mri",), False, NoParams, "root-sum-of-squares of the zero-filled coil images"),
+    MethodSpec("sense", ("mri",), False, SenseParams, "CG-SENSE, unregularized least squares with ESPIRiT maps"),
+    MethodSpec("cs-wavelet", ("mri",), False, CsWaveletParams, "compressed sensing, l1-wavelet (FISTA)"),
+    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation"),
+    MethodSpec("bart-pics", ("mri",), False, BartPicsParams, "BART `pics` l1-wavelet (needs the bart binary)",
+               needs="bart"),
+    MethodSpec("fbp", ("ct",), False, NoParams, "filtered back-projection"),
+    MethodSpec("tv", ("ct",), False, TvParams, "TV-regularized iterative reconstruction", bench_name="cs-tv"),
+    MethodSpec("dps", ("mri", "ct"), True, DpsParams, "diffusion posterior sampling (Chung et al., ICLR 2023)"),
+    MethodSpec("fast", ("mri", "ct"), True, FastParams,
+               "fast diffusion sampler: DDIM steps with CG data consistency on x0 (DDS-style)"),
+):
+    register(_spec)
