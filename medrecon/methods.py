@@ -3,7 +3,7 @@
 Every place that lists methods reads this module: ``recon``'s choices and help, config validation,
 the benchmark's method lists and manifest keys, and ``medrecon methods``. A method's parameters are a
 dataclass with one default each (a default may differ by modality, declared in the same field).
-See docs/design.md, "Adding a method".
+See docs/design.md, section 6.
 """
 
 from __future__ import annotations

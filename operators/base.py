@@ -3,7 +3,7 @@
 An operator ``A`` maps a tensor with trailing shape ``in_shape`` to one with trailing shape
 ``out_shape``; any leading dimensions are batch dimensions and pass through untouched.
 
-Design (see DESIGN.md section 2):
+Design (see docs/design.md, section 2):
   * ``A(x)`` / ``A.forward(x)`` applies the operator, ``A.adjoint(y)`` its exact adjoint,
     ``A.normal(x)`` applies ``A^H A`` (override when a cheaper closed form exists).
   * ``A.H`` is a cached adjoint view with ``A.H.H is A``.

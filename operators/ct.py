@@ -1,6 +1,6 @@
 """2-D CT projectors (parallel beam, flat-detector fan beam) with exact adjoints, plus FBP.
 
-Conventions (DESIGN.md section 3): images hold linear attenuation ``mu`` in 1/mm, the pixel size is
+Conventions (docs/design.md, section 3): images hold linear attenuation ``mu`` in 1/mm, the pixel size is
 in mm, so sinograms are dimensionless line integrals. Pixel ``(i, j)`` of an ``(H, W)`` image sits at
 ``x = (j - (W-1)/2) * pixel_size``, ``y = ((H-1)/2 - i) * pixel_size`` (row 0 at the top, y up).
 A parallel ray at angle ``theta`` and detector coordinate ``t`` is the line

@@ -3,7 +3,7 @@
 Cartesian (1-D, phase-encode column) masks reproduce fastMRI's ``MaskFunc`` family
 (``fastmri.data.subsample``) bit for bit for the same ``(num_cols, center_fraction,
 acceleration, seed, offset)``, so that published fastMRI comparisons can be repeated exactly
-(DESIGN.md section 3). That means the random draws happen on a legacy ``numpy.random.RandomState``
+(docs/design.md, section 3). That means the random draws happen on a legacy ``numpy.random.RandomState``
 in the same order and number as fastMRI makes them, and its rounding quirks are kept on purpose.
 
 The 2-D Poisson-disc mask follows the idea of Lustig's / SigPy's ``poisson``: sample points are

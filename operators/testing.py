@@ -1,4 +1,4 @@
-"""Public checks every operator must pass (DESIGN.md section 2).
+"""Public checks every operator must pass (docs/design.md, section 2).
 
 Use in tests as ``check_operator(A)``; each check raises ``AssertionError`` with the measured
 error when it fails, so a broken adjoint cannot pass silently.
@@ -49,7 +49,7 @@ def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def default_tolerance(dtype: torch.dtype) -> float:
-    """1e-12 in double precision, 1e-5 in single (DESIGN.md section 2)."""
+    """1e-12 in double precision, 1e-5 in single (docs/design.md, section 2)."""
     return 1e-12 if dtype in (torch.float64, torch.complex128) else 1e-5
 
 

@@ -1,6 +1,6 @@
 """fastMRI HDF5 files: k-space input files, reconstruction (submission) files, simulated files.
 
-Layout (DESIGN.md section 3): ``kspace`` complex64 ``(slices, coils, H, W)`` (single-coil files:
+Layout (docs/design.md, section 3): ``kspace`` complex64 ``(slices, coils, H, W)`` (single-coil files:
 ``(slices, H, W)``), targets ``reconstruction_rss`` (multicoil) / ``reconstruction_esc``
 (single-coil) float32 ``(slices, h, w)``, optional boolean ``mask`` ``(W,)`` in test files, the
 XML ``ismrmrd_header`` and attrs (``acquisition``, ``max``, ``norm``, ``patient_id``,

@@ -1,7 +1,7 @@
 """ISMRMRD raw data (HDF5 ``/dataset/data`` + ``/dataset/xml``): 2-D Cartesian multi-coil k-space.
 
 Reading turns the acquisitions of the first encoding space into the fastMRI layout
-``kspace[slice, coil, readout sample, phase-encode column]`` (DESIGN.md section 3), so that
+``kspace[slice, coil, readout sample, phase-encode column]`` (docs/design.md, section 3), so that
 ``operators.fft.ifft2c`` gives the coil images exactly as for a fastMRI file; fastMRI's own files
 were converted from ISMRMRD raw data this way (readout centre ``center_sample`` at ``H // 2``,
 ``kspace_encode_step_1`` offset by fastMRI's padding ``enc_y // 2 - encodingLimits center``).

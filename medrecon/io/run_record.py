@@ -316,7 +316,7 @@ def write_run_record(
         method: sampler or baseline name (``"dps"``, ``"dds"``, ``"sense-cg"``, ...).
         params: method parameters; identifying keys are dropped (:func:`scrub_identifiers`).
         prior: ``{"name", "sha256"[, "version", "modality", "scale_warning"]}`` or None for non-learned methods.
-        seeds: every seed used (DESIGN.md: the run record stores the seeds).
+        seeds: every seed used (docs/design.md: the run record stores the seeds).
         device: e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu"``.
         seconds: wall time. nfe: network evaluations, or None. metrics: optional metric values.
         planted: extra strings to remove everywhere (e.g. known patient names).

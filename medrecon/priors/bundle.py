@@ -1,4 +1,4 @@
-"""MONAI-bundle-style prior folders (DESIGN.md section 5).
+"""MONAI-bundle-style prior folders (docs/design.md, section 5).
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""Normalization rules between physical images and a prior's network space (DESIGN.md section 3).
+"""Normalization rules between physical images and a prior's network space (docs/design.md, section 3).
 
 A rule is stored in the prior's metadata as a plain dict and rebuilt with :func:`rule_from_dict`,
 so the sampler never hard-codes a scaling:

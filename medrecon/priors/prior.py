@@ -1,6 +1,6 @@
 """``DiffusionPrior``: a MONAI network plus a MONAI noise schedule, seen by samplers as a denoiser.
 
-Samplers use only this interface (DESIGN.md section 1): the cumulative schedule
+Samplers use only this interface (docs/design.md, section 1): the cumulative schedule
 ``alphas_cumprod``, the noise prediction ``eps(x_t, t)``, Tweedie's estimate
 ``x0(x_t, t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (Chung et al. 2023, eq. 7 for the
 variance-preserving SDE) and the score ``-eps / sqrt(1 - abar_t)``; plus the normalization rule

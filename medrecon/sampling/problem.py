@@ -4,7 +4,7 @@ The operator ``A`` acts on the *physical* variable ``p`` (a complex MRI image, o
 attenuation ``mu`` for CT). The prior lives in network space ``x`` (real, ``(B, channels, H, W)``).
 The two are related by the affine bijection ``p = offset + gain * x`` (complex packing for MRI), so
 residuals can be measured in network units, which makes DPS's step size dimensionless, and the
-prior's Gaussian width in network units converts to physical units exactly (DESIGN.md section 4).
+prior's Gaussian width in network units converts to physical units exactly (docs/design.md, section 4).
 
 An optional ``support`` says where the measurement sees the image at all (MRI: where the coil maps
 do not vanish, :func:`operators.coils.coil_support`). Outside it the data term is flat, so a sampler
