@@ -87,14 +87,13 @@ def run_mri(args, dev, rows):
     rows.append(_row("t1-brain-320", "mri", "sense", gt, sense.abs(), time.perf_counter() - t0 + t_maps, n, 0, dev))
     for method, kw, ac in [("fast", {"steps": 50, "cg_iters": 5}, None), ("fast", {"steps": 50, "cg_iters": 5}, torch.bfloat16),
                            ("dps", {"steps": args.dps_steps, "zeta": args.zeta}, torch.bfloat16)]:
-        prior.autocast_dtype = ac
-        posterior_sample(method, prior, prob, samples=1, seed=0, **{**kw, "steps": 2})  # warm-up
+        net = prior.at_precision(ac)
+        posterior_sample(method, net, prob, samples=1, seed=0, **{**kw, "steps": 2})  # warm-up
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        res = posterior_sample(method, prior, prob, samples=1, seed=0, **kw)
+        res = posterior_sample(method, net, prob, samples=1, seed=0, **kw)
         rows.append(_row("t1-brain-320", "mri", method, gt, res.mean.abs(), res.seconds + t_maps, n, res.nfe, dev,
                          {"autocast": str(ac), "sampler_seconds_per_slice": round(res.seconds / n, 4), **kw}))
-    prior.autocast_dtype = None
 
 
 def run_ct(args, dev, rows):
@@ -113,11 +112,11 @@ def run_ct(args, dev, rows):
     prob = ct_problem(prior, A, y)
     for method, kw, ac in [("fast", {"steps": 50, "cg_iters": 5}, torch.bfloat16),
                            ("dps", {"steps": args.ct_dps_steps, "zeta": args.zeta}, torch.bfloat16)]:
-        prior.autocast_dtype = ac
-        posterior_sample(method, prior, prob, samples=1, seed=0, **{**kw, "steps": 2})
+        net = prior.at_precision(ac)
+        posterior_sample(method, net, prob, samples=1, seed=0, **{**kw, "steps": 2})
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        res = posterior_sample(method, prior, prob, samples=1, seed=0, **kw)
+        res = posterior_sample(method, net, prob, samples=1, seed=0, **kw)
         rows.append(_row("body-ct-512", "ct", method, hu + 1000, mu_to_hu(res.mean) + 1000, res.seconds, n, res.nfe, dev,
                          {"autocast": str(ac), **kw}))
 

@@ -89,3 +89,29 @@ def test_register_refuses_duplicates_and_bad_specs(toy):
         registry.register(toy)
     with pytest.raises(ValueError, match="modalities"):
         registry.register(registry.MethodSpec("toy2", ("pet",), False, ToyParams, "x"))
+
+
+def test_a_run_never_changes_the_shared_prior():
+    """Precision is per call (issue 17): run_sampler with autocast leaves the cached prior as it was."""
+    import torch
+
+    from medrecon.priors import DiffusionPrior
+    from medrecon.recon.result import run_sampler
+    from medrecon.sampling import InverseProblem
+    from operators import MultiCoilMRI, birdcage_maps
+
+    torch.manual_seed(0)
+    prior = DiffusionPrior("mri", {"channels": [16, 32, 32, 32], "norm_num_groups": 8, "num_head_channels": 32}).eval()
+    before = dict(vars(prior))
+    maps = birdcage_maps(2, (16, 16))[None]
+    A = MultiCoilMRI(maps, torch.ones(16, dtype=torch.bool))
+    y = A(torch.rand(1, 16, 16, dtype=torch.complex64))
+    prob = InverseProblem(A, y, torch.ones(1, 1, 1), torch.zeros(1, 1, 1), torch.zeros(1), True)
+    cfg = ReconConfig("fast", steps=2, autocast=True, progress=False)
+    out = run_sampler(cfg, prior, prob, cfg.method_params("mri"))
+    assert dict(vars(prior)).keys() == before.keys() and not hasattr(prior, "autocast_dtype")
+    view = prior.at_precision(torch.bfloat16)
+    assert view.autocast_dtype == torch.bfloat16 and prior.at_precision(None) is prior
+    x = torch.randn(1, 2, 16, 16)
+    assert torch.equal(view.eps(x, 10), prior.eps(x, 10))  # CPU: autocast applies on CUDA only
+    assert out.mean.shape == (1, 16, 16)

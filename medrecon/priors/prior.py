@@ -60,8 +60,6 @@ class DiffusionPrior(nn.Module):
         self.net = build_network(self.network_config, self.channels)
         self.scheduler = make_scheduler(self.schedule)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
-        # Inference-time settings (not part of the weights).
-        self.autocast_dtype: Optional[torch.dtype] = None
 
     @property
     def num_timesteps(self) -> int:
@@ -77,19 +75,27 @@ class DiffusionPrior(nn.Module):
             t = t.expand(batch)
         return t.long()
 
-    def eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
+    def at_precision(self, dtype: Optional[torch.dtype]) -> "DiffusionPrior":
+        """This prior with its network run under CUDA autocast at ``dtype`` (None: full precision).
+
+        Returns a view that shares the weights; the prior itself is never changed, so batch workers that
+        share one cached prior cannot leak one run's precision into another's.
+        """
+        return self if dtype is None else _PrecisionView(self, dtype)  # type: ignore[return-value]
+
+    def eps(self, x_t: torch.Tensor, t, autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """Predicted noise. Shapes: ``x_t (B, channels, H, W)``, ``t`` int or ``(B,)`` -> ``(B, channels, H, W)``.
 
         Any ``H, W`` works: the input is reflect-padded to a multiple of the UNet's total stride and the
-        output cropped back.
+        output cropped back. ``autocast_dtype`` runs the network under CUDA autocast (ignored on CPU).
         """
         tt = self._t(t, x_t.shape[0])
         h, w = x_t.shape[-2:]
         m = 2 ** (len(self.network_config["channels"]) - 1)
         ph, pw = (-h) % m, (-w) % m
         x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect") if ph or pw else x_t
-        if self.autocast_dtype is not None and x_t.device.type == "cuda":
-            with torch.autocast("cuda", dtype=self.autocast_dtype):
+        if autocast_dtype is not None and x_t.device.type == "cuda":
+            with torch.autocast("cuda", dtype=autocast_dtype):
                 out = self.net(x, tt).float()
         else:
             out = self.net(x, tt)
@@ -126,3 +132,25 @@ class DiffusionPrior(nn.Module):
         """Plain-data description stored in bundle metadata."""
         return {"modality": self.modality, "network": self.network_config, "schedule": self.schedule,
                 "normalization": self.rule.to_dict(), "channels": self.channels}
+
+
+class _PrecisionView:
+    """A :class:`DiffusionPrior` evaluated under autocast: every attribute is the prior's, except that the
+    network calls (``eps``, ``x0``, ``score``) pass the view's dtype."""
+
+    def __init__(self, prior: DiffusionPrior, dtype: torch.dtype) -> None:
+        self._prior = prior
+        self.autocast_dtype = dtype
+
+    def __getattr__(self, name: str):
+        return getattr(self._prior, name)
+
+    def eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        return self._prior.eps(x_t, t, self.autocast_dtype)
+
+    def x0(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        return self._prior.x0_from_eps(x_t, t, self.eps(x_t, t))
+
+    def score(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        abar = self._prior.alphas_cumprod[self._prior._t(t, x_t.shape[0])].view(-1, 1, 1, 1)
+        return -self.eps(x_t, t) / (1 - abar).sqrt()
