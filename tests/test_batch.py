@@ -35,3 +35,19 @@ def test_batch_reconstructs_skips_and_reports(tmp_path, capsys):
 def test_empty_batch_is_an_input_error(tmp_path):
     with pytest.raises(InputError):
         batch_inputs(str(tmp_path))
+
+
+def test_a_batch_undersamples_every_study_with_the_same_mask(tmp_path):
+    """One mask seed per batch (--mask-seed, else --seed), while each study keeps its own sampler seed."""
+    import json
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        write_fastmri_kspace(src / f"vol{i}.h5", _kspace(i))
+    out = tmp_path / "out"
+    cfg = ReconConfig(method="zero-filled", progress=False, mask="random", accel=4, center_fraction=0.25, seed=5)
+    assert run_batch(str(src), out, cfg) == 0
+    recs = [json.loads((out / f"vol{i}.h5.run.json").read_text()) for i in range(3)]
+    assert {r["seeds"]["mask"] for r in recs} == {5}
+    assert len({r["seeds"]["sampler"] for r in recs}) == 3

@@ -103,8 +103,13 @@ class StudyReconstructor:
         return self._priors[key]
 
     def config_for(self, study: Study) -> ReconConfig:
-        """The study's settings: the batch's, with the study's own seed."""
-        return replace(self.cfg, seed=study_seed(study.name, self.cfg.seed))
+        """The study's settings: the batch's, with the study's own sampler seed.
+
+        The mask seed stays the batch's (``--mask-seed``, else ``--seed``), so a retrospective mask is the
+        same for every study of a batch (docs/design.md, section 3; it once followed the per-study seed).
+        """
+        mask_seed = self.cfg.mask_seed if self.cfg.mask_seed is not None else self.cfg.seed
+        return replace(self.cfg, seed=study_seed(study.name, self.cfg.seed), mask_seed=mask_seed)
 
     def __call__(self, study: Study, attempt: int = 1) -> StudyResult:
         """Reconstruct one study; never raises for a broken study (only for ``KeyboardInterrupt``)."""
