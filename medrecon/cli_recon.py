@@ -60,6 +60,10 @@ def _add_recon(sub) -> None:
     p.add_argument("--support", choices=["auto", "none"], default="auto",
                    help="dps/fast: auto (default) keeps the image empty where the measurement cannot see it "
                         "(MRI: outside the coil maps); none leaves the prior free there")
+    p.add_argument("--maps", choices=["auto", "espirit", "true"], default="auto",
+                   help="MRI coil maps: auto (default: the file's own maps if it carries them, else ESPIRiT), "
+                        "espirit (always estimate), true (the maps a `medrecon simulate mri` file stores, for "
+                        "sweeps that separate map error from reconstruction error)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_scale_options(p)
 
@@ -122,7 +126,7 @@ def _recon(a: argparse.Namespace) -> int:
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
                       batch_size=a.batch_size, autocast=a.bf16, mask=a.mask, accel=a.accel,
                       center_fraction=a.center_fraction, mask_seed=a.mask_seed, slices=a.slices,
-                      noise_std=a.noise_std, progress=not a.quiet, support=a.support)
+                      noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps)
     inp = Path(a.input)
     if inp.is_dir() or any(c in a.input for c in "*?["):
         from medrecon.batch import run_batch

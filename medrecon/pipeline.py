@@ -37,7 +37,31 @@ class LoadedInput:
     affine: Optional[np.ndarray] = None
     space: Optional[str] = None
     maps: Optional[np.ndarray] = None
+    true_maps: Optional[np.ndarray] = None  # (C, H, W): the coil maps a simulation used (`recon --maps true`)
     pixel_mm: Optional[float] = None  # finest in-plane pixel size of the image, when the file says
+
+
+def _true_maps(maps, kspace_shape: tuple, name: str) -> Optional[np.ndarray]:
+    """A simulation's ``true_maps`` dataset ``(C, H, W)``, checked against the k-space ``(S, C, H, W)``."""
+    if maps is None:
+        return None
+    maps = np.asarray(maps)
+    if maps.shape != tuple(kspace_shape[1:]) or maps.dtype.kind != "c" or not np.isfinite(maps).all():
+        raise InputError(f"{name}: 'true_maps' must be finite complex coil maps of shape {tuple(kspace_shape[1:])}, "
+                         f"got {maps.dtype} {maps.shape}")
+    return maps.astype(np.complex64)
+
+
+def _coil_maps(inp: "LoadedInput", choice: str) -> tuple[Optional[np.ndarray], str]:
+    """The coil maps ``(S, C, H, W)`` a reconstruction uses (None: ESPIRiT estimates them), and their label."""
+    if choice == "true":
+        if inp.true_maps is None:
+            raise InputError("--maps true needs the simulation's coil maps (the 'true_maps' dataset that "
+                             "`medrecon simulate mri` writes); this file has none")
+        return np.ascontiguousarray(np.broadcast_to(inp.true_maps, inp.data.shape)), "true (from the simulation)"
+    if choice == "auto" and inp.maps is not None:
+        return inp.maps, "from the file"
+    return None, "ESPIRiT (recon.problems.coil_maps_for)"
 
 
 def _slice_range(spec: Optional[str], n: int) -> slice:
@@ -154,6 +178,7 @@ def _read_input(path: Path, slices: Optional[str], axes: Optional[str]) -> Loade
                            affine=None if aff is None else _slab_affine(np.asarray(aff), s.start or 0),
                            space=_text(v.extra.get("source_space")),
                            maps=None if v.maps is None else v.maps[s],
+                           true_maps=_true_maps(v.extra.get("true_maps"), v.kspace.shape, path.name),
                            pixel_mm=min(v.pixel_mm) if v.pixel_mm else None)
     if fmt in ("npy", "npz"):
         from medrecon.io.numpy_kspace import read_numpy_kspace
@@ -242,8 +267,11 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         if not np.any(mask):
             raise InputError("the sampling mask selects no k-space samples; check --mask/--accel or the file's mask")
         noise = cfg.noise_std if cfg.noise_std is not None else inp.noise_std
-        res = reconstruct_kspace(inp.data, mask, inp.recon_size, cfg, device, prior, noise, maps=inp.maps)
+        maps, maps_label = _coil_maps(inp, cfg.maps)
+        res = reconstruct_kspace(inp.data, mask, inp.recon_size, cfg, device, prior, noise, maps=maps)
         res.info["mask"] = mask_info
+        if cfg.method != "zero-filled":
+            res.info["coil_maps"] = maps_label
     else:
         from medrecon.io.sinogram import projector_from_geometry
         from medrecon.recon.ct import reconstruct_sinogram
@@ -325,7 +353,7 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
                      params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": cfg.batch_size,
                              "autocast": cfg.autocast, "mask": res.info.get("mask"),
-                             "support": res.info.get("support")},
+                             "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},
                      device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics)
     return res

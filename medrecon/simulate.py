@@ -108,7 +108,9 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
                          attrs={"acceleration": accel, "center_fraction": center_fraction, "mask_kind": mask,
                                 "seed": seed, "noise_std": float(noise_std), "acquisition": "simulated"},
                          extra={"source_affine": affine, "slice_indices": idx,
-                                "source_space": np.bytes_(vol.space or "")})
+                                "source_space": np.bytes_(vol.space or ""),
+                                # the coil maps of the simulation, for `recon --maps true` (not read otherwise)
+                                "true_maps": sim["maps"].numpy().astype(np.complex64)})
     return {"slices": len(idx), "shape": [h, w], "acceleration": float(sim["mask"].numel() / sim["mask"].sum())}
 
 

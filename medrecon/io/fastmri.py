@@ -50,8 +50,9 @@ def is_identifying_attr(key: str) -> bool:
 
 
 def _is_extra_key(key: str) -> bool:
-    """Geometry/provenance datasets carried through simulate -> reconstruct unchanged."""
-    return key.startswith("source_") or key == "slice_indices"
+    """Geometry/provenance datasets carried through simulate -> reconstruct unchanged, and a simulation's
+    ``true_maps`` (used only by ``recon --maps true``)."""
+    return key.startswith("source_") or key in ("slice_indices", "true_maps")
 
 
 @dataclass(repr=False)
@@ -68,7 +69,7 @@ class FastMRIVolume:
             else the target's shape; else ``(320, 320)`` when ``H, W >= 320``; else ``(H, W)``.
         attrs: non-identifying file attrs (``acquisition``, ``max``, ``norm``, ``acceleration``,
             ``num_low_frequency``, ...); ``patient_id`` is dropped.
-        extra: ``source_*`` / ``slice_indices`` datasets and ``source_*`` attrs, if present.
+        extra: ``source_*`` / ``slice_indices`` / ``true_maps`` datasets and ``source_*`` attrs, if present.
         multicoil: whether ``kspace`` had a coil axis in the file.
         padding: ``(left, right)`` phase-encode columns holding data, computed as fastMRI does from
             ``encodingLimits/kspace_encoding_step_1``: ``left = enc_y // 2 - center``,
@@ -449,7 +450,7 @@ def _validate_kspace_inputs(kspace, target, mask, extra) -> tuple:
     extra = dict(extra or {})
     for key in extra:
         if not _is_extra_key(key) or key in _RESERVED:
-            raise InputError(f"extra dataset '{key}' must be named source_* or slice_indices")
+            raise InputError(f"extra dataset '{key}' must be named source_*, slice_indices or true_maps")
     return kspace, target, mask, extra
 
 

@@ -41,6 +41,8 @@ class ReconConfig:
         progress: show progress bars.
         support: ``"auto"`` restricts learned reconstructions to where the measurement sees the image
             (MRI: the coil maps' support, docs/robustness.md); ``"none"`` leaves the whole image free.
+        maps: MRI coil maps: ``"auto"`` (the file's precomputed maps if it has them, else ESPIRiT),
+            ``"espirit"`` (always estimate), ``"true"`` (the maps a ``medrecon simulate mri`` file carries).
     """
 
     method: str
@@ -64,11 +66,16 @@ class ReconConfig:
     noise_std: Optional[float] = None
     progress: bool = True
     support: str = "auto"
+    maps: str = "auto"
 
     def __post_init__(self) -> None:
         # Fail at parse time, before any file is read or batch started: an unknown method, or a setting the
         # method does not take (it used to be dropped silently).
         self.method_params()
+        if self.maps not in ("auto", "espirit", "true"):
+            from medrecon.errors import InputError
+
+            raise InputError(f"--maps must be auto, espirit or true, got {self.maps!r}")
 
     def method_params(self, modality: Optional[str] = None) -> dict:
         """The method's effective parameters: its registered defaults for ``modality`` (MRI when None),

@@ -38,7 +38,7 @@ STATUSES = ("done", "failed", "pending")
 # would mix two different reconstructions under one manifest, so it is refused. Device, batch size
 # and progress bars only change where and how fast it runs.
 _RESULT_KEYS = ("method", "prior", "steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "seed", "mask",
-                "accel", "center_fraction", "mask_seed", "slices", "noise_std", "autocast")
+                "accel", "center_fraction", "mask_seed", "slices", "noise_std", "autocast", "support", "maps")
 
 
 def result_settings(cfg: ReconConfig, fmt: Optional[str]) -> dict[str, Any]:
