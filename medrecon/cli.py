@@ -178,14 +178,9 @@ EXTRA_PARSERS: list = []
 
 
 def _load_extra_commands() -> None:
-    import importlib
-
-    for mod in ("medrecon.cli_recon", "medrecon.cli_benchmark"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    """Register the commands that live in their own modules (a missing one is a broken install: it fails)."""
+    import medrecon.cli_benchmark  # noqa: F401  (registers `benchmark`)
+    import medrecon.cli_recon  # noqa: F401  (registers recon, methods, simulate, evaluate, demo)
 
 
 def _input_paths(argv: Sequence[str]) -> list[Path]:
