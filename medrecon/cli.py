@@ -179,8 +179,8 @@ EXTRA_PARSERS: list = []
 
 def _load_extra_commands() -> None:
     """Register the commands that live in their own modules (a missing one is a broken install: it fails)."""
+    import medrecon.cli_recon  # noqa: F401,I001  (registers recon, methods, simulate, evaluate, demo; listed first)
     import medrecon.cli_benchmark  # noqa: F401  (registers `benchmark`)
-    import medrecon.cli_recon  # noqa: F401  (registers recon, methods, simulate, evaluate, demo)
 
 
 def _input_paths(argv: Sequence[str]) -> list[Path]:
