@@ -5,10 +5,10 @@ Usage::
     python benchmarks/fuzz.py --reader all --minutes 1 --out fuzz-results
     python benchmarks/fuzz.py --reader dicom-j2k --minutes 5 --seed 7
 
-Each reader's seed is a tiny valid file from ``medrecon.io.samples``. A worker process runs examples
+Each reader's seed is a tiny valid file from ``medrecon.testing.samples``. A worker process runs examples
 (first every truncation point of the seed, then random mutations: bit flips, boundary integers,
 random chunks, splices, random bytes behind the magic, hostile numbers in text headers) through
-``medrecon.io.fuzzing.exercise`` with a small memory cap (``MEDRECON_MAX_GB=0.25``) and a per-example
+``medrecon.testing.fuzzing.exercise`` with a small memory cap (``MEDRECON_MAX_GB=0.25``) and a per-example
 time limit. An example passes when the reader returns a valid result or raises ``MedreconError``.
 Anything else is a *finding*, saved with its input under ``OUT/findings/<reader>/``:
 
@@ -67,7 +67,7 @@ def _example(seed_path: Path, files: list[Path], n: int, n_trunc: list[tuple[int
     Even examples walk the truncation points (coarse to fine) until all are done; odd ones, and all
     after that, are random mutations seeded by ``(rng_seed, n)`` so any finding can be replayed.
     """
-    from medrecon.io.fuzzing import mutate
+    from medrecon.testing.fuzzing import mutate
 
     originals = {f.name: f.read_bytes() for f in files}
     if n % 2 == 0 and n // 2 < len(n_trunc):
@@ -90,8 +90,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     from medrecon.errors import MedreconError
-    from medrecon.io.fuzzing import Hang, exercise, fuzz_environment, make_seed, seed_files, time_limit
-    from medrecon.io.samples import SEEDS
+    from medrecon.testing.fuzzing import Hang, exercise, fuzz_environment, make_seed, seed_files, time_limit
+    from medrecon.testing.samples import SEEDS
 
     out = Path(args.out)
     kind = SEEDS[args.reader][1]
@@ -206,7 +206,7 @@ def _run_reader(reader: str, seconds: float, args: argparse.Namespace, out: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medrecon.io.samples import SEEDS
+    from medrecon.testing.samples import SEEDS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reader", default="all", help=f"all, or a comma list of: {', '.join(SEEDS)}")

@@ -2,10 +2,10 @@
 
 For random bytes behind each format's magic, truncations of tiny valid files, random HDF5 shapes and
 dtypes, random numpy arrays and axis orders, random DICOM/NIfTI/BART headers and random CT geometry,
-the reader a user reaches (:func:`medrecon.io.fuzzing.exercise`: ``load_input`` plus a zero-filled or
+the reader a user reaches (:func:`medrecon.testing.fuzzing.exercise`: ``load_input`` plus a zero-filled or
 FBP reconstruction, or ``load_volume``) must either return a valid, finite result or raise
 :class:`~medrecon.errors.MedreconError`: never another exception type, and never a hang (each
-example runs under :func:`medrecon.io.fuzzing.time_limit`). Examples are derandomized so CI is
+example runs under :func:`medrecon.testing.fuzzing.time_limit`). Examples are derandomized so CI is
 repeatable; ``benchmarks/fuzz.py`` explores randomly for longer (see docs/security.md).
 """
 
@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medrecon.errors import MedreconError
-from medrecon.io import samples
-from medrecon.io.fuzzing import exercise, fuzz_environment, make_seed, seed_files, time_limit, truncations
-from medrecon.io.samples import SEEDS
+from medrecon.testing import samples
+from medrecon.testing.fuzzing import exercise, fuzz_environment, make_seed, seed_files, time_limit, truncations
+from medrecon.testing.samples import SEEDS
 
 EXAMPLE_SECONDS = 20  # generous: a hang is minutes; a slow CI core is a few seconds at worst
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,

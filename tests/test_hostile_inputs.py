@@ -4,7 +4,7 @@ One section per bullet of the issue. Every failure goes through the real command
 (:func:`medrecon.cli.main` in-process, or the console script in a subprocess where signals are
 involved) and must end as exactly one ``medrecon: error:`` line on stderr, a non-zero exit, no
 traceback, and no file left behind. Inputs are tiny synthetic files made in ``tmp_path``
-(:mod:`medrecon.io.samples`), so nothing here needs ../shared/data. Property-based and fuzz tests
+(:mod:`medrecon.testing.samples`), so nothing here needs ../shared/data. Property-based and fuzz tests
 are in ``tests/test_fuzz_readers.py``; the long fuzz run is ``benchmarks/fuzz.py``.
 
 Related tests elsewhere (not repeated here): tests/test_cli.py (bad inputs, wrong-modality prior,
@@ -30,8 +30,8 @@ import torch
 
 from medrecon.cli import main as cli_main
 from medrecon.errors import InputError, MedreconError, PriorError, SamplerDivergedError
-from medrecon.io import samples
-from medrecon.io.samples import PLANTED
+from medrecon.testing import samples
+from medrecon.testing.samples import PLANTED
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1",

@@ -1,6 +1,6 @@
 """The hostile-input harness shared by the tests and ``benchmarks/fuzz.py``.
 
-A *seed* is a tiny valid file from :mod:`medrecon.io.samples`. A *mutation* turns its bytes into a
+A *seed* is a tiny valid file from :mod:`medrecon.testing.samples`. A *mutation* turns its bytes into a
 damaged or crafted variant (truncation, bit flips, boundary integers over header fields, random
 chunks, random bytes behind the format's magic). :func:`exercise` feeds a file to the reader a user
 would reach (``load_input`` + a cheap reconstruction for measurements, ``load_volume`` for images)
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.io.samples import SEEDS
+from medrecon.testing.samples import SEEDS
 
 __all__ = ["MUTATIONS", "Hang", "exercise", "make_seed", "mutate", "seed_files", "time_limit", "truncations"]
 
@@ -57,7 +57,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 def make_seed(kind: str, folder: Path) -> Path:
-    """Write the seed file(s) of ``kind`` (a key of :data:`medrecon.io.samples.SEEDS`) into ``folder``."""
+    """Write the seed file(s) of ``kind`` (a key of :data:`medrecon.testing.samples.SEEDS`) into ``folder``."""
     writer, _, name = SEEDS[kind]
     folder.mkdir(parents=True, exist_ok=True)
     return Path(writer(folder / name))
