@@ -11,7 +11,8 @@ Settings compared (kernel rule / threshold / crop):
 
 - ``sigpy``: kernel half the calibration block's narrow side (3..6) / 0.02 / 0.95: medrecon's rule before
   2026-12-05 (threshold and crop are sigpy's ``EspiritCalib`` defaults);
-- ``medrecon``: :func:`medrecon.recon.problems.coil_maps_for`, today's rule (kernel a third of it);
+- ``medrecon``: :func:`medrecon.recon.problems.coil_maps_for`, today's rule (kernel ``narrow - 8``, 3..6:
+  at least 9 kernel positions across the block);
 - a small grid around them with ``--grid``.
 
     python benchmarks/espirit_settings.py --suites robust,robust-bart,mri-4x,mri-8x --out FILE.json
@@ -35,7 +36,7 @@ def _settings(grid: bool) -> list[tuple[str, str, float, float]]:
     """(label, kernel rule, threshold, crop)."""
     out = [("sigpy", "half", 0.02, 0.95), ("medrecon", "third", None, None)]
     if grid:
-        for rule in ("half", "third", "six"):
+        for rule in ("half", "third", "nine", "six"):
             for thr in (0.005, 0.01, 0.02):
                 for crop in (0.8, 0.95):
                     out.append((f"{rule}/{thr}/{crop}", rule, thr, crop))
@@ -54,7 +55,8 @@ def _maps(k: torch.Tensor, mask: torch.Tensor, rule: str, thr, crop) -> torch.Te
     else:
         calib = calib_block(mask)
     narrow = min(calib)
-    kernel = {"half": min(6, max(3, narrow // 2)), "third": min(6, max(3, narrow // 3)), "six": 6}[rule]
+    kernel = {"half": min(6, max(3, narrow // 2)), "third": min(6, max(3, narrow // 3)),
+              "nine": min(6, max(3, narrow - 8)), "six": 6}[rule]
     return espirit_maps(k, calib_width=calib, kernel_width=kernel, threshold=thr, crop=crop)
 
 

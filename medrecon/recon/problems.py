@@ -59,13 +59,16 @@ def calib_block(mask: torch.Tensor, cap: int = 24) -> tuple[int, int]:
 
 
 def espirit_kernel(calib: tuple[int, int]) -> int:
-    """ESPIRiT kernel width for a calibration block: a third of its narrow side, between 3 and 6.
+    """ESPIRiT kernel width for a calibration block: the widest (up to 6, at least 3) that leaves at least
+    9 kernel positions across the block's narrow side, ``narrow - 8``.
 
-    A wider kernel leaves too few kernel positions across the block for the calibration matrix to
-    separate signal from noise: at 8x with 10 central lines, kernel 5 (the rule before 2026-12-05, half
-    the block) cut holes into 0.4-0.7 % of the object, where every map vanished.
+    With fewer positions the calibration matrix cannot separate signal from noise, and the maps vanish over
+    parts of the object, where no reconstruction can put signal (benchmarks/espirit_settings.py): 6
+    positions (fastMRI 8x at 256 columns: 10 lines, kernel 5, the rule before 2026-12-05) lost 0.4-0.7 % of
+    the head, 7 (12 lines, kernel 6) 0.24 %, while 8 or more lost at most 0.03 %. Blocks of 14 lines and
+    more keep sigpy's kernel 6.
     """
-    return min(6, max(3, min(calib) // 3))
+    return min(6, max(3, min(calib) - 8))
 
 
 def coil_maps_for(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

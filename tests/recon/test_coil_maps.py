@@ -19,10 +19,11 @@ from operators.coils import coil_support
 SAMPLE = Path(__file__).resolve().parents[2] / "medrecon" / "data" / "mri_t1_vsseg001_2slices.nii.gz"
 
 
-def test_kernel_is_a_third_of_the_narrow_side():
+def test_kernel_leaves_nine_positions_across_the_block():
     assert espirit_kernel((48, 10)) == 3  # fastMRI 8x at 256: 10 central lines
-    assert espirit_kernel((48, 12)) == 4
-    assert espirit_kernel((48, 20)) == 6 and espirit_kernel((24, 24)) == 6
+    assert espirit_kernel((48, 12)) == 4  # the mri-4x/mri-8x suites at 160 columns
+    assert espirit_kernel((48, 13)) == 5
+    assert espirit_kernel((48, 14)) == 6 and espirit_kernel((48, 20)) == 6 and espirit_kernel((24, 24)) == 6
     assert espirit_kernel((48, 6)) == 3  # never below 3
 
 
