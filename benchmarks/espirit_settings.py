@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # support_before_after
 
 
 def _settings(grid: bool) -> list[tuple[str, str, float, float]]:
@@ -62,20 +63,14 @@ def _maps(k: torch.Tensor, mask: torch.Tensor, rule: str, thr, crop) -> torch.Te
 
 def _score(gt: np.ndarray, x: np.ndarray) -> dict:
     """Whole image (fastMRI convention) and inside the object (reference > 5 % of its maximum)."""
-    from skimage.metrics import structural_similarity
+    from support_before_after import _object_scores
 
-    from medrecon.metrics import BACKGROUND_LEVEL, psnr, ssim
+    from medrecon.metrics import psnr, ssim
 
     gt, x = gt.astype(np.float64), x.astype(np.float64)
-    peak = float(gt.max())
-    obj = gt > BACKGROUND_LEVEL * peak
-    mse_obj = float(((gt - x)[obj] ** 2).mean())
-    ssim_obj = []
-    for i in range(gt.shape[0]):
-        _, smap = structural_similarity(gt[i], x[i], data_range=peak, full=True)
-        ssim_obj.append(float(smap[obj[i]].mean()))
+    obj = _object_scores(gt, x)
     return {"psnr": round(psnr(gt, x), 3), "ssim": round(ssim(gt, x), 4),
-            "psnr_object": round(10 * np.log10(peak ** 2 / mse_obj), 3), "ssim_object": round(float(np.mean(ssim_obj)), 4)}
+            "psnr_object": round(float(obj["psnr_object"]), 3), "ssim_object": round(obj["ssim_object"], 4)}
 
 
 def main(argv=None) -> int:
