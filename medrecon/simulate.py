@@ -111,7 +111,7 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
                                 "source_space": np.bytes_(vol.space or ""),
                                 # the coil maps of the simulation, for `recon --maps true` (not read otherwise)
                                 "true_maps": sim["maps"].numpy().astype(np.complex64)})
-    return {"slices": len(idx), "shape": [h, w], "acceleration": float(sim["mask"].numel() / sim["mask"].sum())}
+    return {"slices": len(idx), "shape": [h, w], "acceleration": round(float(sim["mask"].numel() / sim["mask"].sum()), 2)}
 
 
 def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", photons: Optional[float] = None,
