@@ -1,0 +1,112 @@
+"""Runtime of the ``medrecon`` command line: one-line errors, identifier scrubbing, held third-party logs,
+and SIGTERM handling (docs/security.md). Kept apart from argument parsing (``medrecon.cli``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["HeldLogs", "on_sigterm", "one_line", "report_warnings", "scrub"]
+
+
+def _input_paths(argv: Sequence[str]) -> list[Path]:
+    """Existing files and folders named on the command line (inputs, --like, --image ...)."""
+    out = []
+    for arg in argv:
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if value.startswith("-") or len(value) > 4096:
+            continue
+        try:
+            p = Path(value)
+            if p.exists():
+                out.append(p)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def scrub(message: str, argv: Sequence[str]) -> str:
+    """``message`` without patient identifiers stored in the inputs named on the command line.
+
+    Our own messages never quote identifiers; this is the second line of defence for messages we
+    do not write (third-party exceptions and warnings) that might quote a header field.
+    """
+    import warnings
+
+    try:
+        from medrecon.io.run_record import identifiers_in, scrub_identifiers
+
+        with warnings.catch_warnings():  # re-reading a damaged input warns; the error line stays alone
+            warnings.simplefilter("ignore")
+            found = [s for p in _input_paths(argv) for s in identifiers_in(p)]
+        return str(scrub_identifiers(message, planted=found)) if found else message
+    except Exception:  # noqa: BLE001 - never let the error path itself fail; drop the text instead
+        return "(message withheld: it could not be checked for patient identifiers)"
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def on_sigterm(signum, frame) -> None:
+    # Schedulers (SLURM, Kubernetes, systemd) stop jobs with SIGTERM. Raising here unwinds the stack
+    # like Ctrl-C does, so atomic writes remove their temporaries instead of leaving them behind.
+    raise SystemExit(128 + signum)
+
+
+class HeldLogs:
+    """Hold the log records of third-party libraries while a command runs.
+
+    nibabel, pydicom and others print their warnings through ``logging`` handlers of their own
+    (nibabel: "sizeof_hdr should be 348..."), which would break the one-line error and may quote
+    header fields. While a command runs, every handler is set aside and records of level WARNING and
+    above are kept; :meth:`restore` puts the handlers back.
+    """
+
+    def __init__(self) -> None:
+        import logging
+
+        self.records: list = []
+        holder = self
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                holder.records.append(record)
+
+        self.handler = _Keep(logging.WARNING)
+        loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(lg, logging.Logger)]
+        self.saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
+        for lg, _, _ in self.saved:
+            lg.handlers = []
+            lg.propagate = True
+        logging.getLogger().addHandler(self.handler)
+
+    def restore(self) -> None:
+        import logging
+
+        logging.getLogger().removeHandler(self.handler)
+        for lg, handlers, propagate in self.saved:
+            lg.handlers = handlers
+            lg.propagate = propagate
+
+    def messages(self) -> list[str]:
+        out = []
+        for r in self.records:
+            try:
+                out.append(r.getMessage())
+            except Exception:  # noqa: BLE001, S112 - a malformed record is dropped, not fatal
+                continue
+        return out
+
+
+def report_warnings(messages: list[str], argv: Sequence[str]) -> None:
+    """Print each distinct warning once, as one scrubbed line, after a successful command."""
+    seen: set[str] = set()
+    for message in messages:
+        text = scrub(message.strip().splitlines()[0] if message.strip() else "warning", argv)
+        if text not in seen:
+            seen.add(text)
+            print(f"medrecon: warning: {text}", file=sys.stderr)
