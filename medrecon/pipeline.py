@@ -290,6 +290,12 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         # The samplers' own guards catch most divergence mid-run; this is the last check before writing.
         raise SamplerDivergedError(f"the {cfg.method} reconstruction contains NaN/Inf values, so nothing was "
                                    "written; lower the step size (--zeta), use more --steps, or try --method fast")
+    if res.std is not None and cfg.samples < 2:
+        # The spread of one sample is identically zero: written, it would read as "no uncertainty" (issue 25).
+        res.std = None
+    if registry.is_learned(cfg.method):
+        res.info["std"] = (f"posterior std of {cfg.samples} samples" if res.std is not None else
+                           "not written: a posterior std needs --samples 2 or more")
     return res
 
 
@@ -328,8 +334,10 @@ def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfi
         written.extend(write_dicom_series(out, res.image, aff, modality, like, f"medrecon {cfg.method}", deriv,
                                           window=window))
         if res.std is not None:
+            units = "HU" if res.modality == "ct" else "image units"
             written.extend(write_dicom_series(out.with_name(out.name + "_std"), res.std, aff, modality, like,
-                                              f"medrecon {cfg.method} std", deriv + " std", series_number=901))
+                                              f"medrecon {cfg.method} posterior std ({units}, {cfg.samples} samples)",
+                                              deriv + f" posterior std of {cfg.samples} samples", series_number=901))
     else:
         raise InputError(f"unknown output format {fmt!r}; use h5, nifti, dicom or png")
     return written
@@ -353,7 +361,8 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
                      params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": cfg.batch_size,
                              "autocast": cfg.autocast, "mask": res.info.get("mask"),
-                             "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps")},
+                             "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
+                             "std": res.info.get("std")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},
                      device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics)
     return res
