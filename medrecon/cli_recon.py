@@ -9,7 +9,7 @@ from pathlib import Path
 
 from medrecon.cli import EXTRA_PARSERS, command
 from medrecon import methods as registry
-from medrecon.recon.config import ReconConfig
+from medrecon.recon.config import FIELD_PARAMS, ReconConfig
 
 def _methods_help() -> str:
     """One line per registered method for ``recon --help`` (modalities and parameters with defaults)."""
@@ -45,6 +45,7 @@ def _add_recon(sub) -> None:
     p.add_argument("--lam", type=float, default=None, help="regularization weight: MRI cs-wavelet/cs-tv relative to max|A^H y| (0.005/0.002); "
                    "CT tv in units of mu_water (1.0)")
     p.add_argument("--iters", type=int, default=None, help="iterations of sense/cs/tv")
+    _add_method_options(p)
     p.add_argument("--samples", type=int, default=1, help="posterior samples per slice (std map when > 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -66,6 +67,24 @@ def _add_recon(sub) -> None:
                         "sweeps that separate map error from reconstruction error)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_scale_options(p)
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() in ("1", "true", "yes")}
+
+
+def _extra_params() -> list[str]:
+    """Registered method parameters that have no ReconConfig field (a method added in one place brings them)."""
+    return [n for n in registry.param_names() if n not in FIELD_PARAMS]
+
+
+def _add_method_options(p) -> None:
+    """One flag per parameter of a registered method beyond the built-in ones (``--my-param``)."""
+    for name in _extra_params():
+        f = registry.param_field(name)
+        t = f.type if isinstance(f.type, str) else f.type.__name__
+        owners = [m.name for m in registry.METHODS.values() if name in {x.name for x in m.param_fields()}]
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=_TYPES.get(t, str), default=None,
+                       help=f"{', '.join(owners)}: {f.metadata['help']} (default {f.default})".replace("%", "%%"))
 
 
 def _add_scale_options(p) -> None:
@@ -126,7 +145,8 @@ def _recon(a: argparse.Namespace) -> int:
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
                       batch_size=a.batch_size, autocast=a.bf16, mask=a.mask, accel=a.accel,
                       center_fraction=a.center_fraction, mask_seed=a.mask_seed, slices=a.slices,
-                      noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps)
+                      noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps,
+                      options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None})
     inp = Path(a.input)
     if inp.is_dir() or any(c in a.input for c in "*?["):
         from medrecon.batch import run_batch

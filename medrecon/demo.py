@@ -34,7 +34,10 @@ def _settings(full: bool) -> dict:
 
 
 def _methods(modality: str) -> list[str]:
-    return ["zero-filled", "sense", "cs-wavelet", "dps", "fast"] if modality == "mri" else ["fbp", "tv", "dps", "fast"]
+    """The registered methods marked for the demo (``MethodSpec.demo``), in registration order."""
+    from medrecon import methods as registry
+
+    return list(registry.names(modality, demo=True))
 
 
 def _run_modality(modality: str, out: Path, device: str, full: bool) -> tuple[list[dict], dict]:

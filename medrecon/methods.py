@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from medrecon.errors import InputError
 
-__all__ = ["MethodSpec", "register", "get", "names", "is_learned", "bench_names", "param_names", "describe", "METHODS"]
+__all__ = ["MethodSpec", "register", "get", "names", "is_learned", "bench_names", "param_names", "param_field",
+           "describe", "METHODS"]
 
 MODALITIES = ("mri", "ct")
 
@@ -87,6 +88,15 @@ class MethodSpec:
         summary: one line for ``medrecon methods`` and ``recon --help``.
         bench_name: the benchmark's name for it where that differs (CT ``tv`` is the suites' ``cs-tv``).
         needs: an external program it calls (skipped by the benchmark where missing).
+        run: classical methods, per modality: ``run[modality](data, params) -> image``. ``data`` is a
+            :class:`medrecon.recon.context.MriData` (masked k-space ``(S, C, H, W)``, mask, lazily estimated
+            coil maps and operator) or :class:`~medrecon.recon.context.CtData` (sinogram ``(S, views,
+            detectors)``, projector, mu_water); ``params`` is an instance of ``params``. It returns the MRI
+            magnitude ``(S, H, W)`` or the CT attenuation ``mu`` ``(S, H, W)`` as a tensor.
+        demo: shown by ``medrecon demo`` (its figure has room for four or five methods per modality).
+        sampler: learned methods: the chain ``sampler(prior, problem, generator=, progress=, **params) ->
+            (x0, nfe)`` that :func:`medrecon.sampling.posterior_sample` runs (the problem is built by the
+            recon layer, the same for every sampler).
     """
 
     name: str
@@ -96,6 +106,15 @@ class MethodSpec:
     summary: str
     bench_name: Optional[str] = None
     needs: Optional[str] = None
+    run: Mapping[str, Callable] = field(default_factory=dict)
+    sampler: Optional[Callable] = None
+    demo: bool = False
+
+    def runner(self, modality: str) -> Callable:
+        """The classical ``run`` function for ``modality``."""
+        if modality not in self.run:
+            raise InputError(f"method {self.name} does not apply to {modality.upper()} data")
+        return self.run[modality]
 
     def param_fields(self) -> tuple[dataclasses.Field, ...]:
         return dataclasses.fields(self.params)
@@ -131,6 +150,11 @@ def register(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"method {spec.name!r}: modalities must be a non-empty subset of {MODALITIES}")
     if not dataclasses.is_dataclass(spec.params):
         raise ValueError(f"method {spec.name!r}: params must be a dataclass")
+    if spec.learned and spec.sampler is None:
+        raise ValueError(f"method {spec.name!r}: a learned method needs a sampler chain")
+    if not spec.learned and set(spec.run) != set(spec.modalities):
+        raise ValueError(f"method {spec.name!r}: a classical method needs a run function for each of its "
+                         f"modalities {spec.modalities}")
     METHODS[spec.name] = spec
     return spec
 
@@ -149,10 +173,11 @@ def is_learned(name: str) -> bool:
     return bool(m and m.learned)
 
 
-def names(modality: Optional[str] = None, learned: Optional[bool] = None) -> tuple[str, ...]:
-    """Registered method names in registration order, optionally for one modality / learned or not."""
+def names(modality: Optional[str] = None, learned: Optional[bool] = None, demo: Optional[bool] = None) -> tuple[str, ...]:
+    """Registered method names in registration order, optionally for one modality / learned or not / in the demo."""
     return tuple(m.name for m in METHODS.values()
-                 if (modality is None or modality in m.modalities) and (learned is None or m.learned == learned))
+                 if (modality is None or modality in m.modalities) and (learned is None or m.learned == learned)
+                 and (demo is None or m.demo == demo))
 
 
 def bench_names(modality: Optional[str] = None) -> tuple[str, ...]:
@@ -177,6 +202,15 @@ def param_names() -> tuple[str, ...]:
     return tuple(out)
 
 
+def param_field(name: str) -> dataclasses.Field:
+    """The first registered parameter field called ``name`` (its type and help); KeyError if none."""
+    for m in METHODS.values():
+        for f in m.param_fields():
+            if f.name == name:
+                return f
+    raise KeyError(name)
+
+
 def describe() -> list[dict[str, Any]]:
     """The registry as JSON-ready rows (``medrecon methods --json``)."""
     rows = []
@@ -188,22 +222,83 @@ def describe() -> list[dict[str, Any]]:
             if f.metadata["by_modality"]:
                 d["default_by_modality"] = dict(f.metadata["by_modality"])
             params.append(d)
-        rows.append({"name": m.name, "modalities": list(m.modalities), "learned": m.learned, "summary": m.summary,
+        rows.append({"name": m.name, "modalities": list(m.modalities), "learned": m.learned, "demo": m.demo,
+                     "summary": m.summary,
                      "benchmark_name": m.bench_name or m.name, "needs": m.needs, "params": params})
     return rows
 
 
+# The built-in methods' run functions. Imports are local so that listing the registry (`medrecon methods`,
+# `recon --help`) does not load the solvers.
+
+def _zero_filled(d, p):
+    from operators import rss
+    from operators.fft import ifft2c
+
+    return rss(ifft2c(d.kspace))
+
+
+def _sense(d, p: SenseParams):
+    from medrecon.baselines import cg_sense
+
+    return cg_sense(d.A, d.kspace, iters=p.iters).abs()
+
+
+def _cs(solver_name: str) -> Callable:
+    def run(d, p):
+        from medrecon import baselines
+
+        lam = p.lam * d.A.adjoint(d.kspace).abs().amax().item()  # lam is relative to max|A^H y|
+        return getattr(baselines, solver_name)(d.A, d.kspace, lam, iters=p.iters).abs()
+    run.__name__ = f"_{solver_name}"
+    return run
+
+
+def _bart_pics(d, p: BartPicsParams):
+    from medrecon.baselines.bart import bart_pics
+
+    return bart_pics(d.kspace, d.maps, p.lam, p.iters).abs()
+
+
+def _fbp(d, p):
+    return d.A.fbp(d.sinogram)
+
+
+def _tv(d, p: TvParams):
+    from medrecon.baselines import tv_iterative
+
+    return tv_iterative(d.A, d.sinogram, p.lam * d.mu_water, iters=p.iters)
+
+
+def _dps_chain(*args, **kwargs):
+    from medrecon.sampling.dps import dps_chain
+
+    return dps_chain(*args, **kwargs)
+
+
+def _fast_chain(*args, **kwargs):
+    from medrecon.sampling.fast import fast_chain
+
+    return fast_chain(*args, **kwargs)
+
+
 for _spec in (
-    MethodSpec("zero-filled", ("mri",), False, NoParams, "root-sum-of-squares of the zero-filled coil images"),
-    MethodSpec("sense", ("mri",), False, SenseParams, "CG-SENSE, unregularized least squares with ESPIRiT maps"),
-    MethodSpec("cs-wavelet", ("mri",), False, CsWaveletParams, "compressed sensing, l1-wavelet (FISTA)"),
-    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation"),
+    MethodSpec("zero-filled", ("mri",), False, NoParams, "root-sum-of-squares of the zero-filled coil images",
+               run={"mri": _zero_filled}, demo=True),
+    MethodSpec("sense", ("mri",), False, SenseParams, "CG-SENSE, unregularized least squares with ESPIRiT maps",
+               run={"mri": _sense}, demo=True),
+    MethodSpec("cs-wavelet", ("mri",), False, CsWaveletParams, "compressed sensing, l1-wavelet (FISTA)",
+               run={"mri": _cs("cs_wavelet")}, demo=True),
+    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation", run={"mri": _cs("cs_tv")}),
     MethodSpec("bart-pics", ("mri",), False, BartPicsParams, "BART `pics` l1-wavelet (needs the bart binary)",
-               needs="bart"),
-    MethodSpec("fbp", ("ct",), False, NoParams, "filtered back-projection"),
-    MethodSpec("tv", ("ct",), False, TvParams, "TV-regularized iterative reconstruction", bench_name="cs-tv"),
-    MethodSpec("dps", ("mri", "ct"), True, DpsParams, "diffusion posterior sampling (Chung et al., ICLR 2023)"),
+               needs="bart", run={"mri": _bart_pics}),
+    MethodSpec("fbp", ("ct",), False, NoParams, "filtered back-projection", run={"ct": _fbp}, demo=True),
+    MethodSpec("tv", ("ct",), False, TvParams, "TV-regularized iterative reconstruction", bench_name="cs-tv",
+               run={"ct": _tv}, demo=True),
+    MethodSpec("dps", ("mri", "ct"), True, DpsParams, "diffusion posterior sampling (Chung et al., ICLR 2023)",
+               sampler=_dps_chain, demo=True),
     MethodSpec("fast", ("mri", "ct"), True, FastParams,
-               "fast diffusion sampler: DDIM steps with CG data consistency on x0 (DDS-style)"),
+               "fast diffusion sampler: DDIM steps with CG data consistency on x0 (DDS-style)", sampler=_fast_chain,
+               demo=True),
 ):
     register(_spec)

@@ -48,40 +48,107 @@ def test_a_setting_the_method_does_not_take_is_an_error(capsys):
 class ToyParams:
     iters: int = registry._p(7, "toy iterations")
     lam: float = registry._p(0.1, "toy weight", ct=0.2)
+    toy_gain: float = registry._p(1.0, "a parameter no built-in method has")
+
+
+def _toy_mri(data, p: ToyParams):
+    """Zero-filled RSS times the gain: a known answer."""
+    from operators import rss
+    from operators.fft import ifft2c
+
+    return rss(ifft2c(data.kspace)) * p.toy_gain
+
+
+def _toy_ct(data, p: ToyParams):
+    return data.A.fbp(data.sinogram) * p.toy_gain
 
 
 @pytest.fixture
 def toy():
-    spec = registry.register(registry.MethodSpec("toy", ("mri", "ct"), False, ToyParams, "a toy method"))
+    spec = registry.register(registry.MethodSpec("toy", ("mri", "ct"), False, ToyParams, "a toy method",
+                                                 run={"mri": _toy_mri, "ct": _toy_ct}, demo=True))
     yield spec
     del registry.METHODS["toy"]
 
 
 def test_registering_once_reaches_every_list(toy, capsys, tmp_path):
-    """One register() call: the method is in `methods --json`, `recon --help`, config and the benchmark."""
+    """One register() call: the method is in `methods --json`, `recon --help` (with a flag for its own parameter),
+    config, the demo and the benchmark and batch manifests."""
     assert cli_main(["methods", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["toy"]["params"][1] == {"name": "lam", "type": "float", "default": 0.1, "help": "toy weight",
                                         "default_by_modality": {"ct": 0.2}}
     with pytest.raises(SystemExit):
         cli_main(["recon", "--help"])
-    assert "toy [mri, ct]: iters=7, lam=0.1/0.2 (mri/ct)" in " ".join(capsys.readouterr().out.split())
-    assert ReconConfig("toy", lam=0.5).method_params("ct") == {"iters": 7, "lam": 0.5}
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "toy [mri, ct]: iters=7, lam=0.1/0.2 (mri/ct), toy_gain=1.0" in help_text
+    assert "--toy-gain TOY_GAIN toy: a parameter no built-in method has (default 1.0)" in help_text
+    assert ReconConfig("toy", lam=0.5).method_params("ct") == {"iters": 7, "lam": 0.5, "toy_gain": 1.0}
+    assert ReconConfig("toy", options={"toy_gain": 3.0}).method_params("mri")["toy_gain"] == 3.0
     assert "toy" in registry.names("ct") and "toy" in registry.bench_names("mri")
+
+    from medrecon.demo import _methods
+
+    assert _methods("mri")[-1] == "toy" and _methods("ct")[-1] == "toy"
+
+    from medrecon.scale.manifest import result_settings
+
+    assert result_settings(ReconConfig("toy", options={"toy_gain": 2.0}), None)["toy_gain"] == 2.0
 
     from medrecon.benchmark.manifest import load_suite
     from medrecon.benchmark.runner import plan_suite
 
     raw = json.loads(load_suite.__globals__["SUITES_DIR"].joinpath("smoke.json").read_text())
     ds = next(d for d in raw["datasets"] if d["modality"] == "mri")
-    ds["methods"] = {"zero-filled": {}, "toy": {"iters": 3}}
+    ds["methods"] = {"zero-filled": {}, "toy": {"iters": 3, "toy_gain": 2}}
     ds.pop("tuning_grid", None)
     raw["datasets"] = [ds]
     p = tmp_path / "toy-suite.json"
     p.write_text(json.dumps(raw))
     suite = load_suite(p)
-    assert suite.datasets[0].methods["toy"] == {"iters": 3}
+    assert suite.datasets[0].methods["toy"] == {"iters": 3, "toy_gain": 2}
     assert [m for _, ms in plan_suite(suite, ["toy"], None) for m in ms] == ["toy"]
+
+
+def test_a_registered_method_runs_through_recon_and_the_benchmark(toy, tmp_path):
+    """The run hook: `medrecon recon --method toy --toy-gain 2` and the benchmark's run_method call the registered
+    function, on MRI and CT, and the run record keeps its parameters."""
+    import numpy as np
+    import torch
+
+    from medrecon.benchmark.data import Case
+    from medrecon.benchmark.methods import run_method
+    import h5py
+    from medrecon.testing.samples import tiny_fastmri, tiny_sinogram
+
+    src = tiny_fastmri(tmp_path / "k.h5")
+    for method, extra in (("zero-filled", []), ("toy", ["--toy-gain", "2"])):
+        assert cli_main(["recon", str(src), "--method", method, *extra, "--out", str(tmp_path / f"{method}.h5"),
+                         "--quiet"]) == 0
+    def read(name):
+        with h5py.File(tmp_path / name, "r") as f:
+            return f["reconstruction"][()]
+
+    zf, toy_img = read("zero-filled.h5"), read("toy.h5")
+    np.testing.assert_allclose(toy_img, 2 * zf, rtol=1e-6)
+    record = json.loads((tmp_path / "toy.h5.run.json").read_text())
+    assert record["method"] == "toy" and record["params"]["toy_gain"] == 2.0 and record["params"]["iters"] == 7
+
+    sino = tiny_sinogram(tmp_path / "s.h5")
+    for method, extra in (("fbp", []), ("toy", ["--toy-gain", "2"])):
+        assert cli_main(["recon", str(sino), "--method", method, *extra, "--out", str(tmp_path / f"ct_{method}.h5"),
+                         "--quiet"]) == 0
+    fbp, toy_ct = read("ct_fbp.h5"), read("ct_toy.h5")
+    np.testing.assert_allclose(toy_ct + 1000, 2 * (fbp + 1000), rtol=1e-4, atol=1e-2)  # HU = 1000 (mu/mu_w - 1)
+
+    from medrecon.testing.samples import tiny_kspace
+
+    k, mask, target = tiny_kspace()
+    case = Case("toy", "mri", "tiny", [0], target, kspace=k, mask=mask, recon_size=target.shape[-2:])
+    runs = {m: run_method(case, m, s, torch.device("cpu")) for m, s in (("zero-filled", {}),
+                                                                       ("toy", {"toy_gain": 3.0, "iters": 2.0}))}
+    np.testing.assert_allclose(runs["toy"].image, 3 * runs["zero-filled"].image, rtol=1e-6)
+    assert runs["toy"].params == {"iters": 2, "lam": 0.1, "toy_gain": 3.0}
 
 
 def test_register_refuses_duplicates_and_bad_specs(toy):

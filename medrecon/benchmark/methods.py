@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from medrecon import methods as registry
-from medrecon.recon.config import ReconConfig
+from medrecon.recon.config import ReconConfig, config_for
 
 from .data import Case
 
@@ -111,12 +111,17 @@ class PeakMemory:
 
 
 def _config(method: str, modality: str, settings: dict, device: torch.device, seed: int, progress: bool) -> ReconConfig:
-    kw = {k: v for k, v in settings.items() if k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples",
-                                                     "batch_size")}
-    for k in ("steps", "cg_iters", "iters", "samples", "batch_size"):
-        if k in kw:
-            kw[k] = int(kw[k])
-    return ReconConfig(method=recon_method(method, modality), device=str(device), seed=seed, progress=progress, **kw)
+    def typed(k, v):  # manifests and tuning grids are JSON: 50.0 for an int parameter becomes 50
+        t = registry.param_field(k).type if k in registry.param_names() else ("int" if k in _RUN_INTS else None)
+        return int(v) if t in ("int", int) else v
+
+    settings = {k: typed(k, v) for k, v in settings.items()}
+    run = {k: settings[k] for k in _RUN_INTS if k in settings}
+    return config_for(recon_method(method, modality), settings, device=str(device), seed=seed, progress=progress,
+                      **run)
+
+
+_RUN_INTS = ("samples", "batch_size")  # run settings a manifest may give beside the method's parameters
 
 
 def _chunks(n: int, size: int | None) -> list[slice]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from medrecon import methods
 
-__all__ = ["ReconConfig", "MRI_METHODS", "CT_METHODS", "LEARNED", "DEFAULTS"]
+__all__ = ["ReconConfig", "MRI_METHODS", "CT_METHODS", "LEARNED", "DEFAULTS", "FIELD_PARAMS", "config_for"]
+
+# Method parameters with a field of their own in ReconConfig (the built-in methods'); any other registered
+# parameter travels in ReconConfig.options.
+FIELD_PARAMS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters")
 
 # Derived from the one registry (medrecon/methods.py); kept for callers that import them from here.
 MRI_METHODS = methods.names("mri")
@@ -43,6 +47,8 @@ class ReconConfig:
             (MRI: the coil maps' support, docs/robustness.md); ``"none"`` leaves the whole image free.
         maps: MRI coil maps: ``"auto"`` (the file's precomputed maps if it has them, else ESPIRiT),
             ``"espirit"`` (always estimate), ``"true"`` (the maps a ``medrecon simulate mri`` file carries).
+        options: settings of registered methods that have no field here (a method added in one place
+            brings its own parameter names; ``recon`` makes a flag for each).
     """
 
     method: str
@@ -67,6 +73,7 @@ class ReconConfig:
     progress: bool = True
     support: str = "auto"
     maps: str = "auto"
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Fail at parse time, before any file is read or batch started: an unknown method, or a setting the
@@ -85,8 +92,17 @@ class ReconConfig:
             InputError: a setting given that the method does not take (``--zeta`` with ``fast``).
         """
         spec = methods.get(self.method)
-        given = {k: getattr(self, k) for k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters")}
+        given = {**self.options, **{k: getattr(self, k) for k in FIELD_PARAMS}}
         return asdict(spec.resolve(modality or "mri", given))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def config_for(method: str, settings: dict, **kw) -> ReconConfig:
+    """A ReconConfig for ``method`` from a settings dict (manifests, tuned grids): registered parameters go to
+    their fields or to ``options``; other keys of ``settings`` are ignored; ``kw`` sets the other fields."""
+    known = set(methods.param_names())
+    fields = {k: v for k, v in settings.items() if k in FIELD_PARAMS}
+    options = {k: v for k, v in settings.items() if k in known and k not in FIELD_PARAMS}
+    return ReconConfig(method=method, options=options, **fields, **kw)

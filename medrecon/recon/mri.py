@@ -11,11 +11,10 @@ import torch
 from medrecon import methods as registry
 from medrecon.errors import InputError
 from medrecon.metrics import center_crop
-from operators import cartesian_mask, rss
-from operators.fft import ifft2c
+from operators import cartesian_mask
 
 from .config import ReconConfig
-from .problems import mri_problem
+from .context import MriData
 from .result import ReconResult, run_sampler, support_record
 
 __all__ = ["reconstruct_kspace", "mask_for"]
@@ -68,41 +67,23 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     k = k * mask2d + 0.0
     if not bool(k.abs().amax() > 0):
         raise InputError("the k-space is all zeros")
+    spec = registry.get(cfg.method)
     params = cfg.method_params("mri")
     t0 = time.perf_counter()
     std = None
     nfe = 0
     info: dict = {}
-    if cfg.method == "zero-filled":
-        img = rss(ifft2c(k))
+    if maps is not None:
+        maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
+    noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
+    data = MriData(k, mask2d, m, maps, noise_var)
+    if spec.learned:
+        prob = data.problem(prior, support=cfg.support != "none")
+        info["support"] = support_record(prob)
+        res = run_sampler(cfg, prior, prob, params)
+        img, std, nfe = res.mean.abs(), res.std, res.nfe
     else:
-        from medrecon.recon.problems import coil_maps_for
-
-        if maps is not None:
-            maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
-        else:
-            maps = coil_maps_for(k, m)
-        noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
-        if registry.is_learned(cfg.method):
-            prob, _ = mri_problem(prior, k, mask2d, maps=maps, noise_var=noise_var, support=cfg.support != "none")
-            info["support"] = support_record(prob)
-            res = run_sampler(cfg, prior, prob, params)
-            img, std, nfe = res.mean.abs(), res.std, res.nfe
-        else:
-            from medrecon.baselines import cg_sense, cs_tv, cs_wavelet
-            from operators import MultiCoilMRI
-
-            A = MultiCoilMRI(maps, mask2d)
-            if cfg.method == "sense":
-                img = cg_sense(A, k, iters=params["iters"]).abs()
-            elif cfg.method == "bart-pics":
-                from medrecon.baselines.bart import bart_pics
-
-                img = bart_pics(k, maps, params["lam"], params["iters"]).abs()
-            else:
-                lam = params["lam"] * A.adjoint(k).abs().amax().item()
-                solver = cs_wavelet if cfg.method == "cs-wavelet" else cs_tv
-                img = solver(A, k, lam, iters=params["iters"]).abs()
+        img = spec.runner("mri")(data, spec.params(**params))
     seconds = time.perf_counter() - t0
     crop = tuple(min(a, b) for a, b in zip(recon_size, img.shape[-2:]))
     out = center_crop(img.float().cpu().numpy(), crop)

@@ -27,15 +27,17 @@ class ReconResult:
 
 
 def run_sampler(cfg, prior, problem, params: dict):
-    """Run DPS or the fast sampler with the config's seed, samples, batching and autocast.
+    """Run the config's learned method (its registered sampler chain) with the seed, samples, batching and
+    autocast of ``cfg``; ``params`` are the method's resolved parameters.
 
     The precision is this call's (``prior.at_precision``): the prior, which batch workers share from a
     cache, is not changed.
     """
     net = prior.at_precision(torch.bfloat16 if cfg.autocast else None)
-    kw = {k: v for k, v in params.items() if k in ("steps", "zeta", "cg_iters", "eta")}
-    res = posterior_sample(cfg.method, net, problem, samples=cfg.samples, seed=cfg.seed,
-                           batch_size=cfg.batch_size, progress=cfg.progress, **kw)
+    from medrecon import methods as registry
+
+    res = posterior_sample(registry.get(cfg.method).sampler, net, problem, samples=cfg.samples, seed=cfg.seed,
+                           batch_size=cfg.batch_size, progress=cfg.progress, **params)
     return res
 
 

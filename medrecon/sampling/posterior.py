@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -13,10 +13,12 @@ from .problem import InverseProblem
 
 __all__ = ["posterior_sample", "SAMPLERS"]
 
+# The chains this package ships, by name, for library callers and tests that name them; the application
+# finds a method's chain in the method registry (MethodSpec.sampler), so a new sampler need not be listed here.
 SAMPLERS = {"dps": dps_chain, "fast": fast_chain}
 
 
-def posterior_sample(method: str, prior, problem: InverseProblem, samples: int = 1, seed: int = 0,
+def posterior_sample(method: Union[str, Callable], prior, problem: InverseProblem, samples: int = 1, seed: int = 0,
                      batch_size: Optional[int] = None, keep_samples: bool = False, progress: bool = False,
                      **kwargs) -> SampleResult:
     """Draw ``samples`` posterior samples for every slice of ``problem``.
@@ -26,7 +28,8 @@ def posterior_sample(method: str, prior, problem: InverseProblem, samples: int =
     prior's device, so the same seed, batch size and device give the same output.
 
     Args:
-        method: ``"dps"`` or ``"fast"``.
+        method: a chain ``chain(prior, problem, generator=, progress=, **kwargs) -> (x0, nfe)`` (a registered
+            method's ``MethodSpec.sampler``), or the name of one in :data:`SAMPLERS`.
         prior: the diffusion prior (or a test denoiser with the same interface).
         problem: measurements for S slices.
         samples: K, posterior samples per slice.
@@ -39,9 +42,13 @@ def posterior_sample(method: str, prior, problem: InverseProblem, samples: int =
     Returns:
         :class:`SampleResult` with mean/std ``(S, H, W)``.
     """
-    if method not in SAMPLERS:
+    if callable(method):
+        chain = method
+        method = getattr(method, "__name__", "sampler").strip("_").removesuffix("_chain")
+    elif method in SAMPLERS:
+        chain = SAMPLERS[method]
+    else:
         raise ValueError(f"unknown sampler {method!r}; choose from {sorted(SAMPLERS)}")
-    chain = SAMPLERS[method]
     dev = prior.alphas_cumprod.device
     rows = problem.repeat(samples)
     n = rows.batch

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from medrecon import methods as registry
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
 from medrecon.recon.config import ReconConfig
@@ -37,14 +38,20 @@ STATUSES = ("done", "failed", "pending")
 # The settings that decide what a study's output is. A rerun into the same folder with other values
 # would mix two different reconstructions under one manifest, so it is refused. Device, batch size
 # and progress bars only change where and how fast it runs.
-_RESULT_KEYS = ("method", "prior", "steps", "zeta", "cg_iters", "eta", "lam", "iters", "samples", "seed", "mask",
-                "accel", "center_fraction", "mask_seed", "slices", "noise_std", "autocast", "support", "maps")
+# The method parameters among them come from the method registry, so a newly registered method's own
+# parameters are recorded (and compared) too.
+_RUN_KEYS = ("samples", "seed", "mask", "accel", "center_fraction", "mask_seed", "slices", "noise_std", "autocast",
+             "support", "maps")
+
+
+def _result_keys() -> tuple[str, ...]:
+    return ("method", "prior", *registry.param_names(), *_RUN_KEYS)
 
 
 def result_settings(cfg: ReconConfig, fmt: Optional[str]) -> dict[str, Any]:
     """The output-defining part of ``cfg`` plus the output format."""
-    d = asdict(cfg)
-    return {**{k: d[k] for k in _RESULT_KEYS}, "format": fmt or "h5"}
+    d = {**asdict(cfg), **cfg.options}
+    return {**{k: d.get(k) for k in _result_keys()}, "format": fmt or "h5"}
 
 
 @contextlib.contextmanager

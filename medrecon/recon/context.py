@@ -1,0 +1,80 @@
+"""What a method's ``run`` function receives: the measurement, its operator, and what it takes to build them.
+
+A classical method reads only what it needs; the coil maps (ESPIRiT, about a second per slice) and the
+operator are made on first use, so ``zero-filled`` never estimates maps. Learned methods get the same
+object's :meth:`MriData.problem` / :meth:`CtData.problem`, the one place the inverse problem is set up for
+every sampler (docs/design.md, section 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from .problems import coil_maps_for, ct_problem, mri_problem
+
+__all__ = ["MriData", "CtData"]
+
+
+@dataclass
+class MriData:
+    """Multi-coil Cartesian k-space, ready for any method.
+
+    Shapes:
+        kspace: ``(S, C, H, W)`` complex64, already masked.
+        mask: ``(H, W)`` bool, the sampling pattern of the operator.
+        calib_mask: the mask as the file or options gave it, ``(W,)`` columns or ``(H, W)``: it sizes the
+            ESPIRiT calibration block (a column mask allows a taller block, :func:`~.problems.calib_size`).
+        given_maps: ``(S, C, H, W)`` complex64 coil maps from the file or simulation, or None (ESPIRiT).
+        noise_var: ``(S,)`` k-space noise variance per sample, or None (estimated where needed).
+    """
+
+    kspace: torch.Tensor
+    mask: torch.Tensor
+    calib_mask: torch.Tensor
+    given_maps: Optional[torch.Tensor] = None
+    noise_var: Optional[torch.Tensor] = None
+    _maps: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
+    _A: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """Coil maps ``(S, C, H, W)``: the given ones, else ESPIRiT (:func:`~.problems.coil_maps_for`)."""
+        if self._maps is None:
+            self._maps = self.given_maps if self.given_maps is not None else coil_maps_for(self.kspace, self.calib_mask)
+        return self._maps
+
+    @property
+    def A(self):
+        """The SENSE operator ``M F S`` on images ``(S, H, W)``."""
+        if self._A is None:
+            from operators import MultiCoilMRI
+
+            self._A = MultiCoilMRI(self.maps, self.mask)
+        return self._A
+
+    def problem(self, prior, support: bool = True):
+        """The sampler's :class:`~medrecon.sampling.InverseProblem` (see :func:`~.problems.mri_problem`)."""
+        prob, _ = mri_problem(prior, self.kspace, self.mask, maps=self.maps, noise_var=self.noise_var,
+                              support=support)
+        return prob
+
+
+@dataclass
+class CtData:
+    """Line integrals and their projector.
+
+    Shapes:
+        sinogram: ``(S, views, detectors)`` float32.
+    """
+
+    sinogram: torch.Tensor
+    A: Any
+    mu_water: float = 0.019
+    photons: float = 0.0
+
+    def problem(self, prior, support: bool = True):
+        """The sampler's inverse problem (see :func:`~.problems.ct_problem`); CT has no support rule."""
+        return ct_problem(prior, self.A, self.sinogram, mu_water=self.mu_water, photons=self.photons or None)
