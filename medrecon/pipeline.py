@@ -6,7 +6,6 @@ This is what ``medrecon recon`` calls; library users can call :func:`reconstruct
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -16,40 +15,10 @@ from medrecon.device import resolve_device
 from medrecon.errors import InputError
 from medrecon import methods as registry
 from medrecon.recon.config import ReconConfig
+from medrecon.io.measurement import LoadedInput
 from medrecon.recon.result import ReconResult
 
 __all__ = ["reconstruct", "reconstruct_file", "write_outputs", "LoadedInput", "load_input"]
-
-
-@dataclass
-class LoadedInput:
-    """A measurement file, read: MRI k-space or a CT sinogram, plus what writing the output needs."""
-
-    modality: str
-    data: np.ndarray
-    mask: Optional[np.ndarray] = None
-    recon_size: tuple = ()
-    target: Optional[np.ndarray] = None
-    geometry: Optional[dict] = None
-    mu_water: float = 0.019
-    photons: float = 0.0
-    noise_std: Optional[float] = None
-    affine: Optional[np.ndarray] = None
-    space: Optional[str] = None
-    maps: Optional[np.ndarray] = None
-    true_maps: Optional[np.ndarray] = None  # (C, H, W): the coil maps a simulation used (`recon --maps true`)
-    pixel_mm: Optional[float] = None  # finest in-plane pixel size of the image, when the file says
-
-
-def _true_maps(maps, kspace_shape: tuple, name: str) -> Optional[np.ndarray]:
-    """A simulation's ``true_maps`` dataset ``(C, H, W)``, checked against the k-space ``(S, C, H, W)``."""
-    if maps is None:
-        return None
-    maps = np.asarray(maps)
-    if maps.shape != tuple(kspace_shape[1:]) or maps.dtype.kind != "c" or not np.isfinite(maps).all():
-        raise InputError(f"{name}: 'true_maps' must be finite complex coil maps of shape {tuple(kspace_shape[1:])}, "
-                         f"got {maps.dtype} {maps.shape}")
-    return maps.astype(np.complex64)
 
 
 def _coil_maps(inp: "LoadedInput", choice: str) -> tuple[Optional[np.ndarray], str]:
@@ -62,19 +31,6 @@ def _coil_maps(inp: "LoadedInput", choice: str) -> tuple[Optional[np.ndarray], s
     if choice == "auto" and inp.maps is not None:
         return inp.maps, "from the file"
     return None, "ESPIRiT (recon.problems.coil_maps_for)"
-
-
-def _slice_range(spec: Optional[str], n: int) -> slice:
-    if not spec:
-        return slice(0, n)
-    try:
-        a, _, b = spec.partition(":")
-        s = slice(int(a) if a else 0, int(b) if b else n)
-    except ValueError:
-        raise InputError(f"--slices must look like a:b, got {spec!r}") from None
-    if not (0 <= (s.start or 0) < min(s.stop, n)):
-        raise InputError(f"--slices {spec} selects nothing from {n} slices")
-    return s
 
 
 def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = None) -> LoadedInput:
@@ -146,61 +102,13 @@ def check_measurement(inp: LoadedInput, name: str) -> None:
 
 
 def _read_input(path: Path, slices: Optional[str], axes: Optional[str]) -> LoadedInput:
-    from medrecon.io.detect import detect_format
+    from medrecon.io import formats
 
-    fmt = detect_format(path)
-    if fmt == "ct-sinogram":
-        from medrecon.io.sinogram import read_sinogram
-
-        f = read_sinogram(path)
-        s = _slice_range(slices, f.sinogram.shape[0])
-        aff = f.extra.get("source_affine")
-        return LoadedInput("ct", f.sinogram[s], geometry=f.geometry, mu_water=f.mu_water, photons=f.photons,
-                           target=None if f.target_hu is None else f.target_hu[s],
-                           affine=None if aff is None else _slab_affine(np.asarray(aff), s.start or 0),
-                           space=str(f.attrs.get("source_space")) if f.attrs.get("source_space") else None,
-                           pixel_mm=_positive((f.geometry or {}).get("pixel_size")))
-    if fmt in ("fastmri", "ismrmrd"):
-        if fmt == "fastmri":
-            from medrecon.io.fastmri import read_fastmri
-
-            v = read_fastmri(path)
-        else:
-            from medrecon.io.ismrmrd_io import read_ismrmrd
-
-            v = read_ismrmrd(path)
-        s = _slice_range(slices, v.kspace.shape[0])
-        aff = v.extra.get("source_affine")
-        noise = v.attrs.get("noise_std")
-        return LoadedInput("mri", v.kspace[s], v.mask, tuple(v.recon_size),
-                           None if v.target is None else v.target[s],
-                           noise_std=None if noise is None else float(noise),
-                           affine=None if aff is None else _slab_affine(np.asarray(aff), s.start or 0),
-                           space=_text(v.extra.get("source_space")),
-                           maps=None if v.maps is None else v.maps[s],
-                           true_maps=_true_maps(v.extra.get("true_maps"), v.kspace.shape, path.name),
-                           pixel_mm=min(v.pixel_mm) if v.pixel_mm else None)
-    if fmt in ("npy", "npz"):
-        from medrecon.io.numpy_kspace import read_numpy_kspace
-
-        k, m = read_numpy_kspace(path, axes)
-        s = _slice_range(slices, k.shape[0])
-        return LoadedInput("mri", k[s], m, tuple(k.shape[-2:]))
-    if fmt == "bart":
-        from medrecon.io.bart import read_bart_kspace
-
-        k, m = read_bart_kspace(path)
-        return LoadedInput("mri", k[None], m, tuple(k.shape[-2:]))
-    raise InputError(f"{path.name} is a {fmt} file; `medrecon recon` reads k-space (fastMRI h5, ISMRMRD, BART cfl) "
-                     "or sinograms (from `medrecon simulate ct`)")
-
-
-def _positive(v) -> Optional[float]:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) and f > 0 else None
+    spec = formats.detect(path)
+    if spec.read_measurement is None:
+        raise InputError(f"{path.name} is a {spec.name} file; `medrecon recon` reads k-space (fastMRI h5, ISMRMRD, "
+                         "BART cfl) or sinograms (from `medrecon simulate ct`)")
+    return spec.read_measurement(path, slices, axes)
 
 
 def scale_warning(prior, pixel_mm: Optional[float]) -> Optional[str]:
@@ -219,19 +127,6 @@ def scale_warning(prior, pixel_mm: Optional[float]) -> Optional[str]:
     side = "finer" if pixel_mm < lo else "coarser"
     return (f"warning: the image has {pixel_mm:.2f} mm pixels, {side} than the {lo:g}-{hi:g} mm the prior "
             f"{prior.name!r} was trained on; expect lower quality (train or choose a prior for this resolution)")
-
-
-def _text(v) -> Optional[str]:
-    if isinstance(v, (bytes, np.bytes_)):
-        v = v.decode()
-    return str(v) if v else None
-
-
-def _slab_affine(affine: np.ndarray, first: int) -> np.ndarray:
-    """Shift an index->world affine so index 0 is slice ``first``."""
-    out = affine.copy()
-    out[:3, 3] = affine[:3, 3] + affine[:3, 0] * first
-    return out
 
 
 def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callable] = None) -> ReconResult:

@@ -76,7 +76,7 @@ def simulate_sinogram(hu: torch.Tensor, A: LinearOperator, seed: int, photons: O
 
 def _volume_slices(image_path, slices: Optional[str], modality: Optional[str]):
     from medrecon.io.volumes import load_volume
-    from medrecon.pipeline import _slab_affine, _slice_range
+    from medrecon.io.measurement import slab_affine as _slab_affine, slice_range as _slice_range
 
     vol = load_volume(image_path, modality=modality)
     s = _slice_range(slices, vol.data.shape[0])

@@ -27,18 +27,14 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.fastmri import is_identifying_attr, scalar_string_bytes
+from medrecon.io.fastmri import is_identifying_attr
 
 __all__ = ["RECORD_SUFFIX", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
 
 RECORD_SUFFIX = ".run.json"
 REMOVED = "[removed]"
 _MIN_PLANTED = 3  # shorter strings ("J", "12") would blank out unrelated text
-_DICOM_ID_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames",
-                  "AccessionNumber")  # fmt: skip
-_ISMRMRD_ID_TAGS = ("patientName", "patientID", "patientBirthdate")
 _CHUNK = 1 << 20
-_MAX_XML = 16 * 2**20
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -86,95 +82,6 @@ def _describe(path: str | os.PathLike) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- identifiers
 
 
-def _name_parts(value: str) -> list[str]:
-    """A value, its components for person names ("Doe^John" -> "Doe", "John") and, for dates, the
-    other ways one is written: DICOM's 19700101, ISMRMRD's 1970-01-01, 01.01.1970, 01/01/1970, ..."""
-    value = value.strip()
-    parts = [value, *re.split(r"[\^=\s,]+", value)]
-    date = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", value)
-    if date:
-        y, m, d = date.groups()
-        parts += [f"{y}{m}{d}", f"{y}-{m}-{d}", f"{d}.{m}.{y}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{y}/{m}/{d}"]
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _dicom_identifiers(path: Path) -> list[str]:
-    import pydicom
-
-    if path.is_dir():
-        path = next((p for p in sorted(path.iterdir()) if p.is_file() and _is_dicom(p)), None)  # type: ignore
-        if path is None:
-            return []
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001  # unreadable input: nothing to collect; the reader reports it elsewhere
-        return []
-    found: list[str] = []
-    for key in _DICOM_ID_KEYS:
-        value = ds.get(key)
-        values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
-        for v in values:
-            if v not in (None, ""):
-                found += _name_parts(str(v))
-    return found
-
-
-def _hdf5_identifiers(path: Path) -> list[str]:
-    import h5py
-
-    found: list[str] = []
-    xmls: list[bytes] = []
-    from medrecon.io.guards import memory_limit
-
-    try:
-        with memory_limit(), h5py.File(path, "r") as f:
-            for key, value in f.attrs.items():
-                if is_identifying_attr(key) and isinstance(value, (str, bytes)):
-                    found += _name_parts(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
-            # ISMRMRD raw data keeps its header in /dataset/xml; fastMRI files keep the same XML (with
-            # subjectInformation when a converter kept it) in ismrmrd_header.
-            for key in ("dataset/xml", "ismrmrd_header"):
-                text = _xml_text(f, key)
-                if text:
-                    xmls.append(text)
-    except Exception:  # noqa: BLE001 - unreadable input: nothing (more) to collect; the reader reports it
-        return found
-    for xml in xmls:
-        found += _ismrmrd_subject(xml)
-    return found
-
-
-def _xml_text(f, key: str) -> bytes | None:
-    import h5py
-
-    ds = f.get(key)
-    if not isinstance(ds, h5py.Dataset) or ds.size != 1 or ds.dtype.kind not in "SOU" or ds.dtype.itemsize > _MAX_XML:
-        return None
-    value = scalar_string_bytes(ds)
-    return value if len(value) <= _MAX_XML else None
-
-
-def _ismrmrd_subject(xml: bytes) -> list[str]:
-    """Subject fields (patientName, patientID, patientBirthdate) of an ISMRMRD XML header (defusedxml)."""
-    import defusedxml.ElementTree as DET
-
-    try:
-        root = DET.fromstring(xml)
-    except Exception:  # noqa: BLE001 - a broken or unsafe header holds nothing we could parse out
-        return []
-    found: list[str] = []
-    for node in root.iter():
-        if isinstance(node.tag, str) and node.tag.rsplit("}", 1)[-1] in _ISMRMRD_ID_TAGS and node.text \
-                and node.text.strip():
-            found += _name_parts(node.text.strip())
-    return found
-
-
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(132)[128:132] == b"DICM"
-
-
 def _identifiers_in(path: str | os.PathLike) -> list[str]:
     """Patient identifiers stored in an input (DICOM, ISMRMRD/fastMRI HDF5), to scrub them."""
     from medrecon.io.sandbox import isolated
@@ -189,16 +96,16 @@ def _identifiers_in(path: str | os.PathLike) -> list[str]:
 
 
 def _identifiers_in_unchecked(path: Path) -> list[str]:
-    if path.is_dir():
-        return _dicom_identifiers(path)
-    if not path.is_file():
-        return []
-    if _is_dicom(path):
-        return _dicom_identifiers(path)
-    with open(path, "rb") as fh:
-        if fh.read(8) == b"\x89HDF\r\n\x1a\n":
-            return _hdf5_identifiers(path)
-    return []
+    from medrecon.io import formats
+    from medrecon.io.formats.hdf5 import hdf5_identifiers
+
+    probe = formats.Probe(path)
+    try:
+        spec = formats.detect(path, probe)
+    except InputError:
+        # Not a file medrecon reads; an HDF5 file of another layout may still carry identifying attrs.
+        return hdf5_identifiers(path) if probe.is_file and probe.is_hdf5 else []
+    return spec.identifiers(path) if spec.identifiers else []
 
 
 def identifiers_in(path: str | os.PathLike) -> list[str]:

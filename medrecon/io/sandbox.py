@@ -97,7 +97,7 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
 
 
 _ALLOWED_DATACLASSES = {
-    "medrecon.pipeline:LoadedInput",
+    "medrecon.io.measurement:LoadedInput",
     "medrecon.io.volumes:Volume",
 }
 

@@ -22,13 +22,11 @@ import gzip
 import io
 import os
 import re
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from medrecon.errors import InputError
@@ -93,7 +91,7 @@ class Volume:
         )
 
 
-def _kind(modality: str | None) -> str:
+def volume_kind(modality: str | None) -> str:
     return "hu" if modality == "CT" else "intensity"
 
 
@@ -163,7 +161,7 @@ def load_nifti(path: str | os.PathLike, modality: str | None = None) -> Volume:
         affine=affine @ _REORDER,
         spacing=(zooms[2], zooms[1], zooms[0]),
         modality=modality,
-        kind=_kind(modality),
+        kind=volume_kind(modality),
         meta={"format": "nifti"},
         source_path=path,
         space="RAS",
@@ -418,7 +416,7 @@ def _assemble(frames: list[_Frame], ds0: Any, path: Path) -> Volume:
         data[k] = px.astype(np.float32) * np.float32(f.slope) + np.float32(f.intercept)
     modality = str(ds0.get("Modality")) if ds0.get("Modality") else None
     spacing = (float(np.linalg.norm(affine[:3, 0])), *frames[0].pixel_spacing)
-    return _checked(Volume(data, affine, spacing, modality, _kind(modality), _dicom_meta(ds0, len(frames)), path, space))
+    return _checked(Volume(data, affine, spacing, modality, volume_kind(modality), _dicom_meta(ds0, len(frames)), path, space))
 
 
 def _read_folder(folder: Path) -> list[tuple[Path, Any]]:
@@ -650,37 +648,10 @@ def _load_nrrd(path: Path, modality: str | None) -> Volume:
     affine, space = _nrrd_geometry(fields, ndim, name)
     spacing = tuple(float(np.linalg.norm(affine[:3, i])) for i in range(3))
     meta = {"format": "nrrd", "type": fields["type"], "nrrd_space": fields.get("space")}
-    return _checked(Volume(data, affine, spacing, modality, _kind(modality), meta, path, space))  # type: ignore[arg-type]
+    return _checked(Volume(data, affine, spacing, modality, volume_kind(modality), meta, path, space))  # type: ignore[arg-type]
 
 
 # ============================================================================ dispatch
-
-_H5_IMAGE_KEYS = ("reconstruction", "reconstruction_rss", "reconstruction_esc")
-
-
-def _load_h5_image(path: Path, modality: str | None) -> Volume:
-    try:
-        with memory_limit(), h5py.File(path, "r") as f:
-            key = next((k for k in _H5_IMAGE_KEYS if k in f), None)
-            if key is None:
-                hint = "it holds k-space: reconstruct it first" if "kspace" in f else "no image dataset found"
-                raise InputError(f"{path.name} has no {'/'.join(_H5_IMAGE_KEYS)} dataset; {hint}")
-            ds = f[key]
-            if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or ds.dtype.kind not in "fiu":
-                raise InputError(f"{path.name}:{key} has shape {getattr(ds, 'shape', None)}; expected real "
-                                 "(slices, h, w)")
-            check_size(nbytes_of(ds.shape, 4), f"{key} {ds.shape}", path.name)
-            data = np.asarray(ds.astype(np.float32)[()])
-    except OSError as exc:
-        raise InputError(f"cannot read {path.name}; the HDF5 file is damaged or truncated") from exc
-    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
-        raise InputError(f"cannot read {path.name} ({type(exc).__name__}); the HDF5 file is damaged") from exc
-    meta = {"format": "hdf5", "dataset": key}
-    return Volume(data, np.eye(4), (1.0, 1.0, 1.0), modality, _kind(modality), meta, path, None)
-
-
-def _is_nifti_header(head: bytes) -> bool:
-    return head[344:348] in (b"n+1\0", b"ni1\0") or head[4:8] in (b"n+2\0", b"ni2\0")
 
 
 def load_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
@@ -702,7 +673,7 @@ def load_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
         # sinograms and training batches; refuse them here, where the file is still known.
         raise InputError(f"{path.name} holds NaN or Inf voxel values; fix or mask them before using the image")
     if modality is not None:
-        vol.modality, vol.kind = modality, _kind(modality)
+        vol.modality, vol.kind = modality, volume_kind(modality)
     return vol
 
 
@@ -712,26 +683,10 @@ def _load_any_guarded(path: Path, modality: str | None) -> Volume:
 
 
 def _load_any(path: Path, modality: str | None) -> Volume:
-    if path.is_dir():
-        return load_dicom(path)
-    if not path.is_file():
-        raise InputError(f"input {path.name} does not exist")
-    with open(path, "rb") as fh:
-        head = fh.read(548)
-    if h5py.is_hdf5(path):
-        return _load_h5_image(path, modality)
-    if head[128:132] == b"DICM":
-        return load_dicom(path)
-    if head.startswith(b"NRRD000"):
-        return load_nrrd(path, modality)
-    if _is_nifti_header(head) or (head[:2] == b"\x1f\x8b" and _is_nifti_header(_gunzip_head(path))):
-        return load_nifti(path, modality)
-    raise InputError(f"{path.name} is not a recognised image file; medrecon reads DICOM, NIfTI, NRRD and fastMRI .h5")
+    from medrecon.io import formats
 
-
-def _gunzip_head(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as fh:
-            return fh.read(548)
-    except (OSError, EOFError, ValueError, zlib.error):  # a damaged stream is simply "not gzip'd NIfTI"
-        return b""
+    spec = formats.detect(path)
+    if spec.read_image is None:
+        raise InputError(f"{path.name} is a {spec.name} file, not an image; medrecon reads images from DICOM, "
+                         "NIfTI, NRRD and fastMRI .h5")
+    return spec.read_image(path, modality)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.testing.samples import SEEDS
+from medrecon.testing.samples import seeds
 
 __all__ = ["MUTATIONS", "Hang", "exercise", "make_seed", "mutate", "seed_files", "time_limit", "truncations"]
 
@@ -57,8 +57,8 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 def make_seed(kind: str, folder: Path) -> Path:
-    """Write the seed file(s) of ``kind`` (a key of :data:`medrecon.testing.samples.SEEDS`) into ``folder``."""
-    writer, _, name = SEEDS[kind]
+    """Write the seed file(s) of ``kind`` (a key of :func:`medrecon.testing.samples.seeds`) into ``folder``."""
+    writer, _, name = seeds()[kind]
     folder.mkdir(parents=True, exist_ok=True)
     return Path(writer(folder / name))
 

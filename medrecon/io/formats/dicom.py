@@ -1,0 +1,126 @@
+"""DICOM: a single file (``DICM`` at byte 128; multi-frame included) or a series folder; images only.
+
+Duties: rows x columns x frames x bits from the header bound the pixel data before it is decoded
+(:mod:`medrecon.io.volumes`); pixel decoding (RLE, JPEG 2000 codecs) runs in the sandbox; identifiers:
+PatientName, PatientID, PatientBirthDate, OtherPatientIDs, OtherPatientNames, AccessionNumber.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import register
+from .base import PLANTED, FormatSpec, Probe, Sample, name_parts
+
+__all__ = ["SPEC", "tiny_dicom", "dicom_identifiers"]
+
+_MAX_PROBE = 64  # files looked at when deciding whether a folder is a DICOM series
+_ID_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames",
+            "AccessionNumber")
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def sniff(p: Probe) -> bool:
+    if p.is_dir:
+        files = sorted(f for f in p.path.iterdir() if f.is_file() and not f.name.startswith("."))
+        return any(_is_dicom_file(f) for f in files[:_MAX_PROBE])
+    return p.head(132)[128:132] == b"DICM"
+
+
+def read_image(path: Path, modality: Optional[str] = None):
+    from medrecon.io.volumes import load_dicom
+
+    return load_dicom(path)
+
+
+def dicom_identifiers(path: Path) -> list[str]:
+    """The identifying fields of a DICOM file, or of the first DICOM file of a series folder."""
+    import pydicom
+
+    if path.is_dir():
+        path = next((p for p in sorted(path.iterdir()) if p.is_file() and _is_dicom_file(p)), None)  # type: ignore
+        if path is None:
+            return []
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001  # unreadable input: nothing to collect; the reader reports it elsewhere
+        return []
+    found: list[str] = []
+    for key in _ID_KEYS:
+        value = ds.get(key)
+        values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+        for v in values:
+            if v not in (None, ""):
+                found += name_parts(str(v))
+    return found
+
+
+def tiny_dicom(path, planted: bool = True, size: int = 16, z: float = 0.0,
+               transfer_syntax: str | None = None, series_uid: str | None = None) -> Path:
+    """One CT slice (int16 HU via RescaleIntercept) with a patient module; optionally compressed.
+
+    Args:
+        path: the ``.dcm`` file.
+        planted: fill PatientName/ID/BirthDate/AccessionNumber with :data:`~.base.PLANTED` (else blank).
+        size: rows and columns.
+        z: ImagePositionPatient z (mm), to build series.
+        transfer_syntax: ``None`` (explicit VR little endian), ``"rle"`` or ``"jpeg2000"``.
+        series_uid: shared SeriesInstanceUID for series; a new one by default.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
+
+    yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    pixels = np.where(xx**2 + yy**2 < 0.5, 1040, 24).astype(np.int16)  # HU = stored - 1024
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PLANTED["name"] if planted else ""
+    ds.PatientID = PLANTED["id"] if planted else ""
+    ds.PatientBirthDate = PLANTED["birth"] if planted else ""
+    ds.AccessionNumber = PLANTED["accession"] if planted else ""
+    ds.Modality = "CT"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.2"
+    ds.InstanceNumber = round(z) + 1
+    ds.ImagePositionPatient = [0.0, 0.0, float(z)]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.PixelSpacing = [1.0, 1.0]
+    ds.SliceThickness = 1.0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.PixelData = pixels.tobytes()
+    if transfer_syntax == "rle":
+        ds.compress(RLELossless)
+    elif transfer_syntax == "jpeg2000":
+        ds.compress(JPEG2000Lossless)
+    path = Path(path)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+SPEC = register(FormatSpec(
+    "dicom", sniff, order=10, read_image=read_image, identifiers=dicom_identifiers,
+    samples={"dicom": Sample(lambda p: tiny_dicom(p, planted=True), "x.dcm"),
+             "dicom-rle": Sample(lambda p: tiny_dicom(p, transfer_syntax="rle"), "x.dcm"),
+             # OpenJPEG's default 6 wavelet levels need at least 32x32 pixels.
+             "dicom-j2k": Sample(lambda p: tiny_dicom(p, size=32, transfer_syntax="jpeg2000"), "x.dcm")},
+    duties="rows x columns x frames x bits bound the pixel data before decoding; codecs run sandboxed; "
+           "identifiers: patient name/ID/birth date, other IDs/names, accession number"))

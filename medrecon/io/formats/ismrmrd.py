@@ -1,0 +1,56 @@
+"""ISMRMRD raw data (HDF5 ``/dataset/xml`` + ``/dataset/data`` acquisitions), 2-D Cartesian multi-coil.
+
+Duties: the encoded matrix and acquisition count from the XML header are bounded before the k-space is
+allocated (:mod:`medrecon.io.ismrmrd_io`); the XML is parsed with defusedxml; parsed in the sandbox;
+identifiers: ``subjectInformation`` and identifying attributes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import register
+from .base import FormatSpec, Probe, Sample, subject_xml, tiny_kspace
+from .hdf5 import hdf5_identifiers, read_h5_image
+
+__all__ = ["SPEC", "tiny_ismrmrd"]
+
+
+def sniff(p: Probe) -> bool:
+    return p.is_hdf5 and "dataset/xml" in p.h5_names()
+
+
+def read(path: Path, slices: Optional[str], axes: Optional[str]):
+    from medrecon.io.ismrmrd_io import read_ismrmrd
+    from medrecon.io.measurement import from_kspace_volume
+
+    return from_kspace_volume(read_ismrmrd(path), slices, path.name)
+
+
+def tiny_ismrmrd(path, planted: bool = False, **kw) -> Path:
+    """An ISMRMRD raw-data file (one acquisition per sampled column); ``planted`` adds subjectInformation."""
+    import h5py
+
+    from medrecon.io.ismrmrd_io import write_ismrmrd
+
+    k, mask, _ = tiny_kspace(**kw)
+    path = write_ismrmrd(path, k, mask=mask)
+    if planted:
+        with h5py.File(path, "r") as f:
+            xml = bytes(np.asarray(f["dataset/xml"][()]).reshape(-1)[0])
+        start = xml.index(b">", xml.index(b"<ismrmrdHeader")) + 1
+        xml = xml[:start] + subject_xml().encode() + xml[start:]
+        with h5py.File(path, "a") as f:
+            del f["dataset/xml"]
+            f.create_dataset("dataset/xml", data=[xml], dtype=h5py.string_dtype())
+    return Path(path)
+
+
+SPEC = register(FormatSpec(
+    "ismrmrd", sniff, order=30, read_measurement=read, read_image=read_h5_image, identifiers=hdf5_identifiers,
+    samples={"ismrmrd": Sample(tiny_ismrmrd, "x.h5")},
+    duties="XML header sizes bounded before allocation; defusedxml; sandboxed parse; identifiers: "
+           "subjectInformation, identifying attrs"))
