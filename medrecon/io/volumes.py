@@ -515,19 +515,44 @@ def _nrrd_header(path: Path) -> tuple[dict[str, str], list[str], int]:
             return fields, listed, offset  # blank line: attached data follows
         key, sep, value = text.partition(": ")
         if not sep:
-            raise InputError(f"{path.name}: unreadable NRRD header line {text[:40]!r}")
+            # The line is not quoted: header text can hold anything, identifiers included (issue 23).
+            raise InputError(f"{path.name}: the NRRD header has a line that is not 'key: value'")
         fields[key.strip().lower()] = value.strip()
         if key.strip().lower() in ("data file", "datafile") and value.strip().upper().startswith("LIST"):
             in_list = True
     return fields, listed, -1
 
 
+def _inside(base: Path, files: list[Path], name: str) -> list[Path]:
+    """``files``, each checked to resolve (symlinks followed) inside ``base``, the header's folder.
+
+    A detached header names its data files; an absolute path, ``..`` or a symlink out of the folder would
+    let a crafted header read any local file (``data file: /etc/passwd``) into an image.
+    """
+    root = base.resolve()
+    for f in files:
+        real = (base / f).resolve()
+        if real != root and root not in real.parents:
+            raise InputError(f"{name}: the NRRD 'data file' must name files inside the header's folder; "
+                             "paths out of it (absolute, '..', or a symlink) are refused")
+    return files
+
+
 def _nrrd_files(path: Path, fields: dict[str, str], listed: list[str], ndim: int) -> tuple[list[Path], int]:
-    """Data files and the number of axes each holds (detached headers; NRRD spec 'data file')."""
+    """Data files and the number of axes each holds (detached headers; NRRD spec 'data file').
+
+    Every data file must lie inside the header's folder (:func:`_inside`).
+    """
     spec = fields.get("data file") or fields.get("datafile")
     base = path.parent
     if spec is None:
         return [path], ndim
+    files, subdim = _nrrd_named_files(path, spec, listed, ndim)
+    return _inside(base, files, path.name), subdim
+
+
+def _nrrd_named_files(path: Path, spec: str, listed: list[str], ndim: int) -> tuple[list[Path], int]:
+    base = path.parent
     tokens = spec.split()
     if tokens[0].upper() == "LIST":
         subdim = int(tokens[1]) if len(tokens) > 1 else ndim - 1

@@ -316,3 +316,25 @@ def test_real_nrrd_headsq(shared_data):
     first = np.fromfile(folder / "quarter.1", dtype="<i2").reshape(64, 64)
     np.testing.assert_array_equal(v.data[0], first)
     np.testing.assert_array_equal(v.data[92], np.fromfile(folder / "quarter.93", dtype="<i2").reshape(64, 64))
+
+
+@pytest.mark.parametrize("data_file", ["{secret}", "../outside/{name}", "LIST\n../outside/{name}", "link.raw",
+                                       "../outside/sl.%d 1 1 1"])
+def test_a_detached_nrrd_header_cannot_read_files_outside_its_folder(tmp_path, data_file):
+    """Issue 23, defect 1: `data file: /etc/passwd` read any local file into an image. Absolute paths, '..',
+    LIST and '%' patterns, and symlinks out of the header's folder are refused; files inside still load."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "sl.1"
+    secret.write_bytes(bytes(range(64)) * 16)
+    inside = tmp_path / "hdr"
+    inside.mkdir()
+    (inside / "link.raw").symlink_to(secret)
+    head = "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 64 16 1\nencoding: raw\n"
+    spec = data_file.format(secret=secret, name=secret.name)
+    (inside / "x.nhdr").write_text(head + f"data file: {spec}\n\n")
+    with pytest.raises(InputError, match="inside the header's folder"):
+        load_volume(inside / "x.nhdr")
+    (inside / "ok.raw").write_bytes(secret.read_bytes())
+    (inside / "ok.nhdr").write_text(head + "data file: ok.raw\n\n")
+    assert load_volume(inside / "ok.nhdr").data.shape == (1, 16, 64)
