@@ -37,17 +37,6 @@ class LoadedInput:
     pixel_mm: Optional[float] = None  # finest in-plane pixel size of the image, when the file says
 
 
-def _true_maps(maps, kspace_shape: tuple, name: str) -> Optional[np.ndarray]:
-    """A simulation's ``true_maps`` dataset ``(C, H, W)``, checked against the k-space ``(S, C, H, W)``."""
-    if maps is None:
-        return None
-    maps = np.asarray(maps)
-    if maps.shape != tuple(kspace_shape[1:]) or maps.dtype.kind != "c" or not np.isfinite(maps).all():
-        raise InputError(f"{name}: 'true_maps' must be finite complex coil maps of shape {tuple(kspace_shape[1:])}, "
-                         f"got {maps.dtype} {maps.shape}")
-    return maps.astype(np.complex64)
-
-
 def checked_true_maps(maps, kspace_shape: tuple, name: str) -> Optional[np.ndarray]:
     """A simulation's ``true_maps`` dataset ``(C, H, W)``, checked against the k-space ``(S, C, H, W)``."""
     if maps is None:

@@ -3,10 +3,14 @@
 * :func:`~medrecon.sampling.dps.dps_chain`: diffusion posterior sampling (Chung et al. 2023).
 * :func:`~medrecon.sampling.fast.fast_chain`: DDIM + CG data consistency (DDS, Chung et al. 2024).
 * :func:`posterior_sample`: K samples per slice, batched and seeded, with mean and std maps.
+
+Parts: :mod:`.protocols` (what a sampler needs from a prior, what a chain looks like), :mod:`.loop` (the
+starting noise and strided schedule every chain shares), :mod:`.problem` (the inverse problem), :mod:`.cg`.
 """
 
 from .common import SampleResult
 from .posterior import SAMPLERS, posterior_sample
 from .problem import InverseProblem
+from .protocols import Chain, Denoiser
 
-__all__ = ["posterior_sample", "SampleResult", "InverseProblem", "SAMPLERS"]
+__all__ = ["posterior_sample", "SampleResult", "InverseProblem", "SAMPLERS", "Chain", "Denoiser"]

@@ -17,12 +17,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from .cg import operator_norm
 from .common import DivergenceGuard, check_finite, ddpm_posterior, randn
+from .loop import levels, start
 from .problem import InverseProblem
-from .schedule import strided_timesteps
 
 __all__ = ["dps_chain"]
 
@@ -47,22 +46,17 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 3
         x: ``(B, channels, H, W)`` with ``B = problem.batch``.
     """
     dev = prior.alphas_cumprod.device
-    ac = prior.alphas_cumprod
     b = problem.batch
-    shape = (b, problem.channels, *problem.image_shape)
-    x = randn(shape, generator, dev)
-    ts = strided_timesteps(prior.num_timesteps, steps)
-    one = torch.ones((), device=dev)
+    x, schedule = start(prior, problem, steps, generator)
     gain = problem.gain.reshape(b).abs()
     with torch.no_grad():
         like = problem.A.adjoint(problem.y)
         step = zeta / operator_norm(problem.A, like).view(b, 1, 1, 1).clamp_min(1e-12)
         # ||y|| + sqrt(len(y)) in network units: the scale an exploding residual is measured against.
         data = torch.linalg.vector_norm(problem.y.reshape(b, -1), dim=1) / gain + problem.y[0].numel() ** 0.5
-    guard = DivergenceGuard("DPS", len(ts))
-    for i, t in enumerate(tqdm(ts, desc="DPS", leave=False, disable=not progress)):
-        abar_t = ac[t]
-        abar_prev = ac[ts[i + 1]] if i + 1 < len(ts) else one
+    guard = DivergenceGuard("DPS", len(schedule))
+    for lv in levels(schedule, "DPS", progress):
+        i, t, abar_t, abar_prev = lv.i, lv.t, lv.abar, lv.abar_next
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             eps = prior.eps(x, t)
@@ -73,10 +67,10 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 3
         with torch.no_grad():
             c_x0, c_xt, var = ddpm_posterior(abar_t, abar_prev)
             x_new = c_x0 * x0.clamp(-4, 4) + c_xt * x
-            if i + 1 < len(ts):
-                x_new = x_new + var.sqrt() * randn(shape, generator, dev)
+            if not lv.last:
+                x_new = x_new + var.sqrt() * randn(x.shape, generator, dev)
             x = x_new - step * grad
         guard.check(i, x, residual=norm, data=data)
     x = problem.constrain(x.detach())
     check_finite(x, "DPS")
-    return x, len(ts)
+    return x, len(schedule)

@@ -23,12 +23,12 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from .cg import cg_normal
 from .common import DivergenceGuard, check_finite, randn
+from .loop import levels, start
 from .problem import InverseProblem
-from .schedule import ddim_update, strided_timesteps
+from .schedule import ddim_update
 
 __all__ = ["fast_chain"]
 
@@ -60,21 +60,17 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
         ``(x0, nfe)`` as :func:`~medrecon.sampling.dps.dps_chain`.
     """
     dev = prior.alphas_cumprod.device
-    ac = prior.alphas_cumprod
     b = problem.batch
-    shape = (b, problem.channels, *problem.image_shape)
-    x = randn(shape, generator, dev)
-    ts = strided_timesteps(prior.num_timesteps, steps)
-    one = torch.ones((), device=dev)
+    x, schedule = start(prior, problem, steps, generator)
+    shape = tuple(x.shape)
     gain2 = problem.gain.reshape(b).abs() ** 2 * (2.0 if problem.is_complex else 1.0)
     noise_var = problem.noise_var.to(dev).float()
     aty = problem.A.adjoint(problem.y)
     x0c = x
-    guard = DivergenceGuard("fast", len(ts))
+    guard = DivergenceGuard("fast", len(schedule))
     with torch.no_grad():
-        for i, t in enumerate(tqdm(ts, desc="fast", leave=False, disable=not progress)):
-            abar_t = ac[t]
-            abar_prev = ac[ts[i + 1]] if i + 1 < len(ts) else one
+        for lv in levels(schedule, "fast", progress):
+            i, t, abar_t, abar_prev = lv.i, lv.t, lv.abar, lv.abar_next
             eps = prior.eps(x, t)
             # Outside the measurement's support the data term is flat: keep the image empty there.
             x0 = problem.constrain(prior.x0_from_eps(x, t, eps).clamp(-4, 4))
@@ -96,8 +92,8 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             p = cg_normal(problem.A, rhs, lam, p0, cg_iters)
             x0c = problem.constrain(problem.to_net(p))
             guard.check(i, x0c)
-            if i + 1 < len(ts):
+            if not lv.last:
                 eps_c = (x - abar_t.sqrt() * x0c) / (1 - abar_t).sqrt()
                 x = ddim_update(x0c, eps_c, abar_prev, eta, abar_t, generator)
     check_finite(x0c, "fast")
-    return x0c, len(ts)
+    return x0c, len(schedule)
