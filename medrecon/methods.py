@@ -9,7 +9,8 @@ See docs/design.md, section 6.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from medrecon.errors import InputError
@@ -20,9 +21,16 @@ __all__ = ["MethodSpec", "register", "get", "names", "is_learned", "bench_names"
 MODALITIES = ("mri", "ct")
 
 
-def _p(default: Any, help: str, **by_modality: Any) -> Any:
-    """A parameter field: ``default`` (or ``by_modality[m]`` for modality ``m``) and a help line."""
-    return field(default=default, metadata={"help": help, "by_modality": by_modality})
+def _p(default: Any, help: str, lo: Optional[float] = None, hi: Optional[float] = None, **by_modality: Any) -> Any:
+    """A parameter field: ``default`` (or ``by_modality[m]`` for modality ``m``), a help line and the closed range
+    ``[lo, hi]`` a given value must lie in (checked by :meth:`MethodSpec.resolve`; values must be finite)."""
+    return field(default=default, metadata={"help": help, "by_modality": by_modality, "lo": lo, "hi": hi})
+
+
+def _regularized(name: str, lam: float, lam_help: str, iters_help: str = "iterations") -> type:
+    """The settings of a regularized classical method: a weight ``lam`` and an iteration count."""
+    return make_dataclass(name, [("lam", float, _p(lam, lam_help, lo=0.0, hi=1e6)),
+                                 ("iters", int, _p(100, iters_help, lo=1, hi=100_000))], frozen=True)
 
 
 @dataclass(frozen=True)
@@ -32,48 +40,33 @@ class NoParams:
 
 @dataclass(frozen=True)
 class SenseParams:
-    iters: int = _p(30, "CG iterations")
+    iters: int = _p(30, "CG iterations", lo=1, hi=100_000)
 
 
-@dataclass(frozen=True)
-class CsWaveletParams:
-    lam: float = _p(0.005, "l1-wavelet weight relative to max|A^H y|")
-    iters: int = _p(100, "FISTA iterations")
+CsWaveletParams = _regularized("CsWaveletParams", 0.005, "l1-wavelet weight relative to max|A^H y|", "FISTA iterations")
+CsTvParams = _regularized("CsTvParams", 0.002, "TV weight relative to max|A^H y|")
+BartPicsParams = _regularized("BartPicsParams", 0.005, "l1-wavelet weight of `bart pics -R W`")
+# 1.0 by benchmarks/sweeps/ct_tv_lam_2026-11-27.txt (0.01 barely regularized).
+TvParams = _regularized("TvParams", 1.0, "TV weight in units of mu_water")
 
-
-@dataclass(frozen=True)
-class CsTvParams:
-    lam: float = _p(0.002, "TV weight relative to max|A^H y|")
-    iters: int = _p(100, "iterations")
-
-
-@dataclass(frozen=True)
-class BartPicsParams:
-    lam: float = _p(0.005, "l1-wavelet weight of `bart pics -R W`")
-    iters: int = _p(100, "iterations")
-
-
-@dataclass(frozen=True)
-class TvParams:
-    # 1.0 by benchmarks/sweeps/ct_tv_lam_2026-11-27.txt (0.01 barely regularized).
-    lam: float = _p(1.0, "TV weight in units of mu_water")
-    iters: int = _p(100, "iterations")
+# A prior's schedule has at most this many timesteps (the shipped ones: 1000); more steps cannot be strided.
+MAX_STEPS = 1000
 
 
 @dataclass(frozen=True)
 class DpsParams:
-    steps: int = _p(1000, "sampler steps (1000 = the paper's schedule; fewer are strided)")
-    zeta: float = _p(3.0, "step size on ||y - A x0||", ct=10.0)
+    steps: int = _p(1000, "sampler steps (1000 = the paper's schedule; fewer are strided)", lo=1, hi=MAX_STEPS)
+    zeta: float = _p(3.0, "step size on ||y - A x0||", lo=0.0, hi=1e6, ct=10.0)
 
 
 @dataclass(frozen=True)
 class FastParams:
-    steps: int = _p(50, "sampler steps")
+    steps: int = _p(50, "sampler steps", lo=1, hi=MAX_STEPS)
     # CT's normal operator is far worse conditioned than SENSE's: 5 CG steps leave high-frequency range-space
     # error that the prior fills with invented structure; 20 chosen on ct-60's tuning split (5/10/20/40:
     # 33.47/35.08/35.28/35.28 dB, benchmarks/results/tuning_cpu_2026-12-04). MRI: 20 amplified noise at 8x.
-    cg_iters: int = _p(5, "CG iterations per step (data consistency)", ct=20)
-    eta: float = _p(0.85, "DDIM stochasticity (0 deterministic .. 1 ancestral)")
+    cg_iters: int = _p(5, "CG iterations per step (data consistency)", lo=1, hi=10_000, ct=20)
+    eta: float = _p(0.85, "DDIM stochasticity (0 deterministic .. 1 ancestral)", lo=0.0, hi=1.0)
 
 
 @dataclass(frozen=True)
@@ -127,16 +120,36 @@ class MethodSpec:
         """The parameters for ``modality``: defaults, overridden by ``given`` (``None`` values ignored).
 
         Raises:
-            InputError: a given parameter the method does not take (one line, naming the ones it does).
+            InputError: a given parameter the method does not take (one line, naming the ones it does), or a
+                value that is not finite or outside the parameter's range (``--steps 0``, ``--lam nan``,
+                ``--eta 5``): such values used to run and give silent garbage.
         """
         given = {k: v for k, v in (given or {}).items() if v is not None}
-        known = {f.name for f in self.param_fields()}
-        extra = sorted(set(given) - known)
+        fields = {f.name: f for f in self.param_fields()}
+        extra = sorted(set(given) - set(fields))
         if extra:
-            takes = ", ".join(sorted(known)) or "no settings"
+            takes = ", ".join(sorted(fields)) or "no settings"
             opts = ", ".join("--" + k.replace("_", "-") for k in extra)
             raise InputError(f"{opts} does not apply to method {self.name} (it takes: {takes})")
+        for k, v in given.items():
+            _check_value(self.name, fields[k], v)
         return self.params(**{**self.defaults(modality), **given})
+
+
+def _check_value(method: str, f: dataclasses.Field, v: Any) -> None:
+    """A given setting is a finite number of the field's kind inside its ``[lo, hi]`` (one-line InputError)."""
+    flag = "--" + f.name.replace("_", "-")
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if kind in ("int", "float"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"{flag} must be a finite number, got {v!r}")
+        if kind == "int" and v != int(v):
+            raise InputError(f"{flag} must be a whole number, got {v!r}")
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else \
+                f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+            raise InputError(f"{flag} must be {rng} for method {method}, got {v!r}")
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -221,6 +234,8 @@ def describe() -> list[dict[str, Any]]:
                  "default": f.default, "help": f.metadata["help"]}
             if f.metadata["by_modality"]:
                 d["default_by_modality"] = dict(f.metadata["by_modality"])
+            if f.metadata.get("lo") is not None or f.metadata.get("hi") is not None:
+                d["range"] = [f.metadata.get("lo"), f.metadata.get("hi")]
             params.append(d)
         rows.append({"name": m.name, "modalities": list(m.modalities), "learned": m.learned, "demo": m.demo,
                      "summary": m.summary,

@@ -11,7 +11,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from operators import birdcage_maps, cartesian_mask, fft2c, hu_to_mu, transmission_noise
+from medrecon.acquisition.mri import CartesianSampling
+from operators import birdcage_maps, fft2c, hu_to_mu, transmission_noise
 from operators.base import LinearOperator
 
 __all__ = ["smooth_phase", "simulate_kspace", "simulate_sinogram"]
@@ -47,6 +48,7 @@ def simulate_kspace(image: torch.Tensor, n_coils: int, mask_kind: str, accelerat
         dict with ``kspace`` (S, C, H, W) complex64 (masked), ``mask`` (W,) bool, ``target`` (S, H, W)
         float32 RSS of the fully sampled coil images, ``image`` (S, H, W) complex64, ``maps``.
     """
+    sampling = CartesianSampling(mask_kind, acceleration, center_fraction, int(seed))  # validates first
     s, h, w = image.shape
     img = image.to(torch.complex64)
     if add_phase and not image.is_complex():
@@ -59,7 +61,7 @@ def simulate_kspace(image: torch.Tensor, n_coils: int, mask_kind: str, accelerat
         g = torch.Generator().manual_seed(int(seed) + 1)
         noise = torch.complex(torch.randn(full.shape, generator=g), torch.randn(full.shape, generator=g))
         full = full + noise * (noise_std / math.sqrt(2))
-    mask = cartesian_mask(mask_kind, w, center_fraction, acceleration, seed=int(seed))
+    mask = torch.from_numpy(sampling.mask(w))
     target = coil_imgs.abs().pow(2).sum(1).sqrt().float()
     return {"kspace": (full * mask + 0.0).to(torch.complex64), "mask": mask, "target": target, "image": img,
             "maps": maps}

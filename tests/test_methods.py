@@ -182,3 +182,28 @@ def test_a_run_never_changes_the_shared_prior():
     x = torch.randn(1, 2, 16, 16)
     assert torch.equal(view.eps(x, 10), prior.eps(x, 10))  # CPU: autocast applies on CUDA only
     assert out.mean.shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize("method, kw, match", [
+    ("fast", dict(steps=0), "--steps must be between 1 and 1000"),
+    ("dps", dict(steps=-5), "--steps must be between 1 and 1000"),
+    ("fast", dict(eta=5.0), "--eta must be between 0 and 1"),
+    ("fast", dict(cg_iters=0), "--cg-iters must be between 1"),
+    ("sense", dict(iters=-4), "--iters must be between 1"),
+    ("cs-tv", dict(lam=float("nan")), "--lam must be a finite number"),
+    ("dps", dict(zeta=float("inf")), "--zeta must be a finite number"),
+    ("fast", dict(batch_size=0), "--batch-size must be at least 1"),
+    ("fast", dict(seed=2**64 + 1), "--seed must be between 0"),
+    ("zero-filled", dict(mask="random", accel=0), "--accel must be between 1"),
+])
+def test_out_of_range_settings_are_refused_before_any_work(method, kw, match):
+    """Issue 23, defects 9-10: these ran for 20 s and failed with a traceback, or ran and gave garbage."""
+    with pytest.raises(InputError, match=match):
+        ReconConfig(method, **kw)
+
+
+def test_ranges_are_listed_by_methods_json(capsys):
+    assert cli_main(["methods", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    fast = {p["name"]: p for p in rows["fast"]["params"]}
+    assert fast["eta"]["range"] == [0.0, 1.0] and fast["steps"]["range"] == [1, 1000]

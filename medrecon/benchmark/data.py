@@ -270,7 +270,7 @@ def _fastmri_case(ds: Dataset, f: Path) -> Case:
     import h5py
 
     from medrecon.io.fastmri import read_fastmri
-    from operators import cartesian_mask
+    from medrecon.acquisition.mri import CartesianSampling
 
     try:
         with h5py.File(f, "r") as h:
@@ -286,7 +286,7 @@ def _fastmri_case(ds: Dataset, f: Path) -> Case:
     a = ds.acquisition
     seed = tuple(map(ord, f.name)) if a.get("seed", "filename") == "filename" else int(a["seed"])
     w = v.kspace.shape[-1]
-    m = cartesian_mask(a["mask"], w, float(a["center_fraction"]), int(a["accel"]), seed=seed).numpy()
+    m = CartesianSampling(a["mask"], int(a["accel"]), float(a["center_fraction"]), seed).mask(w)
     k = v.kspace[sel] * m + 0.0  # fastMRI's apply_mask (the + 0.0 avoids -0.0)
     info = {"mask_kind": a["mask"], "acceleration": a["accel"], "achieved_acceleration": round(m.size / m.sum(), 2),
             "center_fraction": a["center_fraction"], "mask_seed": "tuple(map(ord, filename))"

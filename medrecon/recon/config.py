@@ -78,11 +78,23 @@ class ReconConfig:
     def __post_init__(self) -> None:
         # Fail at parse time, before any file is read or batch started: an unknown method, or a setting the
         # method does not take (it used to be dropped silently).
+        from medrecon.errors import InputError
+
         self.method_params()
         if self.maps not in ("auto", "espirit", "true"):
-            from medrecon.errors import InputError
-
             raise InputError(f"--maps must be auto, espirit or true, got {self.maps!r}")
+        # Run settings that used to fail late with a traceback, or run and give garbage (issue 23, defects 9-10).
+        if not 1 <= self.samples <= 10_000:
+            raise InputError(f"--samples must be between 1 and 10000, got {self.samples}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for name, seed in (("--seed", self.seed), ("--mask-seed", self.mask_seed)):
+            if seed is not None and not 0 <= seed < 2**63:
+                raise InputError(f"{name} must be between 0 and 2^63 - 1, got {seed}")
+        if self.mask is not None and not 1 <= self.accel <= 1024:
+            raise InputError(f"--accel must be between 1 and 1024, got {self.accel}")
+        if self.mask is not None and not 0.0 < self.center_fraction <= 1.0:
+            raise InputError(f"--center-fraction must be in (0, 1], got {self.center_fraction}")
 
     def method_params(self, modality: Optional[str] = None) -> dict:
         """The method's effective parameters: its registered defaults for ``modality`` (MRI when None),

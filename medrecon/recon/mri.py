@@ -11,7 +11,7 @@ import torch
 from medrecon import methods as registry
 from medrecon.errors import InputError
 from medrecon.metrics import center_crop
-from operators import cartesian_mask
+from medrecon.acquisition.mri import CartesianSampling
 
 from .config import ReconConfig
 from .context import MriData
@@ -30,7 +30,7 @@ def mask_for(kspace: np.ndarray, file_mask: Optional[np.ndarray], cfg: ReconConf
         if file_mask is not None:
             raise InputError("this file is already undersampled (it carries a 'mask'); drop --mask")
         seed = cfg.mask_seed if cfg.mask_seed is not None else cfg.seed
-        m = cartesian_mask(cfg.mask, w, cfg.center_fraction, cfg.accel, seed=seed).numpy()
+        m = CartesianSampling(cfg.mask, cfg.accel, cfg.center_fraction, seed).mask(w)
         return m, {"kind": cfg.mask, "acceleration": cfg.accel, "center_fraction": cfg.center_fraction, "seed": seed}
     if file_mask is not None:
         m = np.asarray(file_mask, dtype=bool)
