@@ -259,14 +259,21 @@ def _sense(d, p: SenseParams):
     return cg_sense(d.A, d.kspace, iters=p.iters).abs()
 
 
-def _cs(solver_name: str) -> Callable:
-    def run(d, p):
-        from medrecon import baselines
+def _relative_lam(d, p) -> float:
+    """The CS methods' ``lam`` is relative to ``max |A^H y|``, so one value serves any data scale."""
+    return p.lam * d.A.adjoint(d.kspace).abs().amax().item()
 
-        lam = p.lam * d.A.adjoint(d.kspace).abs().amax().item()  # lam is relative to max|A^H y|
-        return getattr(baselines, solver_name)(d.A, d.kspace, lam, iters=p.iters).abs()
-    run.__name__ = f"_{solver_name}"
-    return run
+
+def _cs_wavelet(d, p):
+    from medrecon.baselines import cs_wavelet
+
+    return cs_wavelet(d.A, d.kspace, _relative_lam(d, p), iters=p.iters).abs()
+
+
+def _cs_tv(d, p):
+    from medrecon.baselines import cs_tv
+
+    return cs_tv(d.A, d.kspace, _relative_lam(d, p), iters=p.iters).abs()
 
 
 def _bart_pics(d, p: BartPicsParams):
@@ -303,8 +310,8 @@ for _spec in (
     MethodSpec("sense", ("mri",), False, SenseParams, "CG-SENSE, unregularized least squares with ESPIRiT maps",
                run={"mri": _sense}, demo=True),
     MethodSpec("cs-wavelet", ("mri",), False, CsWaveletParams, "compressed sensing, l1-wavelet (FISTA)",
-               run={"mri": _cs("cs_wavelet")}, demo=True),
-    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation", run={"mri": _cs("cs_tv")}),
+               run={"mri": _cs_wavelet}, demo=True),
+    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation", run={"mri": _cs_tv}),
     MethodSpec("bart-pics", ("mri",), False, BartPicsParams, "BART `pics` l1-wavelet (needs the bart binary)",
                needs="bart", run={"mri": _bart_pics}),
     MethodSpec("fbp", ("ct",), False, NoParams, "filtered back-projection", run={"ct": _fbp}, demo=True),

@@ -194,7 +194,7 @@ def test_a_run_never_changes_the_shared_prior():
     ("dps", dict(zeta=float("inf")), "--zeta must be a finite number"),
     ("fast", dict(batch_size=0), "--batch-size must be at least 1"),
     ("fast", dict(seed=2**64 + 1), "--seed must be between 0"),
-    ("zero-filled", dict(mask="random", accel=0), "--accel must be between 1"),
+    ("zero-filled", dict(mask="random", accel=0), "--accel must be a whole number between 1"),
 ])
 def test_out_of_range_settings_are_refused_before_any_work(method, kw, match):
     """Issue 23, defects 9-10: these ran for 20 s and failed with a traceback, or ran and gave garbage."""

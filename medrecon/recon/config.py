@@ -91,21 +91,24 @@ class ReconConfig:
         for name, seed in (("--seed", self.seed), ("--mask-seed", self.mask_seed)):
             if seed is not None and not 0 <= seed < 2**63:
                 raise InputError(f"{name} must be between 0 and 2^63 - 1, got {seed}")
-        if self.mask is not None and not 1 <= self.accel <= 1024:
-            raise InputError(f"--accel must be between 1 and 1024, got {self.accel}")
-        if self.mask is not None and not 0.0 < self.center_fraction <= 1.0:
-            raise InputError(f"--center-fraction must be in (0, 1], got {self.center_fraction}")
+        if self.mask is not None:  # the acquisition model's own checks (kind, acceleration, centre)
+            from medrecon.acquisition.mri import CartesianSampling
 
-    def method_params(self, modality: Optional[str] = None) -> dict:
-        """The method's effective parameters: its registered defaults for ``modality`` (MRI when None),
-        overridden by the settings given here.
+            CartesianSampling(self.mask, self.accel, self.center_fraction)
+
+    def method_settings(self, modality: Optional[str] = None):
+        """The method's effective parameters as its registered dataclass: its defaults for ``modality`` (MRI
+        when None), overridden by the settings given here.
 
         Raises:
-            InputError: a setting given that the method does not take (``--zeta`` with ``fast``).
+            InputError: a setting given that the method does not take (``--zeta`` with ``fast``), or out of range.
         """
-        spec = methods.get(self.method)
         given = {**self.options, **{k: getattr(self, k) for k in FIELD_PARAMS}}
-        return asdict(spec.resolve(modality or "mri", given))
+        return methods.get(self.method).resolve(modality or "mri", given)
+
+    def method_params(self, modality: Optional[str] = None) -> dict:
+        """:meth:`method_settings` as a dict (run records, sampler keyword arguments)."""
+        return asdict(self.method_settings(modality))
 
     def to_dict(self) -> dict:
         return asdict(self)

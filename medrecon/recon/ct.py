@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     y = torch.from_numpy(np.ascontiguousarray(sinogram)).to(device, torch.float32)
     A = A.to(device)
     spec = registry.get(cfg.method)
-    params = cfg.method_params("ct")
+    settings = cfg.method_settings("ct")
+    params = asdict(settings)
     t0 = time.perf_counter()
     std, nfe = None, 0
     data = CtData(y, A, mu_water, photons)
@@ -32,7 +34,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
         mu, nfe = res.mean, res.nfe
         std = res.std * (1000.0 / mu_water)
     else:
-        mu = spec.runner("ct")(data, spec.params(**params))
+        mu = spec.runner("ct")(data, settings)
     hu = mu_to_hu(mu, mu_water)
     return ReconResult(hu.float().cpu().numpy(), None if std is None else std.float().cpu().numpy(), "ct", params,
                        nfe, time.perf_counter() - t0)

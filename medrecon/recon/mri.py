@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Optional
 
 import numpy as np
@@ -68,7 +69,8 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     if not bool(k.abs().amax() > 0):
         raise InputError("the k-space is all zeros")
     spec = registry.get(cfg.method)
-    params = cfg.method_params("mri")
+    settings = cfg.method_settings("mri")
+    params = asdict(settings)
     t0 = time.perf_counter()
     std = None
     nfe = 0
@@ -83,7 +85,7 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         res = run_sampler(cfg, prior, prob, params)
         img, std, nfe = res.mean.abs(), res.std, res.nfe
     else:
-        img = spec.runner("mri")(data, spec.params(**params))
+        img = spec.runner("mri")(data, settings)
     seconds = time.perf_counter() - t0
     crop = tuple(min(a, b) for a, b in zip(recon_size, img.shape[-2:]))
     out = center_crop(img.float().cpu().numpy(), crop)

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from medrecon import methods as registry
 from medrecon.sampling import posterior_sample
 
 __all__ = ["ReconResult", "run_sampler", "support_record"]
@@ -34,8 +35,6 @@ def run_sampler(cfg, prior, problem, params: dict):
     cache, is not changed.
     """
     net = prior.at_precision(torch.bfloat16 if cfg.autocast else None)
-    from medrecon import methods as registry
-
     res = posterior_sample(registry.get(cfg.method).sampler, net, problem, samples=cfg.samples, seed=cfg.seed,
                            batch_size=cfg.batch_size, progress=cfg.progress, **params)
     return res

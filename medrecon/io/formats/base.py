@@ -89,6 +89,7 @@ class Probe:
         self._head: Optional[bytes] = None
         self._gz: Optional[bytes] = None
         self._h5: Optional[frozenset] = None
+        self._is_hdf5: Optional[bool] = None
 
     def head(self, n: int = HEAD_BYTES) -> bytes:
         """The first ``n`` (at most :data:`HEAD_BYTES`) bytes; ``b""`` for a folder or missing file."""
@@ -117,13 +118,17 @@ class Probe:
 
     @property
     def is_hdf5(self) -> bool:
-        if not self.is_file:
-            return False
-        if self.head(8) == b"\x89HDF\r\n\x1a\n":
-            return True
-        import h5py
+        """HDF5 signature at 0, or after a user block (asked of h5py once: three formats sniff for it)."""
+        if self._is_hdf5 is None:
+            if not self.is_file:
+                self._is_hdf5 = False
+            elif self.head(8) == b"\x89HDF\r\n\x1a\n":
+                self._is_hdf5 = True
+            else:
+                import h5py
 
-        return bool(h5py.is_hdf5(self.path))  # also finds files with a user block before the signature
+                self._is_hdf5 = bool(h5py.is_hdf5(self.path))
+        return self._is_hdf5
 
     def h5_names(self) -> frozenset:
         """Top-level names of an HDF5 file, plus ``dataset/xml`` when ``dataset`` is a group holding it."""
