@@ -30,7 +30,8 @@ from medrecon.priors.data import load_training_volumes  # noqa: E402
 from medrecon.recon.problems import ct_problem, mri_problem  # noqa: E402
 from medrecon.sampling import posterior_sample  # noqa: E402
 from medrecon.sampling.cg import cg_normal  # noqa: E402
-from medrecon.simulate import simulate_kspace, simulate_sinogram  # noqa: E402
+from medrecon.acquisition.ct import simulate_sinogram  # noqa: E402
+from medrecon.acquisition.mri import simulate_kspace  # noqa: E402
 from operators import ParallelBeamCT, mu_to_hu, rss  # noqa: E402
 from operators.fft import ifft2c  # noqa: E402
 

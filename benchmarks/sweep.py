@@ -31,9 +31,9 @@ def _settings(arg: str) -> dict:
 
 def main(argv: list[str]) -> int:
     from medrecon.metrics import volume_metrics
-    from medrecon.pipeline import load_input, reconstruct
+    from medrecon.app.pipeline import load_input, reconstruct
     from medrecon.recon.config import ReconConfig
-    from medrecon.simulate import simulate_ct_file
+    from medrecon.app.simulate import simulate_ct_file
 
     modality, settings = argv[0], argv[1:]
     if modality != "ct":

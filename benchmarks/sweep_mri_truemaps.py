@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     from medrecon.recon.problems import mri_problem
     from medrecon.sampling import posterior_sample
     from medrecon.sampling.cg import cg_normal
-    from medrecon.simulate import simulate_kspace
+    from medrecon.acquisition.mri import simulate_kspace
     from operators import rss
     from operators.fft import ifft2c
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from medrecon.errors import InputError
+from medrecon.registries import Registry
 
 __all__ = ["MethodSpec", "register", "get", "names", "is_learned", "bench_names", "param_names", "param_field",
            "describe", "METHODS"]
@@ -152,13 +153,11 @@ def _check_value(method: str, f: dataclasses.Field, v: Any) -> None:
             raise InputError(f"{flag} must be {rng} for method {method}, got {v!r}")
 
 
-METHODS: dict[str, MethodSpec] = {}
+METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def register(spec: MethodSpec) -> MethodSpec:
     """Add a method (a name may be registered once). Returns ``spec``."""
-    if spec.name in METHODS:
-        raise ValueError(f"method {spec.name!r} is already registered")
     if not spec.modalities or not set(spec.modalities) <= set(MODALITIES):
         raise ValueError(f"method {spec.name!r}: modalities must be a non-empty subset of {MODALITIES}")
     if not dataclasses.is_dataclass(spec.params):
@@ -168,16 +167,12 @@ def register(spec: MethodSpec) -> MethodSpec:
     if not spec.learned and set(spec.run) != set(spec.modalities):
         raise ValueError(f"method {spec.name!r}: a classical method needs a run function for each of its "
                          f"modalities {spec.modalities}")
-    METHODS[spec.name] = spec
-    return spec
+    return METHODS.add(spec.name, spec)
 
 
 def get(name: str) -> MethodSpec:
     """The registered method ``name`` (InputError listing the methods otherwise)."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise InputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
+    return METHODS.pick(name)
 
 
 def is_learned(name: str) -> bool:

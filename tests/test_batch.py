@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medrecon.batch import batch_inputs, run_batch
+from medrecon.app.batch import batch_inputs, run_batch
 from medrecon.errors import InputError
 from medrecon.io.fastmri import write_fastmri_kspace
 from medrecon.recon.config import ReconConfig

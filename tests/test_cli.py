@@ -80,7 +80,7 @@ def tiny_kspace(tmp_path_factory):
     coils and the maps come out zero over most of the object.)
     """
     from medrecon.io.fastmri import write_fastmri_kspace
-    from medrecon.simulate import simulate_kspace
+    from medrecon.acquisition.mri import simulate_kspace
     from operators import birdcage_maps
 
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")

@@ -156,7 +156,7 @@ def test_random_fastmri_shapes_and_dtypes(k_shape, k_dtype, mask, maps, seed):
                                                                            "SCHWX", "HH", ""]),
        seed=st.integers(0, 3), compressed=st.booleans())
 def test_random_numpy_kspace(shape, dtype, axes, seed, compressed):
-    from medrecon.pipeline import load_input
+    from medrecon.app.pipeline import load_input
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / ("k.npz" if compressed else "k.npy")

@@ -531,7 +531,7 @@ def test_planted_identifiers_never_reach_error_messages(tmp_path, capfd, monkeyp
     bad.write_bytes(src.read_bytes()[:-3000])
     _no_identifiers(assert_fails_cleanly(_recon(bad, tmp_path / "o.h5"), capfd, tmp_path))
 
-    from medrecon import pipeline
+    from medrecon.app import pipeline
 
     def leaky(path, slices, axes):
         raise InputError(f"could not parse patient {PLANTED['name']} ({PLANTED['id']}, born {PLANTED['birth']})")

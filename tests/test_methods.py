@@ -87,7 +87,7 @@ def test_registering_once_reaches_every_list(toy, capsys, tmp_path):
     assert ReconConfig("toy", options={"toy_gain": 3.0}).method_params("mri")["toy_gain"] == 3.0
     assert "toy" in registry.names("ct") and "toy" in registry.bench_names("mri")
 
-    from medrecon.demo import _methods
+    from medrecon.app.demo import _methods
 
     assert _methods("mri")[-1] == "toy" and _methods("ct")[-1] == "toy"
 

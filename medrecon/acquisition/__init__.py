@@ -1,5 +1,8 @@
-"""Acquisition models: how a measurement was taken, one rule each for sampling, calibration, maps and noise.
+"""Acquisition models: how a measurement was taken, one rule each for sampling, calibration, maps, geometry, dose and noise.
 
-:mod:`.mri`: Cartesian sampling, ESPIRiT calibration and maps, noise estimate. CT geometry and dose still live
-with the projectors (``operators.ct``) and the sinogram format (``io/formats/sinogram.py``).
+- :mod:`.mri`: Cartesian sampling, ESPIRiT calibration and maps, noise estimate, simulated multi-coil k-space.
+- :mod:`.ct`: :class:`~.ct.CtScan` (parallel or fan geometry, views, pixel size, dose) -> projector, simulated
+  sinograms.
+
+This package imports only :mod:`operators` and :mod:`medrecon.errors` (an import-linter contract).
 """

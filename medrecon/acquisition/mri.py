@@ -5,23 +5,27 @@ and noise, each with one rule that recon, simulate, batch and the benchmark shar
   draws fastMRI-identical column masks (:func:`operators.cartesian_mask`).
 - :func:`coil_maps_for` is the one ESPIRiT rule: calibration block from the mask, kernel from the block.
 - :func:`estimate_kspace_noise` estimates the noise level when the file does not give it.
+- :func:`simulate_kspace` is the forward model run on real images (simulate, benchmark, tests): smooth
+  synthetic phase, coil sensitivities, unitary FFT, complex Gaussian noise, the sampling mask.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
 from medrecon.errors import InputError
-from operators import espirit_maps
+from operators import birdcage_maps, espirit_maps, fft2c
 from operators.coils import fully_sampled_center
 from operators.masks import MASK_KINDS, cartesian_mask
 
 __all__ = ["CartesianSampling", "coil_maps_for", "estimate_kspace_noise", "calib_size", "calib_block",
-           "espirit_kernel", "ESPIRIT_THRESHOLD", "ESPIRIT_CROP", "MAX_ACCEL"]
+           "espirit_kernel", "ESPIRIT_THRESHOLD", "ESPIRIT_CROP", "MAX_ACCEL", "simulate_kspace", "smooth_phase",
+           "smooth_random_phase"]
 
 MAX_ACCEL = 1024
 
@@ -145,3 +149,62 @@ def estimate_kspace_noise(kspace: torch.Tensor, mask_cols: torch.Tensor, edge: f
     return edges.abs().pow(2).mean(dim=tuple(range(1, edges.dim())))
 
 
+def smooth_random_phase(shape: tuple[int, int], generator: torch.Generator, device, max_rad: float = math.pi,
+                        n: int = 1) -> torch.Tensor:
+    """Smooth random phase maps ``(n, H, W)`` in radians: a random low-order 2-D polynomial."""
+    h, w = shape
+    yy = torch.linspace(-1, 1, h, device=device)[:, None]
+    xx = torch.linspace(-1, 1, w, device=device)[None, :]
+    basis = torch.stack([torch.ones(h, w, device=device), xx.expand(h, w), yy.expand(h, w),
+                         (xx * yy), (xx ** 2).expand(h, w), (yy ** 2).expand(h, w)])
+    coef = (torch.rand(n, basis.shape[0], generator=generator, device="cpu") * 2 - 1).to(device)
+    coef[:, 0] *= math.pi  # global phase anywhere
+    coef[:, 1:] *= max_rad / 2
+    return torch.einsum("nk,khw->nhw", coef, basis)
+
+
+def smooth_phase(shape: tuple[int, int], seed: int, n: int = 1, max_rad: float = math.pi / 2) -> torch.Tensor:
+    """Smooth synthetic phase maps ``(n, H, W)`` (radians): a seeded random quadratic surface.
+
+    Real MR phase varies slowly across the field of view (B0 and receive-phase variations); a
+    magnitude-only source therefore gets a low-order phase so the complex prior sees realistic data.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    return smooth_random_phase(shape, g, "cpu", max_rad=max_rad, n=n)
+
+
+def simulate_kspace(image: torch.Tensor, n_coils: int, mask_kind: str, acceleration: int, center_fraction: float,
+                    seed: int, noise_std: float = 0.0, maps: Optional[torch.Tensor] = None,
+                    add_phase: bool = True) -> dict:
+    """Multi-coil Cartesian k-space from magnitude (or complex) images at their own matrix size.
+
+    Args:
+        image: ``(S, H, W)`` real magnitude or complex images.
+        n_coils: number of birdcage coils (ignored when ``maps`` is given).
+        mask_kind, acceleration, center_fraction: fastMRI mask settings (columns = W).
+        seed: seeds the mask, the phase and the noise.
+        noise_std: complex noise standard deviation per k-space sample (``E|n|^2 = noise_std^2``).
+        maps: optional coil maps ``(C, H, W)``.
+        add_phase: give magnitude images a smooth synthetic phase.
+
+    Returns:
+        dict with ``kspace`` (S, C, H, W) complex64 (masked), ``mask`` (W,) bool, ``target`` (S, H, W)
+        float32 RSS of the fully sampled coil images, ``image`` (S, H, W) complex64, ``maps``.
+    """
+    sampling = CartesianSampling(mask_kind, acceleration, center_fraction, int(seed))  # validates first
+    s, h, w = image.shape
+    img = image.to(torch.complex64)
+    if add_phase and not image.is_complex():
+        img = img * torch.polar(torch.ones(s, h, w), smooth_phase((h, w), seed, n=s))
+    if maps is None:
+        maps = birdcage_maps(n_coils, (h, w))
+    coil_imgs = maps * img[:, None]
+    full = fft2c(coil_imgs)
+    if noise_std > 0:
+        g = torch.Generator().manual_seed(int(seed) + 1)
+        noise = torch.complex(torch.randn(full.shape, generator=g), torch.randn(full.shape, generator=g))
+        full = full + noise * (noise_std / math.sqrt(2))
+    mask = torch.from_numpy(sampling.mask(w))
+    target = coil_imgs.abs().pow(2).sum(1).sqrt().float()
+    return {"kspace": (full * mask + 0.0).to(torch.complex64), "mask": mask, "target": target, "image": img,
+            "maps": maps}

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from medrecon.acquisition.ct import CtScan
+from medrecon.acquisition.mri import simulate_kspace
 from medrecon.errors import InputError
 
 from .manifest import Dataset, Suite
 
-__all__ = ["Case", "ct_projector", "data_root", "dataset_source", "describe_split", "load_cases", "sha256_of",
+__all__ = ["Case", "data_root", "dataset_source", "describe_split", "load_cases", "sha256_of",
            "source_volume", "verify_dataset"]
 
 _SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -162,8 +164,6 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _mri_case(ds: Dataset, source, idx: list[int]) -> Case:
-    from medrecon.simulate import simulate_kspace
-
     vol, scale, name = _source(source, "mri")
     # The volume's 99th percentile (not the split's) sets the scale, so tuning and test share it.
     img = _resize(torch.from_numpy(vol.data[idx] / scale).float(), ds.image_size)
@@ -179,19 +179,7 @@ def _mri_case(ds: Dataset, source, idx: list[int]) -> Case:
                 recon_size=tuple(ds.image_size), noise_std=noise, info=info)
 
 
-def ct_projector(geometry: str, n: int, views: int, pix: float):
-    """The suite's CT operator for ``n x n`` images of ``pix`` mm pixels (same geometry as ``medrecon simulate ct``)."""
-    from operators import FanBeamCT, ParallelBeamCT
-
-    if geometry == "parallel":
-        return ParallelBeamCT((n, n), views, pixel_size=pix, detector_spacing=pix)
-    return FanBeamCT((n, n), views, source_distance=4 * pix * n, detector_distance=6 * pix * n,
-                     n_detectors=int(1.5 * n), detector_spacing=pix * 1.5, pixel_size=pix)
-
-
 def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
-    from medrecon.simulate import simulate_sinogram
-
     vol, _, name = _source(source, "ct")
     h, w = vol.data.shape[-2:]
     n = ds.image_size[0]
@@ -200,10 +188,11 @@ def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
     pix = float(vol.spacing[1]) * max(h, w) / n  # keep the field of view
     hu = _resize(torch.from_numpy(vol.data[idx]).float(), (n, n))
     a = ds.acquisition
-    A = ct_projector(a.get("geometry", "parallel"), n, int(a["views"]), pix)
     photons = a.get("photons")
     mu_water = float(a.get("mu_water", 0.019))
-    sino = simulate_sinogram(hu, A, int(a.get("seed", 0)), photons, mu_water)
+    scan = CtScan(a.get("geometry", "parallel"), int(a["views"]), pix, photons, mu_water, int(a.get("seed", 0)))
+    A = scan.operator((n, n))
+    sino = scan.simulate(hu, A)
     info = {"views": a["views"], "geometry": a.get("geometry", "parallel"), "photons": photons,
             "noise_seed": a.get("seed", 0), "pixel_mm": round(pix, 3), "image_size": [n, n], "mu_water": mu_water}
     return Case(ds.name, "ct", name, idx, hu.numpy(), sinogram=sino.numpy(), projector=A, mu_water=mu_water,

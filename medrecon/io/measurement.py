@@ -1,7 +1,7 @@
 """A measurement as read from any format: what ``recon`` reconstructs, and the helpers readers share.
 
 Every measurement format's reader (:mod:`medrecon.io.formats`) returns a :class:`LoadedInput`; the
-pipeline validates it once for all formats (:func:`medrecon.pipeline.check_measurement`).
+pipeline validates it once for all formats (:func:`medrecon.app.pipeline.check_measurement`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Fuzzing (``benchmarks/fuzz.py``) found files that send libhdf5 into an endless loop in its global-heap
 parser (``H5HG__cache_heap_deserialize``) or make it allocate gigabytes for a file of kilobytes. No
-Python-level check can interrupt C code, so every reader entry point (:func:`medrecon.pipeline.load_input`,
+Python-level check can interrupt C code, so every reader entry point (:func:`medrecon.app.pipeline.load_input`,
 :func:`medrecon.io.volumes.load_volume`, and the identifier scan of run records) runs its parsing in a
 child made with ``fork``:
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medrecon.acquisition.mri import smooth_random_phase  # noqa: F401  (re-exported: training augments with it)
 from medrecon.errors import InputError
 
 __all__ = ["PIXEL_MM", "SliceVolume", "check_pixel_range", "load_training_volumes", "split_heldout", "SliceSampler",
@@ -257,20 +258,6 @@ def split_heldout(volumes: list[SliceVolume], fraction: float = 0.15, seed: int 
     n = max(1, int(round(fraction * len(volumes))))
     idx = set(rng.choice(len(volumes), size=n, replace=False).tolist())
     return [v for i, v in enumerate(volumes) if i not in idx], [v for i, v in enumerate(volumes) if i in idx]
-
-
-def smooth_random_phase(shape: tuple[int, int], generator: torch.Generator, device, max_rad: float = math.pi,
-                        n: int = 1) -> torch.Tensor:
-    """Smooth random phase maps ``(n, H, W)`` in radians: a random low-order 2-D polynomial."""
-    h, w = shape
-    yy = torch.linspace(-1, 1, h, device=device)[:, None]
-    xx = torch.linspace(-1, 1, w, device=device)[None, :]
-    basis = torch.stack([torch.ones(h, w, device=device), xx.expand(h, w), yy.expand(h, w),
-                         (xx * yy), (xx ** 2).expand(h, w), (yy ** 2).expand(h, w)])
-    coef = (torch.rand(n, basis.shape[0], generator=generator, device="cpu") * 2 - 1).to(device)
-    coef[:, 0] *= math.pi  # global phase anywhere
-    coef[:, 1:] *= max_rad / 2
-    return torch.einsum("nk,khw->nhw", coef, basis)
 
 
 class SliceSampler:

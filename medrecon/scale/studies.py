@@ -17,10 +17,6 @@ from medrecon.errors import InputError
 
 __all__ = ["Study", "batch_inputs", "list_studies", "output_name", "parse_shard", "shard", "study_seed"]
 
-# Output suffix per --format (DICOM writes a folder).
-_SUFFIX = {"h5": ".h5", "nifti": ".nii.gz", "png": ".png", "dicom": "_dicom"}
-
-
 @dataclass(frozen=True)
 class Study:
     """One input of a batch.
@@ -63,8 +59,10 @@ def batch_inputs(spec: str) -> list[Path]:
 
 def output_name(inp: Path, fmt: Optional[str]) -> str:
     """``vol.h5`` -> ``vol.h5``, ``vol.nii.gz`` + nifti -> ``vol.nii.gz``, DICOM -> ``vol_dicom``."""
+    from medrecon.io import formats
+
     stem = inp.name[:-7] if inp.name.endswith(".nii.gz") else inp.stem
-    return stem + _SUFFIX.get(fmt or "h5", ".h5")
+    return stem + formats.output(inp.name + ".h5", fmt).out_suffix  # the suffix per --format (DICOM: a folder)
 
 
 def list_studies(spec: str, out_dir: Path, fmt: Optional[str] = None) -> list[Study]:

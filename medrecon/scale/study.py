@@ -113,7 +113,7 @@ class StudyReconstructor:
 
     def __call__(self, study: Study, attempt: int = 1) -> StudyResult:
         """Reconstruct one study; never raises for a broken study (only for ``KeyboardInterrupt``)."""
-        from medrecon.pipeline import reconstruct_file
+        from medrecon.app.pipeline import reconstruct_file
 
         cfg = self.config_for(study)
         t0 = time.perf_counter()

@@ -157,7 +157,7 @@ def copy_seed(seed: Path, folder: Path) -> Path:
 def exercise(path: Path, kind: str) -> object:
     """Read ``path`` as a user would and, for measurements, reconstruct it cheaply.
 
-    ``kind`` is ``"measurement"`` (:func:`medrecon.pipeline.load_input`, then zero-filled MRI or FBP
+    ``kind`` is ``"measurement"`` (:func:`medrecon.app.pipeline.load_input`, then zero-filled MRI or FBP
     CT, which must give a finite image) or ``"image"`` (:func:`medrecon.io.volumes.load_volume`,
     which must give finite ``(S, H, W)`` float32 data). Returns what was produced.
 
@@ -173,7 +173,7 @@ def exercise(path: Path, kind: str) -> object:
         assert vol.affine.shape == (4, 4) and np.isfinite(vol.affine).all()
         assert all(np.isfinite(s) and s > 0 for s in vol.spacing)
         return vol
-    from medrecon.pipeline import load_input, reconstruct
+    from medrecon.app.pipeline import load_input, reconstruct
     from medrecon.recon.config import ReconConfig
 
     inp = load_input(path, axes="SCHW")

@@ -46,7 +46,7 @@ __all__ = [
 def seeds() -> dict[str, tuple[Callable[[Path], Path], str, str]]:
     """Every registered format's fuzzer seeds: ``{name: (writer, reader kind, file name)}``.
 
-    The reader kind is ``"measurement"`` (read by :func:`medrecon.pipeline.load_input`) or ``"image"``
+    The reader kind is ``"measurement"`` (read by :func:`medrecon.app.pipeline.load_input`) or ``"image"``
     (:func:`medrecon.io.volumes.load_volume`). A format registered later (a plugin, a test) is included.
     """
     return {name: (s.writer, spec.kind, s.filename) for name, (s, spec) in formats.samples().items()}

@@ -109,3 +109,35 @@ def test_register_refuses_duplicates_and_formats_without_a_reader():
         formats.register(formats.get("nifti"))
     with pytest.raises(ValueError, match="read_measurement, read_image"):
         formats.register(FormatSpec("nothing", lambda p: False))
+    with pytest.raises(ValueError, match="--format name and a writer"):
+        formats.register(FormatSpec("half", lambda p: False, read_image=lambda p, m: None, output="half"))
+
+
+def test_an_output_format_registered_in_one_place_is_a_recon_and_batch_format(tmp_path, capsys):
+    """A writer (`output`, `write`, `out_names`, `out_suffix`) reaches `recon --format`, name-based choice and
+    batch output names with no other edit."""
+    from medrecon.scale.studies import output_name
+    from medrecon.testing.samples import tiny_fastmri
+
+    def write(out: Path, o: formats.Output) -> list[Path]:
+        np.save(out, o.image)  # a test writer; real writers are atomic
+        return [out]
+
+    spec = formats.register(FormatSpec("toynpy", lambda p: False, order=999, output="toynpy", write=write,
+                                       out_names=(".toy.npy",), out_suffix=".toy.npy", duties="test only"))
+    try:
+        with pytest.raises(SystemExit):
+            cli_main(["recon", "--help"])
+        assert "toynpy" in capsys.readouterr().out
+        src = tiny_fastmri(tmp_path / "k.h5")
+        for args, out in ((["--format", "toynpy"], tmp_path / "a.npy"), ([], tmp_path / "b.toy.npy")):
+            assert cli_main(["recon", str(src), "--method", "zero-filled", "--out", str(out), "--quiet", *args]) == 0
+            assert np.load(out).ndim == 3
+            assert json.loads((tmp_path / (out.name + ".run.json")).read_text())["outputs"][0]["file"] == out.name
+        assert output_name(Path("study.h5"), "toynpy") == "study.toy.npy"
+        assert formats.output("x.h5") is formats.get("fastmri") and formats.output("x.nii.gz") is formats.get("nifti")
+    finally:
+        del formats.FORMATS["toynpy"]
+    with pytest.raises(SystemExit) as e:  # unregistered again: an argparse error, exit 2
+        cli_main(["recon", str(src), "--method", "zero-filled", "--out", str(tmp_path / "c"), "--format", "toynpy"])
+    assert e.value.code == 2

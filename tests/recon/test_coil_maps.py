@@ -12,7 +12,7 @@ import torch
 from medrecon.errors import InputError
 from medrecon.recon.problems import (ESPIRIT_CROP, ESPIRIT_THRESHOLD, calib_block, calib_size, coil_maps_for,
                                      espirit_kernel)
-from medrecon.simulate import simulate_kspace
+from medrecon.acquisition.mri import simulate_kspace
 from operators import cartesian_mask, espirit_maps
 from operators.coils import coil_support
 

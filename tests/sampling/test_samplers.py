@@ -14,7 +14,7 @@ from medrecon.recon.problems import ct_problem, mri_problem
 from medrecon.sampling import posterior_sample
 from medrecon.sampling.cg import cg_normal
 from medrecon.sampling.schedule import strided_timesteps
-from medrecon.simulate import simulate_kspace
+from medrecon.acquisition.mri import simulate_kspace
 from operators import ParallelBeamCT, birdcage_maps, hu_to_mu, rss
 from operators.base import LinearOperator
 from operators.fft import ifft2c

@@ -12,7 +12,7 @@ import torch
 from medrecon.priors import DiffusionPrior
 from medrecon.recon.problems import ct_problem, mri_problem
 from medrecon.sampling import posterior_sample
-from medrecon.simulate import simulate_kspace
+from medrecon.acquisition.mri import simulate_kspace
 from operators import ParallelBeamCT, birdcage_maps, coil_support, espirit_maps, hu_to_mu
 
 SIZE = 32

@@ -20,7 +20,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 
-__all__ = ["FormatSpec", "Probe", "Sample", "PLANTED", "name_parts", "tiny_kspace"]
+__all__ = ["FormatSpec", "Output", "Probe", "Sample", "PLANTED", "name_parts", "tiny_kspace"]
 
 HEAD_BYTES = 548  # enough for the DICOM preamble (132) and the NIfTI-1 magic at 344
 
@@ -46,6 +46,33 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Output:
+    """What an output writer is given: one reconstruction and what the input said about its space.
+
+    Attributes:
+        image: ``(S, H, W)`` float32 magnitude (MRI) or HU (CT).
+        std: ``(S, H, W)`` posterior standard deviation, or None (one sample, or a classical method).
+        modality: ``"mri"`` or ``"ct"``.
+        method: the method's name.
+        samples: posterior samples behind ``image`` and ``std``.
+        prior: the prior's name (``"none"`` for classical methods).
+        affine: the input's voxel-to-world matrix ``(4, 4)``, or None when the input has none.
+        space: the affine's world space (``"RAS"``, ``"LPS"``), or None.
+        like: a DICOM series whose geometry and study an output series copies (``--like``), or None.
+    """
+
+    image: Any
+    std: Any
+    modality: str
+    method: str
+    samples: int = 1
+    prior: str = "none"
+    affine: Any = None
+    space: Optional[str] = None
+    like: Optional[Path] = None
+
+
+@dataclass(frozen=True)
 class FormatSpec:
     """One file format.
 
@@ -60,6 +87,10 @@ class FormatSpec:
         identifiers: ``identifiers(path) -> [str]``: patient identifiers the file stores (to scrub every
             record and message); None where the format has no identifying fields.
         samples: fuzzer seeds by name.
+        output: the ``recon --format`` name when medrecon writes reconstructions in this format, else None.
+        write: ``write(out, Output) -> [paths written]``, atomically (``--format output``).
+        out_names: name endings that choose this output format when ``--format`` is not given.
+        out_suffix: what a batch appends to a study's stem for its output (a name ending or ``_dicom``).
         duties: the format's security duties in one line (what bounds its sizes, where it is parsed,
             which fields identify a patient), listed in each format module's docstring.
     """
@@ -71,6 +102,10 @@ class FormatSpec:
     read_image: Optional[Callable[..., Any]] = None
     identifiers: Optional[Callable[[Path], list[str]]] = None
     samples: Mapping[str, Sample] = field(default_factory=dict)
+    output: Optional[str] = None
+    write: Optional[Callable[[Path, Output], list]] = None
+    out_names: tuple[str, ...] = ()
+    out_suffix: str = ""
     duties: str = ""
 
     @property

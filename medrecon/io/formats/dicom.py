@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from . import register
-from .base import PLANTED, FormatSpec, Probe, Sample, name_parts
+from .base import PLANTED, FormatSpec, Output, Probe, Sample, name_parts
 
 __all__ = ["SPEC", "tiny_dicom", "dicom_identifiers"]
 
@@ -116,8 +116,31 @@ def tiny_dicom(path, planted: bool = True, size: int = 16, z: float = 0.0,
     return path
 
 
+def write(out: Path, o: Output) -> list[Path]:
+    """A derived DICOM series in the folder ``out`` (and the std series in ``<out>_std``, series number 901).
+
+    The input's affine is used only when it is in LPS (DICOM's patient space); ``like`` lends its study.
+    """
+    from medrecon import __version__
+    from medrecon.io.dicom_writer import write_dicom_series
+
+    modality = "CT" if o.modality == "ct" else "MR"
+    aff = o.affine if (o.affine is not None and o.space == "LPS") else None
+    deriv = f"medrecon {__version__} {o.method} prior={o.prior}"
+    window = (40.0, 400.0) if o.modality == "ct" else None
+    written = list(write_dicom_series(out, o.image, aff, modality, o.like, f"medrecon {o.method}", deriv,
+                                      window=window))
+    if o.std is not None:
+        units = "HU" if o.modality == "ct" else "image units"
+        written.extend(write_dicom_series(out.with_name(out.name + "_std"), o.std, aff, modality, o.like,
+                                          f"medrecon {o.method} posterior std ({units}, {o.samples} samples)",
+                                          deriv + f" posterior std of {o.samples} samples", series_number=901))
+    return written
+
+
 SPEC = register(FormatSpec(
-    "dicom", sniff, order=10, read_image=read_image, identifiers=dicom_identifiers,
+    "dicom", sniff, order=10, read_image=read_image, identifiers=dicom_identifiers, output="dicom", write=write,
+    out_suffix="_dicom",
     samples={"dicom": Sample(lambda p: tiny_dicom(p, planted=True), "x.dcm"),
              "dicom-rle": Sample(lambda p: tiny_dicom(p, transfer_syntax="rle"), "x.dcm"),
              # OpenJPEG's default 6 wavelet levels need at least 32x32 pixels.

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import register
-from .base import PLANTED, FormatSpec, Probe, Sample, subject_xml, tiny_kspace
+from .base import PLANTED, FormatSpec, Output, Probe, Sample, subject_xml, tiny_kspace
 from .hdf5 import hdf5_identifiers, read_h5_image
 
 __all__ = ["SPEC", "tiny_fastmri"]
@@ -53,8 +53,15 @@ def tiny_fastmri(path, planted: bool = False, **kw) -> Path:
     return path
 
 
+def write(out: Path, o: Output) -> list[Path]:
+    """A fastMRI-style reconstruction file: ``reconstruction`` (and ``std``) datasets."""
+    from medrecon.io.fastmri import write_reconstruction
+
+    return [write_reconstruction(out, o.image, std=o.std)]
+
+
 SPEC = register(FormatSpec(
     "fastmri", sniff, order=32, read_measurement=read, read_image=read_h5_image, identifiers=hdf5_identifiers,
-    samples={"fastmri": Sample(tiny_fastmri, "x.h5")},
+    samples={"fastmri": Sample(tiny_fastmri, "x.h5")}, output="h5", write=write, out_suffix=".h5",
     duties="HDF5 shapes bound every read (MEDRECON_MAX_GB); sandboxed parse; identifiers: identifying attrs, "
            "ismrmrd_header subjectInformation"))

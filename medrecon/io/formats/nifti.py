@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from . import register
-from .base import FormatSpec, Probe, Sample
+from .base import FormatSpec, Output, Probe, Sample
 
 __all__ = ["SPEC", "tiny_nifti"]
 
@@ -42,8 +42,22 @@ def tiny_nifti(path, shape: tuple[int, int, int] = (16, 16, 2)) -> Path:
     return Path(path)
 
 
+def write(out: Path, o: Output) -> list[Path]:
+    """The image (and ``<stem>_std.nii.gz``) with the input's affine; identity and no space when it has none."""
+    from medrecon.io.nifti_writer import write_nifti
+
+    aff = o.affine if o.affine is not None else np.eye(4)
+    space = o.space if o.affine is not None else None
+    written = [write_nifti(out, o.image, aff, space)]
+    if o.std is not None:
+        stem = out.name[:-7] if out.name.endswith(".nii.gz") else out.stem
+        written.append(write_nifti(out.with_name(stem + "_std.nii.gz"), o.std, aff, space))
+    return written
+
+
 SPEC = register(FormatSpec(
     "nifti", sniff, order=50, read_image=read_image,
     samples={"nifti": Sample(tiny_nifti, "x.nii"), "nifti-gz": Sample(tiny_nifti, "x.nii.gz")},
+    output="nifti", write=write, out_names=(".nii", ".nii.gz"), out_suffix=".nii.gz",
     duties="dim x bitpix bound the data (and the gzip read) before reading; sandboxed parse; no identifying "
            "fields read"))

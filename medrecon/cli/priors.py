@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from medrecon.cli import EXTRA_PARSERS, command
+from medrecon.cli.main import EXTRA_PARSERS, command
 
 
 @command("train-prior")

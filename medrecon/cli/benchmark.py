@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from medrecon.cli import EXTRA_PARSERS, command
+from medrecon.cli.main import EXTRA_PARSERS, command
 
 
 def _names(values: list[str] | None) -> list[str] | None:

@@ -19,7 +19,7 @@ from medrecon.recon.config import ReconConfig
 
 __all__ = ["run_demo", "SAMPLES"]
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"  # medrecon/data: the shipped sample scans
 SAMPLES = {"mri": DATA / "mri_t1_vsseg001_2slices.nii.gz", "ct": DATA / "ct_totalseg_2slices.nii.gz"}
 # Demo acquisition settings: a 4x fastMRI random mask (centre 0.16: the 128-pixel sample is small, so
 # 8% of its columns would leave ESPIRiT only 10 calibration lines) and a 60-view parallel-beam scan.
@@ -41,8 +41,8 @@ def _methods(modality: str) -> list[str]:
 
 
 def _run_modality(modality: str, out: Path, device: str, full: bool) -> tuple[list[dict], dict]:
-    from medrecon.pipeline import load_input, reconstruct, write_outputs
-    from medrecon.simulate import simulate_ct_file, simulate_mri_file
+    from medrecon.app.pipeline import load_input, reconstruct, write_outputs
+    from medrecon.app.simulate import simulate_ct_file, simulate_mri_file
 
     out.mkdir(parents=True, exist_ok=True)
     meas = out / f"{modality}_measurements.h5"

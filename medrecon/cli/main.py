@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from medrecon import __version__
-from medrecon.cli_runtime import HeldLogs, on_sigterm, one_line, report_warnings, scrub
+from medrecon.cli.runtime import HeldLogs, on_sigterm, one_line, report_warnings, scrub
 from medrecon.errors import MedreconError
 
 __all__ = ["main", "build_parser"]
@@ -58,9 +58,9 @@ EXTRA_PARSERS: list = []
 
 def _load_extra_commands() -> None:
     """Register the commands that live in their own modules (a missing one is a broken install: it fails)."""
-    import medrecon.cli_priors  # noqa: F401,I001  (registers train-prior and priors; listed first)
-    import medrecon.cli_recon  # noqa: F401  (registers recon, methods, simulate, evaluate, demo)
-    import medrecon.cli_benchmark  # noqa: F401  (registers `benchmark`)
+    import medrecon.cli.priors  # noqa: F401,I001  (registers train-prior and priors; listed first)
+    import medrecon.cli.recon  # noqa: F401  (registers recon, methods, simulate, evaluate, demo)
+    import medrecon.cli.benchmark  # noqa: F401  (registers `benchmark`)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

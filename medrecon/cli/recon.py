@@ -7,8 +7,9 @@ import json
 
 from pathlib import Path
 
-from medrecon.cli import EXTRA_PARSERS, command
+from medrecon.cli.main import EXTRA_PARSERS, command
 from medrecon import methods as registry
+from medrecon.io import formats
 from medrecon.recon.config import FIELD_PARAMS, ReconConfig
 
 def _methods_help() -> str:
@@ -34,8 +35,10 @@ def _add_recon(sub) -> None:
                    help="reconstruction method (`medrecon methods` lists them): " + _methods_help().replace("%", "%%"))
     p.add_argument("--out", required=True, help="output .h5 (fastMRI submission layout), .nii/.nii.gz, .png, or a "
                                                 "folder with --format dicom")
-    p.add_argument("--format", choices=["h5", "nifti", "dicom", "png"], default=None,
-                   help="default: from --out's suffix (.h5, .nii/.nii.gz, .png)")
+    p.add_argument("--format", choices=formats.outputs(), default=None,
+                   help="default: from --out's name (" + ", ".join(
+                       f"{s.output}: {'/'.join(s.out_names)}" for s in formats.FORMATS.values() if s.out_names)
+                   + f"; otherwise {formats.DEFAULT_OUTPUT})")
     p.add_argument("--like", default=None, help="DICOM file/folder whose patient and study modules the output copies")
     p.add_argument("--prior", default=None, help="prior name or bundle folder (default: shipped prior of the modality)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (dps 1000, fast 50)")
@@ -139,7 +142,7 @@ def _batch_flags_used(a: argparse.Namespace) -> list[str]:
 
 @command("recon")
 def _recon(a: argparse.Namespace) -> int:
-    from medrecon.pipeline import reconstruct_file
+    from medrecon.app.pipeline import reconstruct_file
 
     cfg = ReconConfig(method=a.method, prior=a.prior, steps=a.steps, zeta=a.zeta, cg_iters=a.cg_iters, eta=a.eta,
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
@@ -149,7 +152,7 @@ def _recon(a: argparse.Namespace) -> int:
                       options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None})
     inp = Path(a.input)
     if inp.is_dir() or any(c in a.input for c in "*?["):
-        from medrecon.batch import run_batch
+        from medrecon.app.batch import run_batch
 
         return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None, _scale_options(a))
     if _batch_flags_used(a):
@@ -216,7 +219,7 @@ def _add_simulate(sub) -> None:
 
 @command("simulate")
 def _simulate(a: argparse.Namespace) -> int:
-    from medrecon.simulate import simulate_ct_file, simulate_mri_file
+    from medrecon.app.simulate import simulate_ct_file, simulate_mri_file
 
     if a.sim_kind == "mri":
         info = simulate_mri_file(a.image, a.out, a.slices, a.mask, a.accel, a.center_fraction, a.coils, a.noise_std,
@@ -267,7 +270,7 @@ def _add_demo(sub) -> None:
 
 @command("demo")
 def _demo(a: argparse.Namespace) -> int:
-    from medrecon.demo import run_demo
+    from medrecon.app.demo import run_demo
 
     run_demo(a.modality, Path(a.out), a.device, full=a.full)
     return 0

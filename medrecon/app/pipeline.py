@@ -196,46 +196,14 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
 
 def write_outputs(out: Path, inp: LoadedInput, res: ReconResult, cfg: ReconConfig, fmt: Optional[str] = None,
                   like: Optional[Path] = None) -> list[Path]:
-    """Write the reconstruction (and std map) as h5, NIfTI or a DICOM series; returns the paths written."""
-    if fmt is None:
-        fmt = "nifti" if out.name.endswith((".nii", ".nii.gz")) else "png" if out.suffix == ".png" else "h5"
-    written: list[Path] = []
-    if fmt == "h5":
-        from medrecon.io.fastmri import write_reconstruction
+    """Write the reconstruction (and std map) in ``fmt`` (an output format of the format registry; by default
+    chosen from ``out``'s name); returns the paths written."""
+    from medrecon.io import formats
 
-        written.append(write_reconstruction(out, res.image, std=res.std))
-    elif fmt == "nifti":
-        from medrecon.io.nifti_writer import write_nifti
-
-        aff = inp.affine if inp.affine is not None else np.eye(4)
-        space = inp.space if inp.affine is not None else None
-        written.append(write_nifti(out, res.image, aff, space))
-        if res.std is not None:
-            stem = out.name[:-7] if out.name.endswith(".nii.gz") else out.stem
-            written.append(write_nifti(out.with_name(stem + "_std.nii.gz"), res.std, aff, space))
-    elif fmt == "png":
-        from medrecon.io.png import write_png
-
-        written.append(write_png(out, res.image, res.std, res.modality, f"medrecon {cfg.method}"))
-    elif fmt == "dicom":
-        from medrecon import __version__
-        from medrecon.io.dicom_writer import write_dicom_series
-
-        modality = "CT" if res.modality == "ct" else "MR"
-        aff = inp.affine if (inp.affine is not None and inp.space == "LPS") else None
-        prior = res.info.get("prior", {}).get("name", "none")
-        deriv = f"medrecon {__version__} {cfg.method} prior={prior}"
-        window = (40.0, 400.0) if res.modality == "ct" else None
-        written.extend(write_dicom_series(out, res.image, aff, modality, like, f"medrecon {cfg.method}", deriv,
-                                          window=window))
-        if res.std is not None:
-            units = "HU" if res.modality == "ct" else "image units"
-            written.extend(write_dicom_series(out.with_name(out.name + "_std"), res.std, aff, modality, like,
-                                              f"medrecon {cfg.method} posterior std ({units}, {cfg.samples} samples)",
-                                              deriv + f" posterior std of {cfg.samples} samples", series_number=901))
-    else:
-        raise InputError(f"unknown output format {fmt!r}; use h5, nifti, dicom or png")
-    return written
+    spec = formats.output(out, fmt)
+    return spec.write(out, formats.Output(
+        res.image, res.std, res.modality, cfg.method, cfg.samples, res.info.get("prior", {}).get("name", "none"),
+        inp.affine, inp.space if inp.affine is not None else None, like))
 
 
 def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[str] = None,
