@@ -177,26 +177,18 @@ def _sample_t(v: torch.Tensor, grid: torch.Tensor, shape: tuple[int, int]) -> to
     return gi[0]
 
 
-class _Project(torch.autograd.Function):
+class _Apply(torch.autograd.Function):
+    """Projection (``adjoint=False``) or backprojection (``True``) with the other as its exact gradient: the
+    backward of ``A`` is ``A^T`` and the backward of ``A^T`` is ``A``."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, op: _RayProjector) -> torch.Tensor:  # type: ignore[override]
-        ctx.op = op
-        return op._project(x)
+    def forward(ctx, x: torch.Tensor, op: _RayProjector, adjoint: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.op, ctx.adjoint = op, adjoint
+        return op._backproject(x) if adjoint else op._project(x)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return _BackProject.apply(g, ctx.op), None
-
-
-class _BackProject(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y: torch.Tensor, op: _RayProjector) -> torch.Tensor:  # type: ignore[override]
-        ctx.op = op
-        return op._backproject(y)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return _Project.apply(g, ctx.op), None
+        return _Apply.apply(g, ctx.op, not ctx.adjoint), None, None
 
 
 # ----------------------------------------------------------------------------- operators
@@ -386,7 +378,7 @@ class _RayProjector(LinearOperator):
         return a, at
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W) -> (B, A, D)``, no autograd (see ``_Project``)."""
+        """``(B, H, W) -> (B, A, D)``, no autograd (see ``_Apply``)."""
         b = x.shape[0]
         if self._use_sparse(x):
             a, _ = self.system_matrix(x.device, x.dtype)
@@ -422,10 +414,10 @@ class _RayProjector(LinearOperator):
         return fn(tb.contiguous(), self).reshape(*lead, *out_trail)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._batched(x, _Project.apply, 2, self.out_shape)
+        return self._batched(x, lambda t, op: _Apply.apply(t, op, False), 2, self.out_shape)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self._batched(y, _BackProject.apply, 2, self.in_shape)
+        return self._batched(y, lambda t, op: _Apply.apply(t, op, True), 2, self.in_shape)
 
     def _pixel_coords(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel-centre coordinates (mm), each flattened to ``(H*W,)``."""
@@ -467,9 +459,8 @@ class ParallelBeamCT(_RayProjector):
         detector_spacing: bin spacing in mm.
 
     Shapes:
-        forward: ``(..., H, W)`` real -> ``(..., n_angles, n_detectors)`` real.
-        adjoint: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
-        fbp: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
+        ``(..., H, W)`` real images; ``forward`` gives ``(..., n_angles, n_detectors)`` sinograms, ``adjoint``
+        and ``fbp`` take them back to ``(..., H, W)``.
     """
 
     geometry_type = "parallel"
@@ -540,9 +531,8 @@ class FanBeamCT(_RayProjector):
         pixel_size: pixel size in mm.
 
     Shapes:
-        forward: ``(..., H, W)`` real -> ``(..., n_angles, n_detectors)`` real.
-        adjoint: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
-        fbp: ``(..., n_angles, n_detectors)`` -> ``(..., H, W)``.
+        ``(..., H, W)`` real images; ``forward`` gives ``(..., n_angles, n_detectors)`` sinograms, ``adjoint``
+        and ``fbp`` take them back to ``(..., H, W)``.
     """
 
     geometry_type = "fan_flat"
@@ -573,11 +563,8 @@ class FanBeamCT(_RayProjector):
         weight ``1 / U^2``, ``U = (D + p . r_beta) / D``, at ``s' = D (p . e_beta) / (D + p . r_beta)``.
 
         Args:
-            sinogram: line integrals.
-            filter: ``"ramp"``, ``"shepp-logan"`` or ``"hann"``.
-
-        Shapes:
-            sinogram: ``(..., n_angles, n_detectors)`` -> returns ``(..., H, W)``, image units.
+            sinogram: line integrals ``(..., n_angles, n_detectors)``; returns ``(..., H, W)`` in image units.
+            filter: ``"ramp"``, ``"shepp-logan"`` or ``"hann"`` (as the parallel-beam FBP).
         """
         s, lead = self._check_sino(sinogram)
         dso = self.source_distance

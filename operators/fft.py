@@ -17,15 +17,19 @@ __all__ = ["fft2c", "ifft2c", "FFT2C"]
 _DIMS = (-2, -1)
 
 
+def _centered(transform, x: torch.Tensor) -> torch.Tensor:
+    """``fftshift(transform(ifftshift(x)))`` over the last two axes, orthonormal: the centre of the array is the
+    origin in both domains."""
+    return torch.fft.fftshift(transform(torch.fft.ifftshift(x, dim=_DIMS), dim=_DIMS, norm="ortho"), dim=_DIMS)
+
+
 def fft2c(x: torch.Tensor) -> torch.Tensor:
     """Centered, orthonormal 2-D FFT over the last two axes.
 
     Shapes:
         x: ``(..., H, W)`` complex -> ``(..., H, W)`` complex.
     """
-    x = torch.fft.ifftshift(x, dim=_DIMS)
-    x = torch.fft.fft2(x, dim=_DIMS, norm="ortho")
-    return torch.fft.fftshift(x, dim=_DIMS)
+    return _centered(torch.fft.fft2, x)
 
 
 def ifft2c(k: torch.Tensor) -> torch.Tensor:
@@ -34,9 +38,7 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     Shapes:
         k: ``(..., H, W)`` complex -> ``(..., H, W)`` complex.
     """
-    k = torch.fft.ifftshift(k, dim=_DIMS)
-    k = torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
-    return torch.fft.fftshift(k, dim=_DIMS)
+    return _centered(torch.fft.ifft2, k)
 
 
 class FFT2C(LinearOperator):

@@ -224,14 +224,8 @@ def cartesian_mask_info(
     return CartesianMask(torch.from_numpy(mask), int(num_low))
 
 
-def cartesian_mask(
-    kind: str,
-    num_cols: int,
-    center_fraction: float,
-    acceleration: int,
-    seed: SeedLike = None,
-    offset: int | None = None,
-) -> torch.Tensor:
+def cartesian_mask(kind: str, num_cols: int, center_fraction: float, acceleration: int, seed: SeedLike = None,
+                   offset: int | None = None) -> torch.Tensor:
     """Build a fastMRI Cartesian column mask (see :func:`cartesian_mask_info` for details).
 
     Args:

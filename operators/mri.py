@@ -101,7 +101,19 @@ class Sample(LinearOperator):
     _normal = _forward
 
 
-class MultiCoilMRI(Composition):
+class _MaskedFourier(Composition):
+    """What the Cartesian MRI operators share: their class name, and ``A^H A`` applied as ``A^H (A x)`` (the
+    mask is idempotent, ``M^H M = M``, so nothing cheaper is needed)."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _normal(self, x: torch.Tensor) -> torch.Tensor:
+        return self._adjoint(self._forward(x))
+
+
+class MultiCoilMRI(_MaskedFourier):
     """Multi-coil Cartesian MRI: ``y = mask * fft2c(coil_maps * x)``.
 
     Args:
@@ -119,9 +131,6 @@ class MultiCoilMRI(Composition):
         sample = Sample(mask.to(coil_maps.device) if isinstance(mask, torch.Tensor) else mask, (h, w), n_coils=c)
         super().__init__(Composition(sample, FFT2C((c, h, w))), expand)
 
-    @property
-    def name(self) -> str:
-        return "MultiCoilMRI"
 
     @property
     def coil_maps(self) -> torch.Tensor:
@@ -139,12 +148,9 @@ class MultiCoilMRI(Composition):
     def mask(self) -> torch.Tensor:
         return self.outer.outer.mask
 
-    def _normal(self, x: torch.Tensor) -> torch.Tensor:
-        # S^H F^H M F S x: the mask is idempotent, so M^H M = M.
-        return self._adjoint(self._forward(x))
 
 
-class SingleCoilMRI(Composition):
+class SingleCoilMRI(_MaskedFourier):
     """Single-coil Cartesian MRI: ``y = mask * fft2c(x)`` on ``(..., H, W)`` complex images.
 
     Args:
@@ -157,12 +163,5 @@ class SingleCoilMRI(Composition):
         super().__init__(Sample(mask, shape), FFT2C(shape))
 
     @property
-    def name(self) -> str:
-        return "SingleCoilMRI"
-
-    @property
     def mask(self) -> torch.Tensor:
         return self.outer.mask
-
-    def _normal(self, x: torch.Tensor) -> torch.Tensor:
-        return self._adjoint(self._forward(x))

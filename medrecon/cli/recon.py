@@ -95,7 +95,9 @@ def _add_scale_options(p) -> None:
     g = p.add_argument_group("batches (folder or glob input)",
                              "Each study is seeded by --seed and its file name, so every executor, shard and retry "
                              "writes the same output; OUT/manifest.json records done / failed / pending.")
-    g.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+    from medrecon.scale.run import EXECUTORS
+
+    g.add_argument("--executor", choices=EXECUTORS, default=EXECUTORS[0],
                    help="where studies run: this process (default), Ray actors, or a Slurm job array (submitit)")
     g.add_argument("--shard", default=None, metavar="K/N",
                    help="only shard K of N (K from 0) of the sorted study list, e.g. $SLURM_ARRAY_TASK_ID/8")

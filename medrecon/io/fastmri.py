@@ -25,7 +25,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
-from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors, require_finite
+from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors, require_finite, require_hdf5
 
 __all__ = [
     "FastMRIVolume",
@@ -302,12 +302,8 @@ def read_fastmri(path: str | os.PathLike, slices: slice | None = None) -> FastMR
         InputError: not HDF5, truncated, no/invalid ``kspace``, bad mask/target/maps/header, or an
             array larger than the memory cap.
     """
-    path = Path(path)
+    path = require_hdf5(path, "fastMRI", "a fastMRI .h5 k-space file")
     name = path.name
-    if not path.is_file():
-        raise InputError(f"fastMRI file {path.name} does not exist")
-    if not h5py.is_hdf5(path):
-        raise InputError(f"{name} is not an HDF5 file; give a fastMRI .h5 k-space file")
     sel = slice(None) if slices is None else slices
     # memory_limit: a corrupted variable-length heap (header string, attrs) makes HDF5 itself allocate
     # whatever size the file claims; the limit turns that into a failed read instead of an exhausted machine.

@@ -26,10 +26,11 @@ import contextlib
 import math
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from medrecon.errors import InputError, MedreconError
 
-__all__ = ["DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "memory_limit", "nbytes_of", "reader_errors",
+__all__ = ["require_hdf5", "DEFAULT_MAX_GB", "ENV_MAX_GB", "check_size", "max_bytes", "memory_limit", "nbytes_of", "reader_errors",
            "require_finite"]
 
 ENV_MAX_GB = "MEDRECON_MAX_GB"
@@ -167,3 +168,22 @@ def reader_errors(name: str, kind: str) -> Iterator[None]:
     except Exception as exc:
         raise InputError(f"cannot read {name} ({type(exc).__name__}); the {kind} file is damaged, truncated or "
                          "not a valid file of this format") from exc
+
+
+def require_hdf5(path, kind: str, give: str):
+    """``path`` as a Path when it is an existing HDF5 file; otherwise a one-line InputError naming the file
+    (never its folders, which may carry a patient's name) and what to give instead.
+
+    Args:
+        path: the input.
+        kind: the format's name in messages (``"fastMRI"``, ``"ISMRMRD"``).
+        give: what the user should pass, e.g. ``"a fastMRI .h5 k-space file"``.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{kind} file {path.name} does not exist")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path.name} is not an HDF5 file; give {give}")
+    return path

@@ -46,7 +46,7 @@ from medrecon.io.fastmri import (
     _xml_int,
     minimal_ismrmrd_header,
 )
-from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors
+from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors, require_hdf5
 
 __all__ = ["read_ismrmrd", "write_ismrmrd"]
 
@@ -283,12 +283,8 @@ def read_ismrmrd(path: str | os.PathLike, whiten: bool = True) -> FastMRIVolume:
         InputError: not ISMRMRD, damaged, 3-D, non-Cartesian, several contrasts/sets, or an
             inconsistent channel count. Messages never contain header subject fields.
     """
-    path = Path(path)
+    path = require_hdf5(path, "ISMRMRD", "an ISMRMRD .h5 raw-data file")
     name = path.name
-    if not path.is_file():
-        raise InputError(f"ISMRMRD file {path} does not exist")
-    if not h5py.is_hdf5(path):
-        raise InputError(f"{name} is not an HDF5 file; give an ISMRMRD .h5 raw-data file")
     ismrmrd = _ismrmrd()
     with reader_errors(name, "ISMRMRD"):  # damaged HDF5, compound rows, numeric garbage in the header
         # memory_limit: acquisitions are variable-length HDF5 data whose lengths live in the file's heap;
