@@ -245,7 +245,12 @@ def _evaluate(a: argparse.Namespace) -> int:
     from medrecon.metrics import evaluate_folders, format_summary
 
     summary = evaluate_folders(a.target, a.recon, a.target_key)
-    print(json.dumps(_no_nan(summary), indent=2, allow_nan=False) if a.json else format_summary(summary))
+    if a.json:
+        print(json.dumps(_no_nan(summary), indent=2, allow_nan=False))
+    else:  # one line per convention (docs/benchmarks.md: the two are not comparable)
+        print(f"{summary['n_volumes']} volume(s)")
+        print("fastMRI convention (volume max): " + format_summary(summary["fastmri"]))
+        print("per-slice convention:            " + format_summary(summary["per_slice"]))
     return 0
 
 

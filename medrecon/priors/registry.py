@@ -1,8 +1,8 @@
 """Where priors live and how a name resolves to a bundle.
 
 Shipped defaults sit in ``medrecon/weights/<name>/``; user bundles in the folder named by the
-environment variable ``MEDRECON_PRIORS`` (default ``~/.cache/medrecon/priors``). A name that
-is an existing folder is used as a bundle path directly.
+environment variable ``MEDRECON_PRIORS`` (default ``~/.cache/medrecon/priors``). A bare name is
+looked up there only; a path (``./my-prior``, ``runs/p``, absolute, ``~``) is used as a bundle folder.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ def list_priors() -> list[dict]:
     return out
 
 
+def _is_path(name: str) -> bool:
+    """A prior argument is a path only when it looks like one (a separator, ``.``/``~`` start, absolute): a
+    bare name is always looked up among the shipped and user priors, so a folder in the working directory
+    cannot stand in for ``mri-brain`` (issue 23, defect 3)."""
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).is_absolute()
+
+
 def resolve_prior(name_or_path: Optional[str], modality: Optional[str]) -> Path:
     """Bundle folder for a name, a path, or (``None``) the default prior of ``modality``.
 
@@ -74,7 +81,9 @@ def resolve_prior(name_or_path: Optional[str], modality: Optional[str]) -> Path:
     """
     name = name_or_path or DEFAULT_PRIORS[modality]
     p = Path(name).expanduser()
-    if p.is_dir():
+    if _is_path(name):
+        if not p.is_dir():
+            raise PriorError(f"prior folder {p.name} does not exist")
         bundle = p
     else:
         matches = [d for d, _ in _bundle_dirs() if d.name == name]
