@@ -13,9 +13,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-# results.json fields that are measurements of time or memory, not of the output
-_VOLATILE = {"seconds", "s_per_slice", "peak_mb", "peak_process_mb", "wall_s", "date", "git", "total_seconds",
-             "started", "finished", "elapsed", "host", "command"}
+# results.json fields that are measurements of time or memory, or stamps of the run (commit, command line),
+# not of the output: these names, and any name starting with "seconds" or ending in "_seconds" or "_mb"
+_VOLATILE = {"s_per_slice", "wall_s", "date", "git", "git_commit", "total_seconds", "started", "finished",
+             "elapsed", "host", "command"}
+
+
+def _volatile(key: str) -> bool:
+    return key in _VOLATILE or key.startswith("seconds") or key.endswith(("_seconds", "_mb"))
 
 
 def _h5_arrays(path: Path) -> dict:
@@ -41,7 +46,7 @@ def _arrays(path: Path) -> dict:
 
 def _strip(obj):
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in _VOLATILE}
+        return {k: _strip(v) for k, v in obj.items() if not _volatile(k)}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
     return obj
