@@ -150,6 +150,19 @@ def test_a_registered_method_runs_through_recon_and_the_benchmark(toy, tmp_path)
     np.testing.assert_allclose(runs["toy"].image, 3 * runs["zero-filled"].image, rtol=1e-6)
     assert runs["toy"].params == {"iters": 2, "lam": 0.1, "toy_gain": 3.0}
 
+    # the batch front: `medrecon recon FOLDER --method toy --toy-gain 2 --out DIR` runs it and the batch manifest
+    # records its settings
+    folder = tmp_path / "batch_in"
+    folder.mkdir()
+    tiny_fastmri(folder / "a.h5")
+    assert cli_main(["recon", str(folder), "--method", "toy", "--toy-gain", "2", "--out", str(tmp_path / "batch_out"),
+                     "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "batch_out" / "manifest.json").read_text())
+    text = json.dumps(manifest)
+    assert '"toy_gain": 2.0' in text and '"method": "toy"' in text
+    with h5py.File(tmp_path / "batch_out" / "a.h5", "r") as f:
+        np.testing.assert_allclose(f["reconstruction"][()], 2 * zf, rtol=1e-6)  # same tiny file as above
+
 
 def test_register_refuses_duplicates_and_bad_specs(toy):
     with pytest.raises(ValueError, match="already registered"):
