@@ -211,8 +211,14 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
                      axes: Optional[str] = None, load_prior: Optional[Callable] = None) -> ReconResult:
     """Read, reconstruct, write outputs and the run record (``<out>.run.json``); ``load_prior`` as in
     :func:`reconstruct`."""
+    from medrecon.io.atomic import check_output
     from medrecon.io.run_record import write_run_record
 
+    from medrecon.io import formats
+
+    # before the work: a device node, a read-only folder or /proc is one line now, not after the reconstruction
+    check_output(out, folder_output=formats.output(out, fmt).out_folder)
+    check_output(Path(str(out) + ".run.json"))
     inp = load_input(inp_path, cfg.slices, axes)
     res = reconstruct(inp, cfg, load_prior)
     metrics = None

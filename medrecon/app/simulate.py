@@ -38,8 +38,10 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
     """
     from pathlib import Path
 
+    from medrecon.io.atomic import check_output
     from medrecon.io.fastmri import write_fastmri_kspace
 
+    check_output(out)  # a device node, a read-only folder: refused before the image is read
     vol, data, idx, affine = _volume_slices(image, slices, None)
     if vol.kind == "hu":
         from medrecon.errors import InputError
@@ -73,6 +75,9 @@ def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", ph
 
         raise InputError(f"--size must be between 8 and 4096 pixels, got {size}")
     scan = CtScan(geometry, views, 1.0, photons, mu_water, seed)  # settings are checked before the image is read
+    from medrecon.io.atomic import check_output
+
+    check_output(out)
     vol, hu, idx, affine = _volume_slices(image, slices, "CT")
     pix = float(vol.spacing[1]) if vol.spacing is not None else 1.0
     t = torch.from_numpy(hu)

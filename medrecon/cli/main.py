@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from medrecon import __version__
-from medrecon.cli.runtime import HeldLogs, on_sigterm, one_line, report_warnings, scrub
+from medrecon.cli.runtime import HeldLogs, end_progress_line, on_sigterm, one_line, report_warnings, scrub
 from medrecon.errors import MedreconError
 
 __all__ = ["main", "build_parser"]
@@ -102,17 +102,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MedreconError as exc:
         if a.debug:
             raise
+        end_progress_line()
         print(f"medrecon: error: {scrub(one_line(exc), argv)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if a.debug:
             raise
+        end_progress_line()
         print("medrecon: error: interrupted; finished outputs are complete and no partial file was left",
               file=sys.stderr)
         return 130
     except SystemExit as exc:
         if a.debug or not (isinstance(exc.code, int) and exc.code > 128):
             raise
+        end_progress_line()
         print("medrecon: error: terminated by a signal; finished outputs are complete and no partial file was left",
               file=sys.stderr)
         return int(exc.code)
@@ -126,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:
         if a.debug:
             raise
+        end_progress_line()
         print(f"medrecon: error: {type(exc).__name__}: {scrub(one_line(exc), argv)} (an unexpected failure; "
               "run with --debug for the traceback and report it)", file=sys.stderr)
         return 1

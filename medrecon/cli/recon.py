@@ -155,7 +155,9 @@ def _recon(a: argparse.Namespace) -> int:
     inp = Path(a.input)
     if inp.is_dir() or any(c in a.input for c in "*?["):
         from medrecon.app.batch import run_batch
+        from medrecon.io.atomic import check_output_folder
 
+        check_output_folder(a.out)  # a read-only or special output is refused before any study starts
         return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None, _scale_options(a))
     if _batch_flags_used(a):
         from medrecon.errors import InputError

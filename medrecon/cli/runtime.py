@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["HeldLogs", "on_sigterm", "one_line", "report_warnings", "scrub"]
+__all__ = ["HeldLogs", "end_progress_line", "on_sigterm", "one_line", "report_warnings", "scrub"]
 
 
 def _input_paths(argv: Sequence[str]) -> list[Path]:
@@ -48,6 +48,27 @@ def scrub(message: str, argv: Sequence[str]) -> str:
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def end_progress_line() -> None:
+    """End the line of a progress bar that an error interrupted, so ``medrecon: error:`` starts its own line.
+
+    A bar left open by an exception (its loop never finished) has written ``\r``-separated text with no
+    newline; in a log file the error would otherwise be glued to it. Only bars that were shown count.
+    """
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    try:
+        bars = [b for b in list(getattr(tqdm_module.tqdm, "_instances", ())) if not getattr(b, "disable", True)]
+    except Exception:  # noqa: BLE001 - the error line matters more than this cosmetic newline
+        return
+    if bars:
+        try:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def on_sigterm(signum, frame) -> None:

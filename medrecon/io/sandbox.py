@@ -10,6 +10,10 @@ child made with ``fork``:
 - the parent waits at most ``MEDRECON_READ_TIMEOUT`` seconds (default :data:`DEFAULT_TIMEOUT_S`) and then
   kills the child: the user gets one :class:`~medrecon.errors.InputError`, not a hang;
 - a child that dies (segfault, out of memory) is reported the same way;
+- the child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a SIGKILLed medrecon leaves no parser
+  spinning behind it;
+- a file whose parse ran past the timeout is not parsed again in the same process (the identifier scan
+  of the error path would otherwise double the wait);
 - the result comes back as JSON plus raw array bytes (never pickle): arrays keep their dtype and shape;
 - warnings and library log records of the child are re-emitted in the parent (the CLI holds them back);
 - a ``MedreconError`` raised in the child is raised again in the parent with the same class and message;
@@ -39,13 +43,29 @@ import numpy as np
 from medrecon import errors
 from medrecon.errors import InputError, MedreconError
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ENV_TIMEOUT", "ReaderBug", "isolated", "read_timeout"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ENV_TIMEOUT", "ReaderBug", "hung", "isolated", "read_timeout"]
 
 ENV_TIMEOUT = "MEDRECON_READ_TIMEOUT"
 #: Seconds one file may take to parse. Reading a 2.5 GiB fastMRI file takes well under a minute; ten
 #: minutes leaves room for slow network file systems while still ending a library hang.
 DEFAULT_TIMEOUT_S = 600.0
 _HEADER = 8  # bytes of the big-endian length prefix of the JSON header
+
+
+#: Inputs whose parse ran past the timeout in this process (resolved paths).
+_HUNG: set[str] = set()
+
+
+def _key(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path)
+
+
+def hung(path: Path) -> bool:
+    """Whether parsing ``path`` already ran past the read timeout in this process."""
+    return _key(path) in _HUNG
 
 
 class ReaderBug(RuntimeError):
@@ -137,7 +157,20 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def _child(fd: int, fn: Callable[..., Any], args: tuple, name: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this child when its parent dies; exit now if the parent is already gone."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG (linux/prctl.h)
+    except (OSError, AttributeError):  # not Linux: the parent's kill on timeout still applies
+        return
+    if os.getppid() != parent:  # the parent died between fork and prctl
+        os._exit(1)
+
+
+def _child(fd: int, fn: Callable[..., Any], args: tuple, name: str, parent: int = 0) -> None:
     """Run in the forked child: parse, send the result, and ``_exit`` (no atexit handlers, no flushing)."""
     code = 0
     try:
@@ -149,6 +182,8 @@ def _child(fd: int, fn: Callable[..., Any], args: tuple, name: str) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)  # C libraries must not print into the user's terminal or logs
         os.dup2(devnull, 2)
+        if parent:
+            _die_with_parent(parent)
         _limit_memory()
         records: list[logging.LogRecord] = []
 
@@ -276,8 +311,11 @@ def isolated(fn: Callable[..., Any], *args: Any, name: str, what: str = "file") 
     max_bytes()  # a bad MEDRECON_MAX_GB is reported here, in the parent, not as a dead child
     if timeout == 0 or not hasattr(os, "fork") or not hasattr(os, "readv"):
         return fn(*args)
+    if any(hung(a) for a in args if isinstance(a, Path)):
+        raise InputError(f"reading {name} already ran past {timeout:g} s ({ENV_TIMEOUT}) in this run; not retried")
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     r, w = os.pipe()
     with warnings.catch_warnings():
         # Python warns that fork() with threads may deadlock: the child only parses files (no locks
@@ -286,11 +324,16 @@ def isolated(fn: Callable[..., Any], *args: Any, name: str, what: str = "file") 
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(r)
-        _child(w, fn, args, name)
+        _child(w, fn, args, name, parent)
     os.close(w)
     child = _Child(pid)
+    deadline = time.monotonic() + timeout
     try:
-        return _collect(r, child, time.monotonic() + timeout, timeout, name, what)
+        return _collect(r, child, deadline, timeout, name, what)
+    except InputError:
+        if time.monotonic() >= deadline:
+            _HUNG.update(_key(a) for a in args if isinstance(a, Path))
+        raise
     finally:
         child.kill()  # Ctrl-C while waiting, or a bad reply: never leave the child behind (no-op once reaped)
         os.close(r)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
 
 from medrecon import __version__
 from medrecon.errors import PriorError
@@ -32,6 +35,18 @@ BUNDLE_FORMAT = "medrecon-prior/1"
 METADATA = Path("configs") / "metadata.json"
 WEIGHTS = Path("models") / "model.safetensors"
 _MAX_METADATA_BYTES = 16 * 2**20
+# The safetensors library refuses headers over 100 MB; the same bound keeps our own header parse cheap.
+_MAX_HEADER_BYTES = 100 * 2**20
+
+# Ranges for every metadata field that sizes something built at load time. A crafted bundle may carry a
+# valid sha256 of its own weights (the sha256 covers the weights only), so these numbers are checked
+# before anything is built: 3e8 timesteps took 7.6 GB, 20000 residual blocks minutes of CPU time.
+_MAX_TIMESTEPS = 100_000
+_MAX_LEVELS = 8
+_MAX_RES_BLOCKS = 8
+_MAX_WIDTH = 1024
+_SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta")  # the MONAI ones taking beta_start/end
+_MAX_ABS_HU = 1e6
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
@@ -130,16 +145,163 @@ def _weights_path(bundle_dir: Path, meta: dict) -> Path:
     return wpath
 
 
-def _weights_shapes(wpath: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from the safetensors header (the tensors themselves are not read)."""
-    from safetensors import safe_open
+def _read_weights(wpath: Path) -> bytes:
+    """The weights file's bytes, read once through one file descriptor.
 
+    The sha256 check, the header check and the deserialization all use these bytes, so the file cannot
+    be swapped between the check and the load. The size comes from ``fstat`` on the open descriptor and
+    is checked against ``MEDRECON_MAX_GB`` before anything is read.
+
+    Raises:
+        PriorError: the file cannot be opened, is not a regular file, is over the cap, or changed size
+            while being read.
+    """
+    # O_NONBLOCK: a FIFO swapped in for the weights must not block the open; it has no effect on files.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with safe_open(str(wpath), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
-    except Exception as exc:  # noqa: BLE001 - SafetensorError and OS errors alike: not loadable weights
-        raise PriorError(f"prior weights {wpath.name} are not a valid safetensors file ({type(exc).__name__}); "
+        fd = os.open(wpath, flags)
+    except OSError as exc:
+        raise PriorError(f"prior weights {wpath.name} cannot be opened ({type(exc).__name__})") from None
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PriorError(f"prior weights {wpath.name} are not a regular file; reinstall or retrain the prior")
+        if info.st_size > max_bytes():
+            raise PriorError(f"prior weights {wpath.name} are {info.st_size / 2**30:.3g} GiB, more than "
+                             "MEDRECON_MAX_GB allows")
+        try:
+            data = f.read(info.st_size + 1)  # one byte more than fstat said: a growing file is noticed
+        except OSError as exc:
+            raise PriorError(f"prior weights {wpath.name} cannot be read ({type(exc).__name__})") from None
+    if len(data) != info.st_size:
+        raise PriorError(f"prior weights {wpath.name} changed size while being read; reinstall or retrain the prior")
+    return data
+
+
+def _weights_shapes(data: bytes, name: str) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header of ``data`` (the tensors themselves are not read).
+
+    The header is an 8-byte little-endian length followed by that many bytes of JSON mapping each
+    tensor name to its dtype, shape and offsets (plus an optional ``__metadata__`` entry).
+
+    Args:
+        data: the weights file's bytes.
+        name: the file's base name, for messages.
+
+    Raises:
+        PriorError: ``data`` does not start with a well-formed safetensors header.
+    """
+    try:
+        if len(data) < 8:
+            raise ValueError("short")
+        n = int.from_bytes(data[:8], "little")
+        if n > min(len(data) - 8, _MAX_HEADER_BYTES):
+            raise ValueError("header length")
+        header = json.loads(str(memoryview(data)[8:8 + n], "utf-8"))
+        if not isinstance(header, dict):
+            raise TypeError("header type")
+        shapes = {}
+        for key, entry in header.items():
+            if key == "__metadata__":
+                continue
+            shape = entry["shape"]
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                      for d in shape):
+                raise ValueError("shape")
+            shapes[key] = tuple(shape)
+        return shapes
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PriorError(f"prior weights {name} are not a valid safetensors file ({type(exc).__name__}); "
                          "only safetensors weights are loaded: reinstall or retrain the prior") from None
+
+
+def _is_int(x: Any) -> bool:
+    """True for a JSON integer (``bool`` is an ``int`` subclass in Python, and is not one)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    """True for a finite JSON number (``json`` parses ``NaN`` and ``Infinity``)."""
+    # An int is exact (math.isfinite would overflow on a 400-digit JSON integer); a float must be finite.
+    return _is_int(x) or (isinstance(x, float) and math.isfinite(x))
+
+
+def _int_list(x: Any, low: int, high: int, max_len: int = _MAX_LEVELS) -> bool:
+    """True for a list of 1..``max_len`` integers, each in ``low..high``."""
+    return isinstance(x, list) and 1 <= len(x) <= max_len and all(_is_int(v) and low <= v <= high for v in x)
+
+
+def _check_metadata_bounds(meta: dict, bundle_dir: Path) -> None:
+    """Check the type and range of every metadata field that sizes what :func:`load_bundle` builds.
+
+    Fields left out keep their defaults (:data:`~medrecon.priors.network.DEFAULT_NETWORK`,
+    :data:`~medrecon.priors.prior.DEFAULT_SCHEDULE`, the modality's normalization), which are in range.
+    Combinations (e.g. group norm dividing the channels) are left to the network build, which runs on the
+    meta device once the sizes here are known to be small.
+
+    Args:
+        meta: parsed metadata (from :func:`read_metadata`).
+        bundle_dir: the bundle, named in messages.
+
+    Raises:
+        PriorError: one line naming the first field out of range and the allowed range.
+    """
+    def bad(field: str, allowed: str, value: Any) -> PriorError:
+        """The one-line error for ``field`` (dotted name), its ``allowed`` range and the ``value`` found."""
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."  # never echo more of the file than this
+        return PriorError(f"prior bundle {bundle_dir.name}: metadata field {field} must be {allowed}, got {shown}")
+
+    net = meta["network"]  # a dict: read_metadata checked it
+    checks = (
+        ("spatial_dims", lambda v: v == 2 and _is_int(v), "2"),
+        ("channels", lambda v: _int_list(v, 1, _MAX_WIDTH), f"a list of 1..{_MAX_LEVELS} integers in 1..{_MAX_WIDTH}"),
+        ("num_res_blocks", lambda v: (_is_int(v) and 1 <= v <= _MAX_RES_BLOCKS) or _int_list(v, 1, _MAX_RES_BLOCKS),
+         f"an integer in 1..{_MAX_RES_BLOCKS} or a list of them"),
+        ("attention_levels", lambda v: isinstance(v, list) and 1 <= len(v) <= _MAX_LEVELS
+         and all(isinstance(a, bool) for a in v), f"a list of 1..{_MAX_LEVELS} booleans"),
+        ("norm_num_groups", lambda v: _is_int(v) and 1 <= v <= _MAX_WIDTH, f"an integer in 1..{_MAX_WIDTH}"),
+        ("num_head_channels", lambda v: (_is_int(v) and 1 <= v <= _MAX_WIDTH) or _int_list(v, 1, _MAX_WIDTH),
+         f"an integer in 1..{_MAX_WIDTH} or a list of them"),
+        ("in_channels", lambda v: _is_int(v) and 1 <= v <= 8, "an integer in 1..8"),
+        ("out_channels", lambda v: _is_int(v) and 1 <= v <= 8, "an integer in 1..8"),
+    )
+    for key, ok, allowed in checks:
+        if key in net and not ok(net[key]):
+            raise bad(f"network.{key}", allowed, net[key])
+
+    schedule = meta.get("schedule")
+    if schedule is not None:
+        if not isinstance(schedule, dict):
+            raise bad("schedule", "a JSON object", schedule)
+        if "num_train_timesteps" in schedule:
+            v = schedule["num_train_timesteps"]
+            if not (_is_int(v) and 1 <= v <= _MAX_TIMESTEPS):
+                raise bad("schedule.num_train_timesteps", f"an integer in 1..{_MAX_TIMESTEPS}", v)
+        if "schedule" in schedule and schedule["schedule"] not in _SCHEDULES:
+            raise bad("schedule.schedule", " or ".join(_SCHEDULES), schedule["schedule"])
+        for key in ("beta_start", "beta_end"):
+            if key in schedule and not (_is_real(schedule[key]) and 0 < schedule[key] < 1):
+                raise bad(f"schedule.{key}", "a finite number in (0, 1)", schedule[key])
+
+    norm = meta.get("normalization")
+    if norm is not None:
+        if not isinstance(norm, dict):
+            raise bad("normalization", "a JSON object", norm)
+        kind = norm.get("kind")
+        if kind == "complex-percentile":
+            # percentile / 100 is a torch.quantile level: NaN or a value outside (0, 100] breaks every sample.
+            p = norm.get("percentile", 99.0)
+            if not (_is_real(p) and 0 < p <= 100):
+                raise bad("normalization.percentile", "a finite number in (0, 100]", p)
+        elif kind == "hu-window":
+            for key in ("low", "high"):
+                if not (_is_real(norm.get(key)) and abs(norm[key]) <= _MAX_ABS_HU):
+                    raise bad(f"normalization.{key}", f"a finite number of HU within +-{_MAX_ABS_HU:g}", norm.get(key))
+            if not norm["low"] < norm["high"]:
+                raise bad("normalization.high", "greater than normalization.low", norm["high"])
+        else:
+            raise bad("normalization.kind", "complex-percentile or hu-window", kind)
 
 
 def _check_declared_network(meta: dict, shapes: dict[str, tuple[int, ...]], bundle_dir: Path) -> None:
@@ -169,28 +331,39 @@ def _check_declared_network(meta: dict, shapes: dict[str, tuple[int, ...]], bund
 def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu"):
     """Load a prior after verifying its weights' sha256 against the metadata.
 
+    The weights file is read once; its sha256, safetensors header and tensors all come from those
+    bytes. Metadata fields that size the network, schedule or normalization are range-checked first.
+
+    Args:
+        bundle_dir: the bundle folder.
+        device: where the loaded prior is moved.
+
+    Returns:
+        The :class:`~medrecon.priors.prior.DiffusionPrior`, in eval mode, with ``metadata`` and ``bundle_dir``.
+
     Raises:
-        PriorError: missing files, bad metadata, sha256 mismatch (tampered or swapped weights) or
-            weights that do not fit the declared network.
+        PriorError: missing files, bad or out-of-range metadata, weights over ``MEDRECON_MAX_GB``,
+            sha256 mismatch (tampered or swapped weights) or weights that do not fit the declared network.
     """
     bundle_dir = Path(bundle_dir)
     meta = read_metadata(bundle_dir)
+    _check_metadata_bounds(meta, bundle_dir)
     wpath = _weights_path(bundle_dir, meta)
-    size = wpath.stat().st_size
-    if size > max_bytes():
-        raise PriorError(f"prior weights {wpath.name} are {size / 2**30:.3g} GiB, more than MEDRECON_MAX_GB allows")
-    digest = sha256_file(wpath)
+    # One read: the bytes hashed here are the bytes deserialized below (the file is not opened again).
+    data = _read_weights(wpath)
+    digest = hashlib.sha256(data).hexdigest()
     if digest != meta["weights"].get("sha256"):
         raise PriorError(f"prior weights {wpath.name} in {bundle_dir} fail the sha256 check "
                          f"(expected {str(meta['weights'].get('sha256'))[:12]}..., got {digest[:12]}...): "
                          "the file was modified or replaced; reinstall or retrain the prior")
     from .prior import DiffusionPrior  # imports MONAI: only when weights are actually loaded
 
-    _check_declared_network(meta, _weights_shapes(wpath), bundle_dir)
+    _check_declared_network(meta, _weights_shapes(data, wpath.name), bundle_dir)
     try:
         prior = DiffusionPrior(meta["modality"], meta["network"], meta.get("schedule"),
                                meta.get("normalization"), name=meta.get("name", bundle_dir.name))
-        tensors = load_file(str(wpath))
+        tensors = load_safetensors_bytes(data)
+        del data  # the tensors hold their own copies
         sd = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         prior.net.load_state_dict(sd, strict=True)
     except Exception as exc:  # noqa: BLE001 - SafetensorError is not a RuntimeError; any failure is a bad bundle

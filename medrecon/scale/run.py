@@ -5,12 +5,17 @@ studies, reconciles the manifest with the outputs already on disk, picks the stu
 ones, or with ``only_failed`` the recorded failures), hands them to an executor, records each result
 as it arrives, and prints one summary line. Executors only decide *where* the per-study
 reconstructor (:class:`~medrecon.scale.study.StudyReconstructor`) runs.
+
+Batches started together on one output folder share the work: each study is claimed before it runs
+(:meth:`~medrecon.scale.manifest.Manifest.claim`), a study another live process holds is skipped and
+waited for, and each invocation's summary says how many studies it ran and how many the others did.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,13 +23,14 @@ from typing import Any, Optional
 from medrecon.errors import InputError
 from medrecon.recon.config import ReconConfig
 
-from .manifest import Manifest, result_settings
+from .manifest import BUSY, CLAIMED, DONE_ELSEWHERE, Manifest, result_settings
 from .studies import Study, list_studies, shard
 from .study import StudyReconstructor, StudyResult
 
-__all__ = ["EXECUTORS", "BatchSummary", "ScaleOptions", "run_local", "run_studies"]
+__all__ = ["EXECUTORS", "BatchSummary", "ScaleOptions", "claim_each", "run_local", "run_studies"]
 
 EXECUTORS = ("local", "ray", "slurm")
+POLL_SECONDS = 0.5  # how often a batch looks again at studies another process is reconstructing
 
 
 @dataclass
@@ -59,22 +65,32 @@ class ScaleOptions:
 
 @dataclass
 class BatchSummary:
-    """Counts of one invocation, over the studies it was given (its shard, if any)."""
+    """Counts of one invocation, over the studies it was given (its shard, if any).
+
+    ``done_elsewhere`` and ``failed_elsewhere`` count the studies that another batch running on the same
+    output folder at the same time reconstructed (or failed) while this one skipped them.
+    """
 
     reconstructed: int = 0
     failed: int = 0
     already_done: int = 0
     failed_earlier: int = 0
     pending: int = 0
+    done_elsewhere: int = 0
+    failed_elsewhere: int = 0
     results: list[StudyResult] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         """0 only when every study of the selection is done."""
-        return 1 if (self.failed or self.failed_earlier or self.pending) else 0
+        return 1 if (self.failed or self.failed_earlier or self.failed_elsewhere or self.pending) else 0
 
     def line(self) -> str:
         parts = [f"{self.reconstructed} reconstructed", f"{self.already_done} already done", f"{self.failed} failed"]
+        if self.done_elsewhere:
+            parts.append(f"{self.done_elsewhere} reconstructed by another run")
+        if self.failed_elsewhere:
+            parts.append(f"{self.failed_elsewhere} failed in another run")
         if self.failed_earlier:
             parts.append(f"{self.failed_earlier} failed earlier (retry them with --only-failed)")
         if self.pending:
@@ -85,14 +101,76 @@ class BatchSummary:
 OnResult = Callable[[StudyResult], None]
 
 
-def run_local(todo: list[Study], rec: StudyReconstructor, on_result: OnResult) -> None:
+def run_local(todo: Iterable[Study], rec: StudyReconstructor, on_result: OnResult) -> None:
     """The local executor: this process, one study after another on one device.
 
     Slices of a study are batched on the device by the sampler (``--batch-size``); the prior is
-    loaded once for the whole batch.
+    loaded once for the whole batch. ``todo`` may be lazy (:func:`claim_each` claims each study only
+    when its turn comes).
     """
     for s in todo:
         on_result(rec(s))
+
+
+def _settle(state: str, summary: BatchSummary) -> None:
+    """Count a study that another process has settled (done or failed) while this one skipped it."""
+    if state == DONE_ELSEWHERE:
+        summary.done_elsewhere += 1
+    else:
+        summary.failed_elsewhere += 1
+
+
+def claim_each(todo: list[Study], manifest: Manifest, summary: BatchSummary, quiet: bool = True) -> Iterator[Study]:
+    """The studies of ``todo`` this process gets to run, each claimed just before it is yielded.
+
+    Studies that another live process holds are passed over and looked at again (every
+    :data:`POLL_SECONDS` once nothing else is left) until that process has recorded them, or has died
+    and left its claim to be taken over; so the invocation ends only when every study of ``todo`` is
+    settled, and its summary covers them all.
+    """
+    waiting = list(todo)
+    told = False
+    while waiting:
+        busy: list[Study] = []
+        progressed = False
+        for s in waiting:
+            state = manifest.claim(s)
+            if state == CLAIMED:
+                progressed = True
+                yield s
+            elif state == BUSY:
+                busy.append(s)
+            else:
+                progressed = True
+                _settle(state, summary)
+        waiting = busy
+        if waiting and not progressed:
+            if not quiet and not told:
+                print(f"waiting for {len(waiting)} study(ies) another run is reconstructing", flush=True)
+                told = True
+            time.sleep(POLL_SECONDS)
+
+
+def _claim_rounds(todo: list[Study], manifest: Manifest, summary: BatchSummary,
+                  run: Callable[[list[Study]], None]) -> None:
+    """For executors that take a whole list (Ray): claim what is free, run it, repeat for what was busy."""
+    waiting = list(todo)
+    while waiting:
+        mine: list[Study] = []
+        busy: list[Study] = []
+        for s in waiting:
+            state = manifest.claim(s)
+            if state == CLAIMED:
+                mine.append(s)
+            elif state == BUSY:
+                busy.append(s)
+            else:
+                _settle(state, summary)
+        if mine:
+            run(mine)
+        elif busy:
+            time.sleep(POLL_SECONDS)
+        waiting = busy
 
 
 def _report(manifest: Manifest, summary: BatchSummary, studies: dict[str, Study], quiet: bool,
@@ -163,13 +241,14 @@ def run_studies(spec: str, out_dir: Path, cfg: ReconConfig, fmt: Optional[str] =
         _execute(todo, spec, out_dir, cfg, fmt, like, opts, command, manifest, summary, studies, reconstructor,
                  reconstructor_kwargs)
     finally:
-        manifest.flush()  # also on Ctrl-C: what finished is recorded
+        manifest.close()  # also on Ctrl-C: what finished is recorded, and the claims are given back
     final = manifest.statuses()
     if opts.executor == "slurm" and todo:  # the array tasks recorded their results themselves
         summary.reconstructed = sum(1 for s in todo if final.get(s.name) == "done")
         summary.failed = sum(1 for s in todo if final.get(s.name) == "failed")
     # Pending studies count against the exit code even under --only-failed: the batch is not complete.
-    summary.pending = sum(1 for s in studies if final.get(s.name) == "pending")
+    # (A study another run has finished may not be on its record yet: the files are the ground truth.)
+    summary.pending = sum(1 for s in studies if final.get(s.name) == "pending" and not s.finished())
     return summary
 
 
@@ -188,6 +267,8 @@ def _execute(todo, spec, out_dir, cfg, fmt, like, opts, command, manifest, summa
     if opts.executor == "ray":
         from .ray_executor import run_ray
 
-        run_ray(todo, cfg, fmt, like, command, opts, on_result, reconstructor, rec_kwargs)
+        _claim_rounds(todo, manifest, summary,
+                      lambda mine: run_ray(mine, cfg, fmt, like, command, opts, on_result, reconstructor, rec_kwargs))
     else:
-        run_local(todo, reconstructor(cfg, fmt, like, command, **rec_kwargs), on_result)
+        run_local(claim_each(todo, manifest, summary, opts.quiet), reconstructor(cfg, fmt, like, command, **rec_kwargs),
+                  on_result)

@@ -15,7 +15,14 @@ from typing import Optional
 
 from medrecon.errors import InputError
 
-__all__ = ["Study", "batch_inputs", "list_studies", "output_name", "parse_shard", "shard", "study_seed"]
+__all__ = ["Study", "batch_inputs", "broken_link", "list_studies", "output_name", "parse_shard", "shard",
+           "study_seed"]
+
+
+def broken_link(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link whose target does not exist (or a loop of links)."""
+    return path.is_symlink() and not path.exists()
+
 
 @dataclass(frozen=True)
 class Study:
@@ -42,14 +49,19 @@ class Study:
 
 
 def batch_inputs(spec: str) -> list[Path]:
-    """The input files of a folder or glob, sorted (BART pairs by their ``.cfl``)."""
+    """The input files of a folder or glob, sorted (BART pairs by their ``.cfl``).
+
+    A symbolic link whose target is missing is listed too: it names a study the user meant to
+    include, so it must fail on the record (see :class:`~medrecon.scale.study.StudyReconstructor`)
+    rather than vanish from the batch. Folders and other non-files are not inputs.
+    """
     p = Path(spec)
     files = sorted(p.iterdir()) if p.is_dir() else sorted(Path(f) for f in glob.glob(spec))
     out = []
     for f in files:
-        # Hidden files include our own atomic-write temporaries; run records and manifests are outputs.
+        # Hidden files include our own atomic-write temporaries and claims; run records and manifests are outputs.
         if (f.name.startswith(".") or f.name.endswith(".run.json") or f.name == "manifest.json"
-                or f.suffix == ".hdr" or not f.is_file()):
+                or f.suffix == ".hdr" or not (f.is_file() or broken_link(f))):
             continue
         out.append(f.with_suffix("") if f.suffix == ".cfl" else f)
     if not out:

@@ -9,7 +9,9 @@ retry after a worker died:
   the order or the place studies happen to run in;
 - outputs and the run record are written atomically by the pipeline, the run record last, so an
   output with a run record is complete;
-- any failure is caught and returned as one line, so one broken study never stops a worker.
+- any failure is caught and returned as one line, so one broken study never stops a worker; an
+  input that is a symbolic link to nothing fails as "broken symbolic link" (its target, a path, is
+  never shown).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from medrecon.errors import MedreconError
+from medrecon.errors import InputError, MedreconError
 from medrecon.recon.config import ReconConfig
 
-from .studies import Study, study_seed
+from .studies import Study, broken_link, study_seed
 
 __all__ = ["StudyReconstructor", "StudyResult", "one_line"]
 
@@ -119,6 +121,11 @@ class StudyReconstructor:
         t0 = time.perf_counter()
         worker = dict(self.worker)
         try:
+            files = [study.input]
+            if not (study.input.exists() or study.input.is_symlink()):  # a BART pair: named without its suffixes
+                files += [Path(f"{study.input}.cfl"), Path(f"{study.input}.hdr")]
+            if any(broken_link(f) for f in files):  # the target is a path: never part of the reason
+                raise InputError("broken symbolic link: the file it points to does not exist")
             res = reconstruct_file(study.input, study.output, cfg, self.fmt, self.like, command=self.command,
                                    load_prior=self.load_prior)
             worker["device"] = res.info.get("device")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medrecon.cli import main as cli_main
+from medrecon.errors import InputError
 from medrecon.priors import load_prior
 from medrecon.priors.finalize import sample_figure, unconditional_samples
 
@@ -51,6 +52,7 @@ def test_sample_figure_failing_mid_write_leaves_no_file(tmp_path, monkeypatch, o
         raise OSError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", broken_savefig)
-    with pytest.raises(OSError, match="disk full"):
+    # atomic_write turns the writer's OSError into a one-line InputError naming the output
+    with pytest.raises(InputError, match="cannot write .*disk full"):
         sample_figure(load_prior("ct-body", "ct"), tmp_path / "s.png", n=1, size=16, seed=0, steps=2)
     assert list(tmp_path.iterdir()) == []

@@ -91,6 +91,8 @@ class FormatSpec:
         write: ``write(out, Output) -> [paths written]``, atomically (``--format output``).
         out_names: name endings that choose this output format when ``--format`` is not given.
         out_suffix: what a batch appends to a study's stem for its output (a name ending or ``_dicom``).
+        out_folder: the writer makes a folder at the output path (a DICOM series); an empty existing
+            folder there is then allowed.
         duties: the format's security duties in one line (what bounds its sizes, where it is parsed,
             which fields identify a patient), listed in each format module's docstring.
     """
@@ -106,6 +108,7 @@ class FormatSpec:
     write: Optional[Callable[[Path, Output], list]] = None
     out_names: tuple[str, ...] = ()
     out_suffix: str = ""
+    out_folder: bool = False
     duties: str = ""
 
     @property

@@ -140,7 +140,7 @@ def write(out: Path, o: Output) -> list[Path]:
 
 SPEC = register(FormatSpec(
     "dicom", sniff, order=10, read_image=read_image, identifiers=dicom_identifiers, output="dicom", write=write,
-    out_suffix="_dicom",
+    out_suffix="_dicom", out_folder=True,
     samples={"dicom": Sample(lambda p: tiny_dicom(p, planted=True), "x.dcm"),
              "dicom-rle": Sample(lambda p: tiny_dicom(p, transfer_syntax="rle"), "x.dcm"),
              # OpenJPEG's default 6 wavelet levels need at least 32x32 pixels.
