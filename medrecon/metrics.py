@@ -297,8 +297,12 @@ def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: 
     fastmri_vals: dict[str, dict[str, float]] = {}
     slice_vals: dict[str, dict[str, float]] = {}
     used_keys: dict[str, str] = {}
+    from medrecon.io import privacy
+
     for recon_path in recon_files:
         target_path = target_dir / recon_path.name
+        # identifiers in the targets (and names that repeat them) join the privacy layer before any is printed
+        privacy.register_inputs([target_path, recon_path])
         if not target_path.is_file():
             raise InputError(f"no target {recon_path.name} in {target_dir}; every reconstruction needs its target")
         target, used_keys[recon_path.name] = _read_dataset(target_path, keys, "target")

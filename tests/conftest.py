@@ -35,3 +35,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _privacy_layer_starts_empty():
+    """The privacy layer's identifier set is process-wide (medrecon.io.privacy): each test starts without one."""
+    from medrecon.io import privacy
+
+    privacy.forget()
+    yield
+    privacy.forget()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.device import resolve_device
+from medrecon.io.atomic import atomic_write, write_text
 from medrecon.recon.config import ReconConfig
 
 __all__ = ["run_demo", "SAMPLES"]
@@ -105,7 +106,8 @@ def _figure(modality: str, images: dict, rows: list[dict], path: Path) -> None:
         ax.axis("off")
     fig.suptitle(f"medrecon demo: {modality.upper()} (PSNR / SSIM, fastMRI volume convention)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -126,6 +128,6 @@ def run_demo(modality: str, out: Path, device: str = "auto", full: bool = False)
     for r in all_rows:
         print(f"| {r['modality']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | {r['nfe']} |")
     result = {"device": str(dev), "full": full, "mri_simulation": MRI_SIM, "ct_simulation": CT_SIM, "rows": all_rows}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out / 'metrics.json'} and figures {', '.join(str(out / f'{m}_figure.png') for m in mods)}")
     return result

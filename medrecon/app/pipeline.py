@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
+from medrecon.app.memory import check_working_memory
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 from medrecon import methods as registry
 from medrecon.recon.config import ReconConfig
 from medrecon.io.measurement import LoadedInput
 from medrecon.recon.result import ReconResult
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["reconstruct", "reconstruct_file", "write_outputs", "LoadedInput", "load_input"]
 
@@ -33,15 +37,20 @@ def _coil_maps(inp: "LoadedInput", choice: str) -> tuple[Optional[np.ndarray], s
     return None, "ESPIRiT (recon.problems.coil_maps_for)"
 
 
-def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = None) -> LoadedInput:
+def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = None,
+               cfg: Optional[ReconConfig] = None, device: Optional["torch.device"] = None) -> LoadedInput:
     """Read an MRI k-space file (fastMRI h5, ISMRMRD, BART cfl, npy/npz with ``axes``) or a CT sinogram file.
 
     The measurement is validated here, once for every format (:func:`check_measurement`), so that a
     damaged file fails with one clear :class:`~medrecon.errors.InputError` before any work starts.
+    With ``cfg`` (and the ``device`` it will run on), the reconstruction's working memory is checked
+    against ``MEDRECON_MAX_GB`` in the reader's child, before the array is handed to this process
+    (:func:`medrecon.app.memory.check_working_memory`).
 
     Raises:
         InputError: missing, unreadable, unrecognised or damaged file; wrong dimensions; NaN/Inf,
-            all-zero data, an empty mask, coil maps that do not fit, or an array over ``MEDRECON_MAX_GB``.
+            all-zero data, an empty mask, coil maps that do not fit, or an array (with ``cfg``: the
+            reconstruction's working memory) over ``MEDRECON_MAX_GB``.
     """
     from medrecon.io.sandbox import isolated
 
@@ -50,17 +59,32 @@ def load_input(path: Path, slices: Optional[str] = None, axes: Optional[str] = N
         raise InputError(f"{path.name}: no such file; check the path")
     # Parsed in a forked child with a memory ceiling and a time limit (medrecon.io.sandbox): a C library
     # (libhdf5, a JPEG 2000 codec) that hangs or crashes on a crafted file cannot take medrecon with it.
-    inp = isolated(_read_input_guarded, path, slices, axes, name=path.name, what="input file")
+    from medrecon.io import privacy
+
+    # Its identifiers join the privacy layer whether or not it parses (a damaged file's header may still hold them).
+    try:
+        args = (path, slices, axes) if cfg is None else (path, slices, axes, (cfg, device))
+        inp = isolated(_read_input_guarded, *args, name=path.name, what="input file")
+    finally:
+        privacy.register_inputs([path if path.exists() else Path(str(path) + ".cfl")])
     check_measurement(inp, path.name)
     return inp
 
 
-def _read_input_guarded(path: Path, slices: Optional[str], axes: Optional[str]) -> LoadedInput:
-    """:func:`_read_input` with the last net: any parser failure becomes an InputError naming the file."""
+def _read_input_guarded(path: Path, slices: Optional[str], axes: Optional[str],
+                        budget: Optional[tuple] = None) -> LoadedInput:
+    """:func:`_read_input` with the last net: any parser failure becomes an InputError naming the file.
+
+    ``budget`` = ``(cfg, device)``: a reconstruction whose working memory would exceed the cap is refused
+    here, in the reader's child, so that the parent never receives (and holds a second copy of) the array.
+    """
     from medrecon.io.guards import reader_errors
 
     with reader_errors(path.name, "input"):
-        return _read_input(path, slices, axes)
+        inp = _read_input(path, slices, axes)
+    if budget is not None:
+        check_working_memory(inp, budget[0], path.name, budget[1])
+    return inp
 
 
 def check_measurement(inp: LoadedInput, name: str) -> None:
@@ -142,6 +166,8 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
     if cfg.samples < 1:
         raise InputError("--samples must be at least 1")
     device = resolve_device(cfg.device)
+    # Before any heavy work: MEDRECON_MAX_GB bounds each input array, not what the method then allocates.
+    check_working_memory(inp, cfg, None, device)
     prior = None
     if registry.get(cfg.method).learned:
         if load_prior is None:
@@ -161,6 +187,8 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         mask, mask_info = mask_for(inp.data, inp.mask, cfg)
         if not np.any(mask):
             raise InputError("the sampling mask selects no k-space samples; check --mask/--accel or the file's mask")
+        if "warning" in mask_info:  # an option that had no effect (issue 23, defect 10); the run record keeps it
+            print(f"medrecon: {mask_info['warning']}", file=sys.stderr, flush=True)
         noise = cfg.noise_std if cfg.noise_std is not None else inp.noise_std
         maps, maps_label = _coil_maps(inp, cfg.maps)
         res = reconstruct_kspace(inp.data, mask, inp.recon_size, cfg, device, prior, noise, maps=maps)
@@ -219,7 +247,13 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     # before the work: a device node, a read-only folder or /proc is one line now, not after the reconstruction
     check_output(out, folder_output=formats.output(out, fmt).out_folder)
     check_output(Path(str(out) + ".run.json"))
-    inp = load_input(inp_path, cfg.slices, axes)
+    if like is not None:  # a damaged template is refused now, not after the reconstruction (issue 23, defect 10)
+        from medrecon.io.dicom_writer import check_like_template
+
+        check_like_template(like)
+    # Resolved before the read: the reader's memory check counts less host memory for a GPU run.
+    device = resolve_device(cfg.device)
+    inp = load_input(inp_path, cfg.slices, axes, cfg=cfg, device=device)
     res = reconstruct(inp, cfg, load_prior)
     metrics = None
     if inp.target is not None:

@@ -258,9 +258,11 @@ def _fastmri_slices(spec, n: int) -> list[int]:
 def _fastmri_case(ds: Dataset, f: Path) -> Case:
     import h5py
 
+    from medrecon.io import privacy
     from medrecon.io.fastmri import read_fastmri
     from medrecon.acquisition.mri import CartesianSampling
 
+    privacy.register_inputs([f])  # a user's fastMRI file may carry identifying attrs; its name may repeat them
     try:
         with h5py.File(f, "r") as h:
             n = int(h["kspace"].shape[0])
@@ -285,6 +287,27 @@ def _fastmri_case(ds: Dataset, f: Path) -> Case:
                 recon_size=tuple(v.recon_size), noise_std=None, info=info)
 
 
+def fastmri_files(ds: Dataset, path: Path, split: str) -> list[Path]:
+    """The user's fastMRI files a ``fastmri`` dataset uses for ``split`` (sorted; the first ones tune)."""
+    files = sorted(Path(path).glob("*.h5"))
+    n_tune = int(ds.split.get("tuning_volumes", 0))
+    chosen = files[:n_tune] if split == "tuning" else files[n_tune:]
+    if split == "test" and ds.max_volumes:
+        chosen = chosen[: ds.max_volumes]
+    return chosen
+
+
+def register_identifiers(ds: Dataset, path) -> None:
+    """Put the identifiers of a user's fastMRI files (both splits) into the privacy layer before anything is
+    printed: the output folder or a file name may repeat them (medrecon.io.privacy). Shipped suites'
+    files are public and carry none."""
+    if ds.source != "fastmri" or not isinstance(path, Path):
+        return
+    from medrecon.io import privacy
+
+    privacy.register_inputs([*fastmri_files(ds, path, "tuning"), *fastmri_files(ds, path, "test")])
+
+
 def load_cases(suite: Suite, ds: Dataset, path, split: str) -> list[Case]:
     """Build the cases (volumes) of ``split`` (``"test"`` or ``"tuning"``) for one dataset.
 
@@ -301,9 +324,7 @@ def load_cases(suite: Suite, ds: Dataset, path, split: str) -> list[Case]:
     if ds.source == "fastmri":
         files = sorted(path.glob("*.h5"))
         n_tune = int(ds.split.get("tuning_volumes", 0))
-        chosen = files[:n_tune] if split == "tuning" else files[n_tune:]
-        if split == "test" and ds.max_volumes:
-            chosen = chosen[: ds.max_volumes]
+        chosen = fastmri_files(ds, path, split)
         if not chosen:
             raise InputError(f"suite {suite.name}: dataset {ds.name} has no {split} volumes in {path} "
                              f"({len(files)} file(s), {n_tune} reserved for tuning)")

@@ -109,6 +109,9 @@ def save_excerpt(suite: Suite, root: Path, out: Path) -> dict:
     os.close(fd)
     try:  # written beside the target and renamed into place: never a half-written excerpt
         np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        from medrecon.io import privacy
+
+        privacy.finish_file(Path(tmp), out)  # the privacy layer sees this file too (medrecon.io.privacy)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the excerpt is meant to be copied and shared

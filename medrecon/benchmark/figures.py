@@ -72,6 +72,9 @@ def dataset_figure(ds: Dataset, case: Case, images: dict[str, np.ndarray], rows:
                  "PSNR / SSIM of this slice, volume max as peak (fastMRI convention)", fontsize=8)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{ds.name}_slice{case.slices[i]}.png"
-    fig.savefig(path, dpi=100)
+    from medrecon.io.atomic import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path

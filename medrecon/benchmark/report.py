@@ -125,5 +125,6 @@ def format_report(results: dict, suite: Suite) -> str:
 
 def write_report(results: dict, suite: Suite, path: Path) -> Path:
     """Write ``report.md``."""
-    path.write_text(format_report(results, suite))
-    return path
+    from medrecon.io.atomic import write_text
+
+    return write_text(path, format_report(results, suite))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from medrecon import methods as registry
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 
-from .data import Case, data_root, dataset_source, describe_split, load_cases, sha256_of
+from .data import Case, data_root, dataset_source, describe_split, load_cases, register_identifiers, sha256_of
 from .excerpt import read_excerpt
 from .manifest import Dataset, Suite, load_suite
 from .methods import peak_mem_kind
@@ -189,6 +188,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     root = data_root(suite, cfg.data_root) if cfg.data_root or any(ds.name not in excerpt for ds, _ in plan) else None
     # Every file is found and sha256-checked once, before any long computation; tuning and test reuse it.
     sources = {ds.name: dataset_source(suite, ds, root, excerpt) for ds, _ in plan}
+    for ds, _ in plan:
+        register_identifiers(ds, sources[ds.name])
     excerpt_info = {"file": Path(cfg.excerpt).name, "sha256": sha256_of(Path(cfg.excerpt))} if cfg.excerpt else None
     overrides = read_params(cfg.params, suite) if cfg.params else {}
     out = Path(cfg.out)
@@ -230,12 +231,13 @@ def _write(session: Session, cfg: BenchmarkConfig, suite: Suite, out: Path, rows
     from .report import write_report
 
     results = finite_or_none(_results(session, cfg, rows, records, figures, params_source))
-    # Written beside and renamed into place: a run stopped mid-write never leaves a half file.
-    tmp_json, tmp_md = out / ".results.json.partial", out / ".report.md.partial"
-    tmp_json.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    write_report(results, suite, tmp_md)
-    os.replace(tmp_json, out / "results.json")
-    os.replace(tmp_md, out / "report.md")
+    # Written beside and renamed into place (and through the privacy layer): a run stopped mid-write never
+    # leaves a half file.
+    from medrecon.io.atomic import atomic_write
+
+    with atomic_write(out / "results.json") as tmp_json:
+        tmp_json.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+        write_report(results, suite, out / "report.md")
     return results
 
 

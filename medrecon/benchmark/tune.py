@@ -11,6 +11,8 @@ import itertools
 import json
 from pathlib import Path
 
+from medrecon.io.atomic import write_text
+
 from .data import describe_split, load_cases
 from .manifest import Dataset
 from .params import TUNED_FORMAT
@@ -66,6 +68,6 @@ def tune_suite(session: Session, plan: list[tuple[Dataset, list[str]]], out: Pat
            "criterion": "PSNR (fastMRI volume convention) on the tuning split", "device": str(session.device),
            "command": command, "params": params, "grid": grids}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tuned.json").write_text(json.dumps(finite_or_none(doc), indent=2, allow_nan=False) + "\n")
+    write_text(out / "tuned.json", json.dumps(finite_or_none(doc), indent=2, allow_nan=False) + "\n")
     session.log(f"wrote {out / 'tuned.json'}")
     return params

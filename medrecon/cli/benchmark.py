@@ -63,7 +63,10 @@ def _command_line(a: argparse.Namespace) -> str:
     if a.excerpt:
         parts += ["--excerpt", a.excerpt]
     parts += ["--no-figures"] * a.no_figures + ["--out", a.out]
-    return shlex.join(parts)
+    # results.json and report.md are shared: folders may name a patient, so paths keep their base names
+    from medrecon.io.run_record import arg_basename
+
+    return shlex.join(arg_basename(p) for p in parts)
 
 
 @command("benchmark")

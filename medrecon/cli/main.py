@@ -12,7 +12,8 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from medrecon import __version__
-from medrecon.cli.runtime import HeldLogs, end_progress_line, on_sigterm, one_line, report_warnings, scrub
+from medrecon.cli.runtime import (HeldLogs, end_progress_line, input_paths, on_sigterm, one_line, report_warnings,
+                                  scrub)
 from medrecon.errors import MedreconError
 
 __all__ = ["main", "build_parser"]
@@ -89,7 +90,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:  # not the main thread (e.g. called from a worker): leave the handler alone
         previous = None
     held = None if a.debug else HeldLogs()
+    from medrecon.io import privacy
+
+    # One scrubbing layer (medrecon.io.privacy): identifiers of the inputs named on the command line are known
+    # before anything is printed, readers add those of every file they parse, and stdout/stderr pass through it.
+    privacy.forget()
+    streams = privacy.scrubbed_std_streams()
+    streams.__enter__()
     try:
+        privacy.register_inputs(input_paths(argv))
         with warnings.catch_warnings(record=not a.debug) as caught:
             if not a.debug:
                 warnings.simplefilter("always")
@@ -134,6 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "run with --debug for the traceback and report it)", file=sys.stderr)
         return 1
     finally:
+        streams.__exit__(None, None, None)
+        privacy.forget()  # identifiers are this command's: a later call (tests, a service) starts empty
         if held is not None:
             held.restore()
         if previous is not None:

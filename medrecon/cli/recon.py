@@ -10,7 +10,7 @@ from pathlib import Path
 from medrecon.cli.main import EXTRA_PARSERS, command
 from medrecon import methods as registry
 from medrecon.io import formats
-from medrecon.recon.config import FIELD_PARAMS, ReconConfig
+from medrecon.recon.config import FIELD_PARAMS, GIVEN_OPTIONS, ReconConfig
 
 def _methods_help() -> str:
     """One line per registered method for ``recon --help`` (modalities and parameters with defaults)."""
@@ -55,9 +55,12 @@ def _add_recon(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="rows (slice x sample) per network batch")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the network (GPU)")
     p.add_argument("--mask", default=None, help="undersample fully sampled k-space with a fastMRI mask kind")
-    p.add_argument("--accel", type=int, default=4)
-    p.add_argument("--center-fraction", type=float, default=0.08)
-    p.add_argument("--mask-seed", type=int, default=None)
+    # No argparse defaults: ReconConfig holds them, and an option the user gave for a file it cannot apply to
+    # (already undersampled, or no --mask) is then reported instead of silently dropped (ReconConfig.given).
+    p.add_argument("--accel", type=int, default=None, help="acceleration of --mask (default 4)")
+    p.add_argument("--center-fraction", type=float, default=None,
+                   help="fully sampled centre of --mask, a fraction of the columns (default 0.08)")
+    p.add_argument("--mask-seed", type=int, default=None, help="seed of --mask (default: --seed)")
     p.add_argument("--slices", default=None, help="slice range a:b")
     p.add_argument("--axes", default=None, help="axis order of .npy/.npz k-space, letters S C H W (e.g. SCHW, HWC)")
     p.add_argument("--noise-std", type=float, default=None, help="k-space noise std (default: file or estimate)")
@@ -146,18 +149,23 @@ def _batch_flags_used(a: argparse.Namespace) -> list[str]:
 def _recon(a: argparse.Namespace) -> int:
     from medrecon.app.pipeline import reconstruct_file
 
+    given = {k: getattr(a, k) for k in GIVEN_OPTIONS if getattr(a, k) is not None}
     cfg = ReconConfig(method=a.method, prior=a.prior, steps=a.steps, zeta=a.zeta, cg_iters=a.cg_iters, eta=a.eta,
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
-                      batch_size=a.batch_size, autocast=a.bf16, mask=a.mask, accel=a.accel,
-                      center_fraction=a.center_fraction, mask_seed=a.mask_seed, slices=a.slices,
+                      batch_size=a.batch_size, autocast=a.bf16, mask=a.mask, slices=a.slices,
                       noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps,
-                      options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None})
+                      options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None},
+                      given=tuple(given), **given)
     inp = Path(a.input)
     if inp.is_dir() or any(c in a.input for c in "*?["):
         from medrecon.app.batch import run_batch
         from medrecon.io.atomic import check_output_folder
 
         check_output_folder(a.out)  # a read-only or special output is refused before any study starts
+        if a.like:  # a damaged template fails once here, not once per study after its reconstruction
+            from medrecon.io.dicom_writer import check_like_template
+
+            check_like_template(a.like)
         return run_batch(a.input, Path(a.out), cfg, a.format, Path(a.like) if a.like else None, _scale_options(a))
     if _batch_flags_used(a):
         from medrecon.errors import InputError

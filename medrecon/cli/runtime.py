@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["HeldLogs", "end_progress_line", "on_sigterm", "one_line", "report_warnings", "scrub"]
+__all__ = ["HeldLogs", "end_progress_line", "input_paths", "on_sigterm", "one_line", "report_warnings", "scrub"]
 
 
-def _input_paths(argv: Sequence[str]) -> list[Path]:
+def input_paths(argv: Sequence[str]) -> list[Path]:
     """Existing files and folders named on the command line (inputs, --like, --image ...)."""
     out = []
     for arg in argv:
@@ -35,11 +35,13 @@ def scrub(message: str, argv: Sequence[str]) -> str:
     import warnings
 
     try:
+        from medrecon.io import privacy
         from medrecon.io.run_record import identifiers_in, scrub_identifiers
 
         with warnings.catch_warnings():  # re-reading a damaged input warns; the error line stays alone
             warnings.simplefilter("ignore")
-            found = [s for p in _input_paths(argv) for s in identifiers_in(p)]
+            found = [s for p in input_paths(argv) for s in identifiers_in(p)]
+        found += privacy.known()  # every identifier read in this run (batch studies, training volumes)
         return str(scrub_identifiers(message, planted=found)) if found else message
     except Exception:  # noqa: BLE001 - never let the error path itself fail; drop the text instead
         return "(message withheld: it could not be checked for patient identifiers)"

@@ -28,8 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from medrecon.errors import InputError
+from medrecon.io import privacy
 
-__all__ = ["atomic_write", "check_output", "check_output_folder", "clean_stale_temporaries", "temporary_name"]
+__all__ = ["atomic_write", "check_output", "check_output_folder", "clean_stale_temporaries", "pid_alive",
+           "temporary_name", "write_text"]
 
 # Compression suffixes that only make sense together with the suffix before them (".nii.gz").
 _COMPRESSION_SUFFIXES = {".gz", ".bz2", ".xz", ".zst"}
@@ -63,13 +65,17 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.tmp-{_host()}-{os.getpid()}-{token}{_real_suffix(path.name)}")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (another user's process counts as running; a nonsense pid
+    from a damaged temporary or claim name does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
         return True
+    except (OverflowError, ValueError, OSError):
+        return False
     return True
 
 
@@ -89,7 +95,7 @@ def clean_stale_temporaries(path: str | os.PathLike) -> int:
         return 0
     for entry in entries:
         m = pattern.match(entry.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _remove(Path(entry.path))
             removed += 1
     return removed
@@ -205,6 +211,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise InputError(f"nothing was written for {path.name}; the writer produced no file")
+        # the privacy layer sees every file before it exists under its name (medrecon.io.privacy)
+        privacy.finish_file(tmp, path)
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
@@ -214,3 +222,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             # a full disk, a read-only mount, a quota: one line naming the output, not a traceback
             raise InputError(f"cannot write {path} ({exc.strerror or str(exc) or type(exc).__name__})") from None
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write` (and so through the privacy layer)."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

@@ -17,6 +17,8 @@ never logged or put into error messages.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import numpy as np
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
 
-__all__ = ["write_dicom_series"]
+__all__ = ["write_dicom_series", "check_like_template", "LIKE_REQUIRED"]
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -62,20 +64,30 @@ def _ds(value: float) -> str:
     return format_number_as_ds(float(value))
 
 
+def _like_file(like: str | os.PathLike) -> Path:
+    """The template file: ``like`` itself, or the first DICOM file (by name) of the folder ``like``."""
+    path = Path(like)
+    if path.is_dir():
+        try:
+            candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        except OSError as exc:
+            raise InputError(f"cannot list the 'like' folder {path.name} ({type(exc).__name__})") from exc
+        path = next((p for p in candidates if _has_dicm(p)), None)  # type: ignore[assignment]
+        if path is None:
+            raise InputError(f"'like' folder {Path(like).name} holds no DICOM file; give a DICOM image (file or "
+                             "series folder) of the patient's study")
+    elif not path.is_file():
+        raise InputError(f"'like' DICOM path {path.name} does not exist")
+    return path
+
+
 def _like_dataset(like: str | os.PathLike | None) -> Any:
     """Header of the source image: the file, or the first DICOM file (by name) of a folder."""
     if like is None:
         return None
     import pydicom
 
-    path = Path(like)
-    if path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        path = next((p for p in candidates if _has_dicm(p)), None)  # type: ignore[assignment]
-        if path is None:
-            raise InputError(f"'like' folder {Path(like).name} holds no DICOM file")
-    elif not path.is_file():
-        raise InputError(f"'like' DICOM path {path.name} does not exist")
+    path = _like_file(like)
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types for damaged files
@@ -83,8 +95,117 @@ def _like_dataset(like: str | os.PathLike | None) -> Any:
 
 
 def _has_dicm(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(132)[128:132] == b"DICM"
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:  # unreadable: not a template we can use
+        return False
+
+
+#: What a ``like`` template must hold: the patient and study the output is filed under (SOP class, study
+#: UID, and the type 2 patient attributes, present even when empty) and a consistent image description.
+#: A template without them is truncated or not an image: the output would silently land in a new study.
+LIKE_REQUIRED = ("SOPClassUID", "StudyInstanceUID", "PatientName", "PatientID", "Modality", "Rows", "Columns",
+                 "BitsAllocated", "SamplesPerPixel", "PixelData")
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def check_like_template(like: str | os.PathLike) -> None:
+    """Refuse a damaged ``--like`` template in one line, before any reconstruction runs.
+
+    Refused: a path that does not exist, a folder with no DICOM file, a file that is not DICOM, a
+    truncated file (its pixel data run past the end, or its header stops early), one that lacks an
+    attribute of :data:`LIKE_REQUIRED`, has an invalid Study Instance UID, or whose Rows/Columns do not
+    describe its pixel data. The header is parsed in a sandboxed child (:func:`medrecon.io.sandbox.isolated`)
+    like every input. Messages name the file by base name and the attribute by keyword only: a
+    template's values identify the patient and never appear in them.
+
+    Raises:
+        InputError: the template cannot serve (see above).
+    """
+    from medrecon.io.sandbox import isolated
+
+    path = _like_file(like)
+    isolated(_check_like_file, path, name=path.name, what="'like' DICOM template")
+
+
+def _check_like_file(path: Path) -> None:
+    """The checks of :func:`check_like_template` on one file (run in the sandbox's child).
+
+    pydicom's warnings and log records are kept here, not passed on: they quote header values (a UID,
+    a name), which must not reach the terminal or a log.
+    """
+    import logging
+
+    logger = logging.getLogger("pydicom")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.CRITICAL + 1)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _check_like_dataset(path, caught)
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _check_like_dataset(path: Path, caught: list) -> None:
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import UID
+
+    name = path.name
+    what = f"the 'like' DICOM template {name}"
+    truncated = f"{what} is truncated (it ends inside its data); give a complete file"
+    try:
+        # defer_size: larger values (the pixel data) are not read, only where they lie in the file.
+        ds = pydicom.dcmread(path, defer_size=256)
+    except InvalidDicomError as exc:
+        raise InputError(f"{what} is not a DICOM file; give a DICOM image (file or series folder) of the "
+                         "patient's study") from exc
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files; never quote their text
+        raise InputError(f"cannot read {what} ({type(exc).__name__}); it is damaged or truncated") from exc
+    # pydicom only warns when a file ends inside an element or before a sequence delimiter.
+    if any("end of file" in str(w.message).lower() for w in caught):
+        raise InputError(truncated)
+    missing = [key for key in LIKE_REQUIRED if key not in ds]
+    if len(missing) == len(LIKE_REQUIRED):
+        raise InputError(f"{what} holds no patient, study or image attributes; it is truncated or not a DICOM "
+                         "image: give a complete image of the patient's study")
+    if missing:
+        raise InputError(f"{what} lacks {', '.join(missing)}; it is truncated or not a DICOM image: give a "
+                         "complete image of the patient's study")
+    try:
+        # Digits and dots, at most 64 (real scanners' UIDs often break the stricter rule of no leading zeros);
+        # empty is accepted: de-identified exports (the shipped CT sample) blank it, as for a type 2 attribute.
+        study = str(ds.StudyInstanceUID).strip("\0 ")
+        uid_ok = not study or (len(study) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", study) is not None)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        bits, spp = int(ds.BitsAllocated), int(ds.SamplesPerPixel)
+    except Exception as exc:  # noqa: BLE001 - a value that does not parse as its VR says
+        raise InputError(f"{what} has unreadable image attributes ({type(exc).__name__}); it is damaged") from exc
+    if not uid_ok:
+        raise InputError(f"{what} has an invalid StudyInstanceUID; it is damaged: give another image of the study")
+    if min(rows, cols, frames, bits, spp) < 1:
+        raise InputError(f"{what} has Rows/Columns (or frames, bits, samples) of zero; it is damaged")
+    raw = ds.get_item("PixelData", keep_deferred=True)
+    if isinstance(raw, RawDataElement) and raw.value is None:  # deferred: its offset and length are known
+        length, end = int(raw.length), int(raw.value_tell) + int(raw.length)
+    else:
+        value = ds.PixelData
+        length, end = (len(value) if value is not None else 0), 0
+    if length != _UNDEFINED_LENGTH and end > path.stat().st_size:
+        raise InputError(truncated)
+    compressed = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    compressed = compressed is not None and UID(str(compressed)).is_compressed
+    if not compressed and length != _UNDEFINED_LENGTH:
+        expected = rows * cols * frames * spp * bits // 8 if bits % 8 == 0 else -(-rows * cols * frames * spp // 8)
+        if length not in (expected, expected + 1):  # native pixel data are padded to an even length
+            raise InputError(f"{what}: its Rows/Columns do not describe its pixel data (damaged or crafted); give "
+                             "another image of the study")
 
 
 def _geometry(affine: np.ndarray) -> dict[str, Any]:

@@ -356,10 +356,13 @@ def _check_attrs(attrs: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _write_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
+    from medrecon.io.privacy import scrub_text
+
     for key, value in attrs.items():
         if value is None:
             continue
-        f.attrs[key] = value
+        # text attrs (a source file name) pass the privacy layer: a file name may repeat a patient's ID
+        f.attrs[key] = scrub_text(value) if isinstance(value, str) else value
 
 
 def write_reconstruction(

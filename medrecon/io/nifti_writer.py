@@ -38,7 +38,8 @@ def _check(data: np.ndarray, affine: np.ndarray, space: str | None) -> tuple[np.
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError("affine is singular (a zero voxel size?); give a valid voxel->world affine")
     if space not in _SPACES:
-        raise InputError(f"space {space!r} is not one of 'RAS', 'LPS' or None")
+        # the value comes from the input file's source_space attr: never quote file contents (issue 23, defect 2)
+        raise InputError("the input's coordinate space (source_space) is not 'RAS' or 'LPS'; the file is damaged")
     return data, affine
 
 

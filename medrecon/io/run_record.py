@@ -29,7 +29,7 @@ from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
 from medrecon.io.fastmri import is_identifying_attr
 
-__all__ = ["RECORD_SUFFIX", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
+__all__ = ["RECORD_SUFFIX", "arg_basename", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
 
 RECORD_SUFFIX = ".run.json"
 REMOVED = "[removed]"
@@ -165,7 +165,7 @@ def scrub_identifiers(obj: Any, planted: Iterable[str] = ()) -> Any:
 # ----------------------------------------------------------------------------- record
 
 
-def _arg_basename(arg: str) -> str:
+def arg_basename(arg: str) -> str:
     """``/data/Doe_John/x.h5`` -> ``x.h5``; ``--out=/a/b.h5`` -> ``--out=b.h5``; others unchanged."""
     head, sep, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
     if "/" in value or "\\" in value:
@@ -233,13 +233,16 @@ def write_run_record(
     """
     import medrecon
 
+    from medrecon.io import privacy
+
     found = [s for p in inputs for s in _identifiers_in(p)]
-    pattern = _planted_pattern([*planted, *found])
+    # every identifier read in this run, not only this study's: a batch names its other studies' folders too
+    pattern = _planted_pattern([*planted, *found, *privacy.known()])
     record = {
         "medrecon_version": medrecon.__version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "output": Path(output_path).name,
-        "command": [_arg_basename(str(a)) for a in command],
+        "command": [arg_basename(str(a)) for a in command],
         "method": method,
         "params": scrub_identifiers(params),
         "prior": _prior_entry(prior),

@@ -312,7 +312,9 @@ def isolated(fn: Callable[..., Any], *args: Any, name: str, what: str = "file") 
     if timeout == 0 or not hasattr(os, "fork") or not hasattr(os, "readv"):
         return fn(*args)
     if any(hung(a) for a in args if isinstance(a, Path)):
-        raise InputError(f"reading {name} already ran past {timeout:g} s ({ENV_TIMEOUT}) in this run; not retried")
+        # the first attempt may have been the identifier scan, whose timeout is never shown: say it in full here
+        raise InputError(f"reading {name} did not finish within {timeout:g} s ({ENV_TIMEOUT}); the {what} is "
+                         "damaged or crafted to hang its parser (not retried in this run)")
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()

@@ -18,6 +18,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
+from medrecon.io.privacy import scrub_text
 from medrecon.io.guards import check_size, memory_limit, nbytes_of, reader_errors
 
 __all__ = ["SinogramFile", "projector_from_geometry", "read_sinogram", "write_sinogram"]
@@ -43,7 +44,7 @@ def projector_from_geometry(geometry: dict):
     kind = geometry.get("type") if isinstance(geometry, dict) else None
     cls = {"parallel": ParallelBeamCT, "fan": FanBeamCT}.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise InputError(f"unknown CT geometry type {str(kind)[:40]!r}; expected 'parallel' or 'fan'")
+        raise InputError("unknown CT geometry type (not quoted: file contents); expected 'parallel' or 'fan'")
     try:
         return cls.from_geometry(geometry)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as exc:
@@ -70,7 +71,7 @@ def check_geometry(geometry, sino_shape: tuple[int, ...], name: str) -> dict:
         raise InputError(f"{name}: the 'geometry' attribute is not a JSON object; regenerate the sinogram")
     kind = geometry.get("type")
     if kind not in _POSITIVE:
-        raise InputError(f"{name}: unknown CT geometry type {str(kind)[:40]!r}; expected 'parallel' or 'fan'")
+        raise InputError(f"{name}: unknown CT geometry type (not quoted: file contents); expected 'parallel' or 'fan'")
     s, views, detectors = sino_shape
     angles = geometry.get("angles")
     if not isinstance(angles, list) or not all(_finite(a) for a in angles):
@@ -110,7 +111,7 @@ def write_sinogram(path, sinogram: np.ndarray, geometry: dict, mu_water: float, 
         f.attrs["seed"] = int(seed)
         f.attrs["format"] = "medrecon-sinogram/1"
         for k, v in (attrs or {}).items():
-            f.attrs[k] = v
+            f.attrs[k] = scrub_text(v) if isinstance(v, str) else v  # a source file name may repeat an identifier
     return Path(path)
 
 

@@ -690,7 +690,12 @@ def load_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
 
     path = Path(path)
     # Parsed in a forked child (medrecon.io.sandbox): a codec or libhdf5 hang or crash becomes an InputError.
-    vol = isolated(_load_any_guarded, path, modality, name=path.name, what="image")
+    from medrecon.io import privacy
+
+    try:
+        vol = isolated(_load_any_guarded, path, modality, name=path.name, what="image")
+    finally:
+        privacy.register_inputs([path])  # a DICOM image's identifiers join the privacy layer, read or not
     if vol.data.size == 0:
         raise InputError(f"{path.name} holds an empty image {vol.data.shape}")
     if not np.isfinite(vol.data).all():

@@ -97,9 +97,9 @@ def save_bundle(prior, out_dir: Path | str, training: Optional[dict] = None,
         "training": training or {},
         **{k: v for k, v in (extra or {}).items() if k != "version"},
     }
-    mtmp = out_dir / "configs" / ".metadata.json.tmp"
-    mtmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(mtmp, out_dir / METADATA)
+    from medrecon.io.atomic import write_text
+
+    write_text(out_dir / METADATA, json.dumps(meta, indent=2) + "\n")
     return out_dir
 
 

@@ -208,7 +208,10 @@ def save_slice_cache(volumes: Sequence[SliceVolume], path: Path | str, modality:
         step = np.maximum(hi - lo, 1e-12)[:, None, None] / 255.0
         arrays[f"slices_{i}"] = np.clip(np.round((x - lo[:, None, None]) / step), 0, 255).astype(np.uint8)
         arrays[f"range_{i}"] = np.stack([lo, hi], axis=1).astype(np.float32)
-    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+    from medrecon.io.atomic import atomic_write
+
+    with atomic_write(path) as tmp:
+        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_training_volumes(paths: Sequence[str | Path], modality: str, min_foreground: float = 0.15,

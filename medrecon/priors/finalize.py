@@ -22,6 +22,18 @@ EVAL_T = (50, 100, 200, 400, 700)
 EVAL_PIXEL_MM = {"mri": (1.0, 1.0), "ct": (1.5, 1.5)}  # held-out crops for the denoising evaluation
 
 
+
+def _shared_command() -> str:
+    """The training command for the metadata and model card, which are shared: paths keep base names only
+    (a data folder may name a patient; medrecon.io.privacy scrubs declared identifiers on top)."""
+    import sys
+
+    from medrecon.io.run_record import arg_basename
+
+    if not (sys.argv and "medrecon" in sys.argv[0]):
+        return "train_prior()"
+    return " ".join(["medrecon", *(arg_basename(a) for a in sys.argv[1:])])
+
 def eval_pixel_mm(modality: str, pixel_range: tuple[float, float]) -> tuple[float, float]:
     """Pixel size of the held-out denoising crops: the fixed default (comparable across the shipped
     priors) when the prior covers it, else the finest pixel size the prior was trained for."""
@@ -188,7 +200,7 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
                               seed=999, device=device)
     evaluation = denoising_eval(prior, ev_sampler)
     training = {
-        "command": "medrecon " + " ".join(sys.argv[1:]) if sys.argv and "medrecon" in sys.argv[0] else "train_prior()",
+        "command": _shared_command(),
         "data": [p for v in train_vols for p in v.provenance],
         "heldout": [p for v in held for p in v.provenance],
         "evaluated_on": "held-out volumes" if held else "training volumes (no held-out volume given)",
@@ -203,7 +215,9 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
     docs.mkdir(parents=True, exist_ok=True)
     sample_figure(prior, docs / "samples.png", cfg.n_samples, cfg.size, cfg.seed, cfg.sample_steps)
     params = sum(p.numel() for p in prior.net.parameters())
-    (docs / "README.md").write_text(_model_card(training, evaluation, prior, params))
+    from medrecon.io.atomic import write_text
+
+    write_text(docs / "README.md", _model_card(training, evaluation, prior, params))
     save_bundle(prior, out, training=training, extra={"evaluation": {"heldout_denoising": evaluation}},
                 weights_dtype=cfg.weights_dtype)
     prior.net.load_state_dict(net_sd)

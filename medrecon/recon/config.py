@@ -12,6 +12,8 @@ __all__ = ["ReconConfig", "MRI_METHODS", "CT_METHODS", "LEARNED", "DEFAULTS", "F
 # Method parameters with a field of their own in ReconConfig (the built-in methods'); any other registered
 # parameter travels in ReconConfig.options.
 FIELD_PARAMS = ("steps", "zeta", "cg_iters", "eta", "lam", "iters")
+# The acquisition options whose explicit use ReconConfig.given records (each has no effect without --mask).
+GIVEN_OPTIONS = ("accel", "center_fraction", "mask_seed")
 
 # Derived from the one registry (medrecon/methods.py); kept for callers that import them from here.
 MRI_METHODS = methods.names("mri")
@@ -49,6 +51,10 @@ class ReconConfig:
             ``"espirit"`` (always estimate), ``"true"`` (the maps a ``medrecon simulate mri`` file carries).
         options: settings of registered methods that have no field here (a method added in one place
             brings its own parameter names; ``recon`` makes a flag for each).
+        given: the acquisition options the user set explicitly (``"accel"``, ``"center_fraction"``,
+            ``"mask_seed"``; ``recon`` fills it from its flags). ``accel`` and ``center_fraction`` have
+            defaults, so only this tells an option given for an already undersampled file (or without
+            ``mask``), which then has no effect, from the default: it is reported, not silently dropped.
     """
 
     method: str
@@ -74,6 +80,7 @@ class ReconConfig:
     support: str = "auto"
     maps: str = "auto"
     options: dict = field(default_factory=dict)
+    given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Fail at parse time, before any file is read or batch started: an unknown method, or a setting the
@@ -81,6 +88,10 @@ class ReconConfig:
         from medrecon.errors import InputError
 
         self.method_params()
+        self.given = tuple(self.given)  # a list after a JSON round trip (Ray, Slurm)
+        unknown = set(self.given) - set(GIVEN_OPTIONS)
+        if unknown:
+            raise InputError(f"ReconConfig.given names {sorted(unknown)}; expected some of {list(GIVEN_OPTIONS)}")
         if self.maps not in ("auto", "espirit", "true"):
             raise InputError(f"--maps must be auto, espirit or true, got {self.maps!r}")
         # Run settings that used to fail late with a traceback, or run and give garbage (issue 23, defects 9-10).

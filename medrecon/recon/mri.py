@@ -18,30 +18,80 @@ from .config import ReconConfig
 from .context import MriData
 from .result import ReconResult, run_sampler, support_record
 
-__all__ = ["reconstruct_kspace", "mask_for"]
+__all__ = ["reconstruct_kspace", "mask_for", "has_gaps"]
+
+
+#: The flags of the acquisition options :attr:`ReconConfig.given` records, as the user typed them.
+_FLAGS = {"accel": "--accel", "center_fraction": "--center-fraction", "mask_seed": "--mask-seed"}
+
+
+def has_gaps(mask: np.ndarray) -> bool:
+    """Whether a sampling mask skips lines between sampled ones: undersampling.
+
+    Unsampled lines only at the edges (zero padding outside the encoded matrix, as fastMRI brain files
+    have; partial Fourier) are not gaps: such k-space is fully sampled where it was acquired. A 2-D mask
+    has a gap when a row or a column has an unsampled point between two sampled ones.
+
+    Shapes: mask ``(W,)`` or ``(H, W)`` bool.
+    """
+    m = np.atleast_2d(np.asarray(mask, dtype=bool))
+    for lines in (m, m.T):
+        count = lines.sum(axis=1)
+        first = lines.argmax(axis=1)
+        last = lines.shape[1] - 1 - lines[:, ::-1].argmax(axis=1)
+        if np.any((count > 0) & (last - first + 1 != count)):
+            return True
+    return False
+
+
+def _data_mask(kspace: np.ndarray) -> np.ndarray:
+    """The samples that hold data: whole columns for Cartesian k-space, else every non-zero ``(H, W)`` sample."""
+    sampled = np.abs(kspace).sum(axis=tuple(range(kspace.ndim - 2))) > 0
+    if sampled.all(axis=0).any() and (sampled.any(axis=0) == sampled.all(axis=0)).all():
+        return sampled.all(axis=0)  # Cartesian: whole columns sampled
+    return sampled
 
 
 def mask_for(kspace: np.ndarray, file_mask: Optional[np.ndarray], cfg: ReconConfig) -> tuple[np.ndarray, dict]:
     """The sampling mask: the file's own (test files, simulations) or a fastMRI mask from the options.
 
+    A file that is already undersampled (it carries a mask, or its k-space skips lines: :func:`has_gaps`)
+    is refused with ``--mask``: a second mask on top would give an unknown, stronger undersampling. The
+    options that only act with ``--mask`` (``--accel``, ``--center-fraction``, ``--mask-seed``), given
+    explicitly (``cfg.given``) when no mask is drawn, are ignored: ``info`` then has ``ignored`` (the flags)
+    and a one-line ``warning``, which the caller prints and the run record keeps.
+
     Returns ``(mask, info)`` with mask ``(W,)`` or ``(H, W)`` bool.
+
+    Raises:
+        InputError: ``--mask`` for a file that is already undersampled.
     """
     w = kspace.shape[-1]
+    if file_mask is not None:
+        own, kind, source = np.asarray(file_mask, dtype=bool), "from file", "its own mask"
+        undersampled = not own.all()
+    else:
+        own, kind, source = _data_mask(kspace), "from data (non-zero samples)", "its k-space skips lines"
+        undersampled = has_gaps(own)
+    accel = round(own.size / max(1, int(own.sum())), 2)
     if cfg.mask:
         if file_mask is not None:
             raise InputError("this file is already undersampled (it carries a 'mask'); drop --mask")
+        if undersampled:
+            raise InputError(f"this file is already undersampled ({source}, {accel:.1f}x); drop --mask")
         seed = cfg.mask_seed if cfg.mask_seed is not None else cfg.seed
         m = CartesianSampling(cfg.mask, cfg.accel, cfg.center_fraction, seed).mask(w)
         return m, {"kind": cfg.mask, "acceleration": cfg.accel, "center_fraction": cfg.center_fraction, "seed": seed}
-    if file_mask is not None:
-        m = np.asarray(file_mask, dtype=bool)
-        return m, {"kind": "from file", "acceleration": round(m.size / max(1, m.sum()), 2)}
-    sampled = np.abs(kspace).sum(axis=tuple(range(kspace.ndim - 2))) > 0
-    if sampled.all(axis=0).any() and (sampled.any(axis=0) == sampled.all(axis=0)).all():
-        m = sampled.all(axis=0)  # Cartesian: whole columns sampled
-    else:
-        m = sampled
-    return m, {"kind": "from data (non-zero samples)", "acceleration": round(m.size / max(1, m.sum()), 2)}
+    info: dict = {"kind": kind, "acceleration": accel}
+    ignored = [flag for key, flag in _FLAGS.items() if key in cfg.given]
+    if ignored:
+        if undersampled:
+            reason = f"the file is already undersampled ({source}, {accel:.1f}x)"
+        else:
+            reason = "they act only with --mask; the fully sampled k-space is reconstructed as it is"
+        info["ignored"] = ignored
+        info["warning"] = f"warning: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: {reason}"
+    return own, info
 
 
 def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[int, int], cfg: ReconConfig,

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from medrecon.io.atomic import pid_alive
+
 __all__ = ["HEARTBEAT_SECONDS", "STALE_SECONDS", "Claims", "claim_path"]
 
 HEARTBEAT_SECONDS = 30.0
@@ -37,19 +39,6 @@ STALE_SECONDS = 300.0
 def claim_path(output: Path) -> Path:
     """The claim file of the study that writes ``output``: a hidden sibling of the output."""
     return output.with_name(f".{output.name}.claim")
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host runs (a process of another user counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OverflowError, ValueError, OSError):  # a nonsense pid in a damaged claim
-        return False
-    return True
 
 
 def _owner(path: Path) -> Optional[dict[str, Any]]:
@@ -104,7 +93,7 @@ class Claims:
             return False  # another node's (judged by its heartbeat), or being written right now
         if pid == os.getpid():
             return not self.holds(path)  # left by an earlier process that had our pid
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
 
     # ------------------------------------------------------------------------- taking and giving back
     def take(self, path: Path) -> bool:

@@ -7,10 +7,13 @@ PatientName, PatientID, PatientBirthDate, OtherPatientIDs, OtherPatientNames, Ac
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from medrecon.io import privacy
 
 from . import register
 from .base import PLANTED, FormatSpec, Output, Probe, Sample, name_parts
@@ -43,26 +46,32 @@ def read_image(path: Path, modality: Optional[str] = None):
     return load_dicom(path)
 
 
+#: A series folder is scanned file by file (headers only) up to this many files: each file of a series can
+#: carry its own identifiers (a merged export, OtherPatientIDs on some slices only).
+MAX_IDENTIFIER_FILES = 4096
+
+
 def dicom_identifiers(path: Path) -> list[str]:
-    """The identifying fields of a DICOM file, or of the first DICOM file of a series folder."""
+    """The identifying fields of a DICOM file, or of every DICOM file of a series folder (headers only)."""
     import pydicom
 
     if path.is_dir():
-        path = next((p for p in sorted(path.iterdir()) if p.is_file() and _is_dicom_file(p)), None)  # type: ignore
-        if path is None:
-            return []
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001  # unreadable input: nothing to collect; the reader reports it elsewhere
-        return []
-    found: list[str] = []
-    for key in _ID_KEYS:
-        value = ds.get(key)
-        values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
-        for v in values:
-            if v not in (None, ""):
-                found += name_parts(str(v))
-    return found
+        files = sorted(p for p in path.iterdir() if p.is_file())[:MAX_IDENTIFIER_FILES]
+    else:
+        files = [path]
+    found: set[str] = set()
+    for file in files:
+        try:
+            ds = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=list(_ID_KEYS))
+        except Exception:  # noqa: BLE001  # not DICOM, or unreadable: nothing to collect; the reader reports it
+            continue
+        for key in _ID_KEYS:
+            value = ds.get(key)
+            values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+            for v in values:
+                if v not in (None, ""):
+                    found.update(name_parts(str(v)))
+    return sorted(found)
 
 
 def tiny_dicom(path, planted: bool = True, size: int = 16, z: float = 0.0,
@@ -128,13 +137,17 @@ def write(out: Path, o: Output) -> list[Path]:
     aff = o.affine if (o.affine is not None and o.space == "LPS") else None
     deriv = f"medrecon {__version__} {o.method} prior={o.prior}"
     window = (40.0, 400.0) if o.modality == "ct" else None
-    written = list(write_dicom_series(out, o.image, aff, modality, o.like, f"medrecon {o.method}", deriv,
-                                      window=window))
-    if o.std is not None:
-        units = "HU" if o.modality == "ct" else "image units"
-        written.extend(write_dicom_series(out.with_name(out.name + "_std"), o.std, aff, modality, o.like,
-                                          f"medrecon {o.method} posterior std ({units}, {o.samples} samples)",
-                                          deriv + f" posterior std of {o.samples} samples", series_number=901))
+    # With --like the series carries the source patient's module on purpose: documented patient data, the one
+    # output the privacy layer lets identifiers into (medrecon.io.privacy).
+    allow = privacy.allow_identifiers() if o.like is not None else contextlib.nullcontext()
+    with allow:
+        written = list(write_dicom_series(out, o.image, aff, modality, o.like, f"medrecon {o.method}", deriv,
+                                          window=window))
+        if o.std is not None:
+            units = "HU" if o.modality == "ct" else "image units"
+            written.extend(write_dicom_series(out.with_name(out.name + "_std"), o.std, aff, modality, o.like,
+                                              f"medrecon {o.method} posterior std ({units}, {o.samples} samples)",
+                                              deriv + f" posterior std of {o.samples} samples", series_number=901))
     return written
 
 

@@ -19,7 +19,8 @@ from .base import name_parts
 __all__ = ["hdf5_identifiers", "read_h5_image", "ismrmrd_subject"]
 
 _MAX_XML = 16 * 2**20
-_ISMRMRD_ID_TAGS = ("patientName", "patientID", "patientBirthdate")
+# subjectInformation's fields plus studyInformation's accessionNumber (ISMRMRD schema; fastMRI headers use it too)
+_ISMRMRD_ID_TAGS = ("patientName", "patientID", "patientBirthdate", "accessionNumber", "referringPhysicianName")
 _H5_IMAGE_KEYS = ("reconstruction", "reconstruction_rss", "reconstruction_esc")
 
 
@@ -90,7 +91,7 @@ def _xml_text(f, key: str) -> bytes | None:
 
 
 def ismrmrd_subject(xml: bytes) -> list[str]:
-    """Subject fields (patientName, patientID, patientBirthdate) of an ISMRMRD XML header (defusedxml)."""
+    """Identifying fields (patientName, patientID, patientBirthdate, accessionNumber, ...) of an ISMRMRD XML header."""
     import defusedxml.ElementTree as DET
 
     try:
