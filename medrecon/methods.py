@@ -251,7 +251,7 @@ def _zero_filled(d, p):
 def _sense(d, p: SenseParams):
     from medrecon.baselines import cg_sense
 
-    return cg_sense(d.A, d.kspace, iters=p.iters).abs()
+    return cg_sense(d.A, d.kspace, iters=p.iters, progress=d.progress).abs()
 
 
 def _relative_lam(d, p) -> float:
@@ -262,13 +262,13 @@ def _relative_lam(d, p) -> float:
 def _cs_wavelet(d, p):
     from medrecon.baselines import cs_wavelet
 
-    return cs_wavelet(d.A, d.kspace, _relative_lam(d, p), iters=p.iters).abs()
+    return cs_wavelet(d.A, d.kspace, _relative_lam(d, p), iters=p.iters, progress=d.progress).abs()
 
 
 def _cs_tv(d, p):
     from medrecon.baselines import cs_tv
 
-    return cs_tv(d.A, d.kspace, _relative_lam(d, p), iters=p.iters).abs()
+    return cs_tv(d.A, d.kspace, _relative_lam(d, p), iters=p.iters, progress=d.progress).abs()
 
 
 def _bart_pics(d, p: BartPicsParams):
@@ -284,7 +284,7 @@ def _fbp(d, p):
 def _tv(d, p: TvParams):
     from medrecon.baselines import tv_iterative
 
-    return tv_iterative(d.A, d.sinogram, p.lam * d.mu_water, iters=p.iters)
+    return tv_iterative(d.A, d.sinogram, p.lam * d.mu_water, iters=p.iters, progress=d.progress)
 
 
 def _dps_chain(*args, **kwargs):

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from medrecon.sampling.cg import cg_normal
+from medrecon.sampling.cg import cg_normal, iterations
 from operators.base import LinearOperator
 from operators.coils import rss
 from operators.fft import ifft2c
@@ -155,7 +155,7 @@ _DIAG_BALANCE = 0.1
 
 def _tv_least_squares(A: LinearOperator, y: torch.Tensor, lam: float, iters: int, *, nonneg: bool,
                       isotropic: bool, boundary: str, x0: torch.Tensor | None, power_iters: int,
-                      diagonal: bool) -> torch.Tensor:
+                      diagonal: bool, progress: str | None = None) -> torch.Tensor:
     """Chambolle-Pock (2011, Algorithm 1, theta = 1) for ``min 0.5||Ax - y||^2 + lam TV(x) [+ x >= 0]``.
 
     Written as ``min_x F(Kx) + G(x)`` with ``K = [A; grad]``, ``F(u, v) = 0.5||u - y||^2 +
@@ -204,7 +204,7 @@ def _tv_least_squares(A: LinearOperator, y: torch.Tensor, lam: float, iters: int
     u_bar = u
     p = torch.zeros_like(y_n)
     q = torch.zeros((*u.shape[:-2], 2, *u.shape[-2:]), dtype=u.dtype, device=u.device)
-    for _ in range(iters):
+    for _ in iterations(iters, progress):
         # Dual ascent, CP eq. (8): prox of sigma F*, separable over the data and gradient blocks.
         p = (p + sig_a * (fwd(u_bar) - y_n)) / (1.0 + sig_a)
         q = _project_ball(q + sig_g * _grad(u_bar, boundary), lam_n, isotropic)
@@ -250,7 +250,7 @@ class _FlatNormal(LinearOperator):
 
 
 def cg_sense(A: LinearOperator, y: torch.Tensor, lam: float = 0.0, iters: int = 30,
-             x0: torch.Tensor | None = None) -> torch.Tensor:
+             x0: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
     """CG-SENSE: conjugate gradients on ``(A^H A + lam I) x = A^H y`` (Pruessmann et al. 2001).
 
     Args:
@@ -259,6 +259,7 @@ def cg_sense(A: LinearOperator, y: torch.Tensor, lam: float = 0.0, iters: int = 
         lam: Tikhonov weight (0: plain least squares; CG from zero then regularises by early stopping).
         iters: CG iterations.
         x0: start image (default zeros).
+        progress: show a progress bar over the iterations.
 
     Returns:
         The complex image.
@@ -272,12 +273,12 @@ def cg_sense(A: LinearOperator, y: torch.Tensor, lam: float = 0.0, iters: int = 
     flat = rhs.reshape(-1, *A.in_shape)
     start = torch.zeros_like(flat) if x0 is None else x0.to(rhs.dtype).expand_as(rhs).reshape(flat.shape)
     lam_t = torch.full((flat.shape[0],), float(lam), dtype=rhs.real.dtype, device=rhs.device)
-    x = cg_normal(_FlatNormal(A, lead), flat, lam_t, start, iters)
+    x = cg_normal(_FlatNormal(A, lead), flat, lam_t, start, iters, progress="sense" if progress else None)
     return x.reshape(rhs.shape)
 
 
 def cs_wavelet(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100, wavelet: str = "db4",
-               levels: int | None = None, *, power_iters: int = 30) -> torch.Tensor:
+               levels: int | None = None, *, power_iters: int = 30, progress: bool = False) -> torch.Tensor:
     """l1-wavelet compressed sensing (Lustig et al. 2007): ``min 0.5||Ax - y||^2 + lam ||W x||_1``.
 
     Solved with FISTA (Beck & Teboulle 2009, eq. 4.1-4.3) from ``x = 0`` with step ``1/L``,
@@ -296,6 +297,7 @@ def cs_wavelet(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100,
         wavelet: ``"db4"``, ``"haar"``, ... (see :func:`wavelets.wavelet_filter`).
         levels: wavelet levels; ``None`` is PyWavelets' maximum level (SigPy's default).
         power_iters: power-method iterations for ``L``.
+        progress: show a progress bar over the iterations.
 
     Returns:
         The complex image.
@@ -313,7 +315,7 @@ def cs_wavelet(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100,
     x = torch.zeros_like(aty)
     z = x
     t = 1.0
-    for _ in range(iters):
+    for _ in iterations(iters, "cs-wavelet" if progress else None):
         x_old = x
         # Gradient step on the smooth term at the extrapolated point, then the l1-wavelet prox.
         v = z - step * (A.normal(z) - aty)
@@ -325,7 +327,7 @@ def cs_wavelet(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100,
 
 
 def cs_tv(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100, *, isotropic: bool = True,
-          boundary: str = "periodic", power_iters: int = 30) -> torch.Tensor:
+          boundary: str = "periodic", power_iters: int = 30, progress: bool = False) -> torch.Tensor:
     """Total-variation compressed sensing: ``min 0.5||Ax - y||^2 + lam TV(x)`` on complex images.
 
     Chambolle-Pock primal-dual iterations (Chambolle & Pock 2011, Algorithm 1) on
@@ -342,6 +344,7 @@ def cs_tv(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100, *, i
         isotropic: pointwise l2 norm of the gradient (True) or l1 (anisotropic, SigPy's choice).
         boundary: ``"periodic"`` or ``"neumann"``.
         power_iters: power-method iterations for ``||A||``.
+        progress: show a progress bar over the iterations.
 
     Returns:
         The complex image.
@@ -350,4 +353,4 @@ def cs_tv(A: LinearOperator, y: torch.Tensor, lam: float, iters: int = 100, *, i
         y: ``(..., *A.out_shape)`` -> returns ``(..., H, W)``.
     """
     return _tv_least_squares(A, y, lam, iters, nonneg=False, isotropic=isotropic, boundary=boundary, x0=None,
-                             power_iters=power_iters, diagonal=False)
+                             power_iters=power_iters, diagonal=False, progress="cs-tv" if progress else None)

@@ -32,6 +32,10 @@ from medrecon.io.fastmri import is_identifying_attr
 __all__ = ["RECORD_SUFFIX", "arg_basename", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
 
 RECORD_SUFFIX = ".run.json"
+#: The run record's ``replay`` field: the command keeps base names only (folders often name a patient).
+REPLAY_NOTE = ("command paths are base names (folders may name a patient): to replay, put each input's "
+               "full path back (inputs[].sha256 identifies the file) and run with the same medrecon version, "
+               "seeds and prior sha256")
 REMOVED = "[removed]"
 _MIN_PLANTED = 3  # shorter strings ("J", "12") would blank out unrelated text
 _CHUNK = 1 << 20
@@ -243,6 +247,8 @@ def write_run_record(
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "output": Path(output_path).name,
         "command": [arg_basename(str(a)) for a in command],
+        # Issue 25: say why the command cannot be pasted back as it stands, and what replays it.
+        "replay": REPLAY_NOTE,
         "method": method,
         "params": scrub_identifiers(params),
         "prior": _prior_entry(prior),

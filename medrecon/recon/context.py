@@ -29,6 +29,7 @@ class MriData:
             ESPIRiT calibration block (a column mask allows a taller block, :func:`~.problems.calib_size`).
         given_maps: ``(S, C, H, W)`` complex64 coil maps from the file or simulation, or None (ESPIRiT).
         noise_var: ``(S,)`` k-space noise variance per sample, or None (estimated where needed).
+        progress: iterative methods show a progress bar (``recon`` without ``--quiet``).
     """
 
     kspace: torch.Tensor
@@ -36,6 +37,7 @@ class MriData:
     calib_mask: torch.Tensor
     given_maps: Optional[torch.Tensor] = None
     noise_var: Optional[torch.Tensor] = None
+    progress: bool = False
     _maps: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
     _A: Any = field(default=None, init=False, repr=False)
 
@@ -74,6 +76,7 @@ class CtData:
     A: Any
     mu_water: float = 0.019
     photons: float = 0.0
+    progress: bool = False  # iterative methods show a progress bar
 
     def problem(self, prior, support: bool = True):
         """The sampler's inverse problem (see :func:`~.problems.ct_problem`); CT has no support rule."""

@@ -28,7 +28,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     params = asdict(settings)
     t0 = time.perf_counter()
     std, nfe = None, 0
-    data = CtData(y, A, mu_water, photons)
+    data = CtData(y, A, mu_water, photons, progress=cfg.progress)
     if spec.learned:
         res = run_sampler(cfg, prior, data.problem(prior), params)
         mu, nfe = res.mean, res.nfe

@@ -128,7 +128,7 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     if maps is not None:
         maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
     noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
-    data = MriData(k, mask2d, m, maps, noise_var)
+    data = MriData(k, mask2d, m, maps, noise_var, progress=cfg.progress)
     if spec.learned:
         prob = data.problem(prior, support=cfg.support != "none")
         info["support"] = support_record(prob)

@@ -8,6 +8,16 @@ from operators.base import LinearOperator
 
 from .problem import batched_dot
 
+
+def iterations(n: int, label: str | None) -> range:
+    """``range(n)``, shown as a progress bar named ``label`` (None: no bar). Iterative solvers that run for
+    seconds to minutes (CG-SENSE, FISTA, primal-dual TV) show one when the command line asks for progress."""
+    if not label:
+        return range(n)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(n), desc=label, leave=False)  # type: ignore[return-value]
+
 __all__ = ["cg_normal"]
 
 
@@ -16,12 +26,13 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def cg_normal(A: LinearOperator, rhs: torch.Tensor, lam: torch.Tensor, x_init: torch.Tensor, iters: int,
-              tol: float | None = None) -> torch.Tensor:
+              tol: float | None = None, progress: str | None = None) -> torch.Tensor:
     """Solve ``(A^H A + lam I) x = rhs`` with ``iters`` CG steps from ``x_init``.
 
     Used for data consistency (Chung, Lee & Ye 2024, "DDS", eq. 11): few steps from the Tweedie
     estimate keep the solution near the data manifold. With ``tol`` set, rows that converge stop
-    changing and the loop ends early (a host sync per step, so GPU runs leave it unset).
+    changing and the loop ends early (a host sync per step, so GPU runs leave it unset). ``progress``: a
+    progress-bar label (CG-SENSE from the command line), or None for none (the samplers' inner solves).
 
     Shapes:
         rhs, x_init: ``(B, H, W)`` (complex or real); lam: ``(B,)`` >= 0.
@@ -36,7 +47,7 @@ def cg_normal(A: LinearOperator, rhs: torch.Tensor, lam: torch.Tensor, x_init: t
     p = r.clone()
     rs = batched_dot(r, r)
     rs0 = rs.clamp_min(1e-30)
-    for _ in range(iters):
+    for _ in iterations(iters, progress):
         if tol is None:
             active = torch.ones_like(rs, dtype=torch.bool)
         else:

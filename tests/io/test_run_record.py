@@ -70,6 +70,7 @@ def test_record_has_no_identifiers_and_correct_hashes(tmp_path):
     assert data["outputs"][1]["kind"] == "folder" and data["outputs"][1]["sha256"] == sha256_path(series)
     assert data["inputs"][1]["sha256"] == sha256_path(src / f"{PID}_0001.dcm")
     assert data["command"][:2] == ["medrecon", "reconstruct"] and data["command"][3] == "--out=recon.h5"
+    assert "base names" in data["replay"] and "sha256" in data["replay"]  # issue 25: why it cannot be pasted back
     assert "patient_name" not in data["params"] and data["params"]["steps"] == 50
     assert data["params"]["mask"] == "m.npy"
     assert data["prior"] == {"name": "mri-brain", "sha256": "ab" * 32}
