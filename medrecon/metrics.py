@@ -257,8 +257,9 @@ def _read_dataset(path: Path, keys: tuple[str, ...], role: str) -> tuple[np.ndar
     raise InputError(f"{role} file {path.name} has no dataset {' or '.join(keys)} (found: {present})")
 
 
-def _fastmri_crop(target: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """fastMRI evaluate.py crops both to ``(w, w)`` with ``w = target.shape[-1]``."""
+def fastmri_crop(target: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fastMRI evaluate.py crops both to ``(w, w)`` with ``w = target.shape[-1]``: ``evaluate``, ``recon``'s
+    printed metrics and its run record all score MRI this way, so they agree on the same file (issue 25)."""
     w = target.shape[-1]
     shape = (min(w, target.shape[-2]), w)  # identical to fastMRI wherever fastMRI does not fail
     target = center_crop(target, shape)
@@ -309,7 +310,7 @@ def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: 
         recon, _ = _read_dataset(recon_path, ("reconstruction",), "reconstruction")
         if target.shape[0] != recon.shape[0]:
             raise InputError(f"{recon_path.name}: target has {target.shape[0]} slices, reconstruction {recon.shape[0]}")
-        target, recon = _fastmri_crop(target, recon)
+        target, recon = fastmri_crop(target, recon)
         fastmri_vals[recon_path.name] = volume_metrics(target, recon)
         slice_vals[recon_path.name] = per_slice_metrics(target, recon)
     return {

@@ -291,3 +291,30 @@ def test_ct_tv_shows_a_progress_bar(tmp_path, capfd):
     capfd.readouterr()
     assert cli_main(["recon", str(src), "--method", "tv", "--iters", "3", "--out", str(tmp_path / "t.h5")]) == 0
     assert "tv: " in capfd.readouterr().err
+
+
+def test_recon_and_evaluate_print_the_same_numbers_for_the_same_file(tmp_path, capfd):
+    """Issue 25: recon scored the whole image, evaluate the fastMRI width x width crop (28.06 vs 27.77 dB on the
+    README example). Both now use fastMRI's convention, on a non-square image where the crop matters."""
+    import nibabel as nib
+
+    yy, xx = np.mgrid[-1:1:48j, -1:1:32j]
+    img = (((xx / 0.8) ** 2 + (yy / 0.9) ** 2) < 1).astype(np.float32) * (1 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy))
+    img = img.T  # NIfTI's first axis is x: the simulated slices are 48 tall and 32 wide, so the crop bites
+    nib.save(nib.Nifti1Image(np.stack([img, img[::-1]], -1), np.eye(4)), str(tmp_path / "img.nii.gz"))
+    target, recon = tmp_path / "target", tmp_path / "recon"
+    target.mkdir()
+    recon.mkdir()
+    assert cli_main(["simulate", "mri", "--image", str(tmp_path / "img.nii.gz"), "--accel", "4", "--coils", "4",
+                     "--out", str(target / "x.h5")]) == 0
+    with h5py.File(target / "x.h5") as f:
+        h, w = f["reconstruction_rss"].shape[-2:]
+    assert h > w  # fastMRI crops to w x w: not a no-op here
+    assert cli_main(["recon", str(target / "x.h5"), "--method", "zero-filled", "--quiet", "--out",
+                     str(recon / "x.h5")]) == 0
+    printed = capfd.readouterr().out
+    record = json.loads((recon / "x.h5.run.json").read_text())["metrics"]
+    assert cli_main(["evaluate", "--target", str(target), "--recon", str(recon), "--json"]) == 0
+    ev = json.loads(capfd.readouterr().out)["fastmri"]["volumes"]["x.h5"]
+    assert abs(record["psnr"] - ev["psnr"]) < 1e-3 and abs(record["ssim"] - ev["ssim"]) < 1e-4
+    assert f"PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}" in printed and "fastMRI evaluate.py" in printed

@@ -271,12 +271,21 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     return res
 
 
+#: What ``recon``'s metrics mean (printed and in the run record): the same numbers ``medrecon evaluate`` gives.
+METRIC_CONVENTION = {"mri": "fastMRI evaluate.py: volume max as peak, centre crop to width x width",
+                     "ct": "volume max as peak, HU + 1000, whole image"}
+
+
 def _metrics(inp: LoadedInput, res: ReconResult) -> dict:
-    from medrecon.metrics import center_crop, volume_metrics
+    from medrecon.metrics import center_crop, fastmri_crop, volume_metrics
 
     gt = inp.target.astype(np.float64)
     pred = res.image.astype(np.float64)
     if res.modality == "ct":  # HU -> attenuation-like non-negative scale for PSNR's peak
         gt, pred = gt + 1000.0, pred + 1000.0
-    h, w = min(gt.shape[-2], pred.shape[-2]), min(gt.shape[-1], pred.shape[-1])
-    return {k: round(float(v), 5) for k, v in volume_metrics(center_crop(gt, (h, w)), center_crop(pred, (h, w))).items()}
+        h, w = min(gt.shape[-2], pred.shape[-2]), min(gt.shape[-1], pred.shape[-1])
+        gt, pred = center_crop(gt, (h, w)), center_crop(pred, (h, w))
+    else:  # exactly as `medrecon evaluate` (fastMRI's evaluate.py) scores the written file
+        gt, pred = fastmri_crop(gt, pred)
+    scores = {k: round(float(v), 5) for k, v in volume_metrics(gt, pred).items()}
+    return {**scores, "convention": METRIC_CONVENTION[res.modality]}

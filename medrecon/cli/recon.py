@@ -177,7 +177,8 @@ def _recon(a: argparse.Namespace) -> int:
         msg += f", {res.nfe} network evaluations"
     if "metrics" in res.info:
         m = res.info["metrics"]
-        msg += f"; PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NMSE {m['nmse']:.4f}"
+        msg += (f"; PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NMSE {m['nmse']:.4f} "
+                f"({'fastMRI evaluate.py convention' if res.modality == 'mri' else 'volume max, HU + 1000'})")
     print(msg + f" -> {a.out}")
     return 0
 
