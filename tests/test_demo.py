@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -25,3 +26,39 @@ def test_demo_runs_on_cpu_and_writes_everything(tmp_path):
     assert rows[("mri", "fast")]["ssim"] > rows[("mri", "zero-filled")]["ssim"]
     assert rows[("ct", "fast")]["psnr"] > rows[("ct", "fbp")]["psnr"] + 1.0
     assert "| mri | fast |" in proc.stdout
+
+
+def _panels(rng, shape=(2, 64, 64)):
+    yy, xx = np.mgrid[-1:1:64j, -1:1:64j]
+    ref = np.stack([((xx ** 2 + yy ** 2) < 0.6) * 1.0, ((xx ** 2 + yy ** 2) < 0.5) * 0.9])
+    names = ["zero-filled", "sense", "cs-wavelet", "dps", "fast"]
+    images = {"reference": ref, **{n: ref + 0.05 * rng.standard_normal(shape) for n in names},
+              "std": np.abs(0.02 * rng.standard_normal(shape))}
+    rows = [{"method": m, "psnr": p, "ssim": 0.8, "background": b, "samples": 2 if m == "fast" else 1}
+            for m, p, b in [("zero-filled", 25, 0.01), ("sense", 27, 0.002), ("cs-wavelet", 29, 0.001),
+                            ("dps", 18, 0.02), ("fast", 31, 0.0001)]]
+    return images, rows
+
+
+def test_demo_figure_layout():
+    """Issue 25: best classical baseline, two slices, colorbars on error and std, no overlapping titles, and a
+    caption under a method that invents structure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from medrecon.app.demo import demo_figure
+
+    images, rows = _panels(np.random.default_rng(0))
+    fig = demo_figure("mri", images, rows)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2 * 6  # 2 slices x (reference, cs-wavelet, dps, fast, error, std)
+    assert {ax.get_title().split(":")[0] for ax in panels} >= {"reference", "cs-wavelet", "dps", "fast"}
+    assert len(fig.axes) - len(panels) == 4  # a colorbar beside each error and std panel
+    sup = fig._suptitle.get_window_extent(renderer)
+    titles = [ax.title.get_window_extent(renderer) for ax in panels]
+    assert not any(sup.overlaps(t) for t in titles)
+    assert not any(a.overlaps(b) for i, a in enumerate(titles) for b in titles[i + 1:])
+    captions = [ax.get_xlabel() for ax in panels if ax.get_xlabel()]
+    assert captions == ["invented structure: background 2.0% of the object"]  # dps only, under the last slice
