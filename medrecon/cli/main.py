@@ -105,14 +105,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             code = COMMANDS[a.command](a)
         if held is not None:
             held.restore()
-            report_warnings([str(w.message) for w in caught or []] + held.messages(), argv)
+            report_warnings([str(w.message) for w in caught or []] + held.messages())
             held = None
         return code
     except MedreconError as exc:
         if a.debug:
             raise
         end_progress_line()
-        print(f"medrecon: error: {scrub(one_line(exc), argv)}", file=sys.stderr)
+        print(f"medrecon: error: {scrub(one_line(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if a.debug:
@@ -139,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if a.debug:
             raise
         end_progress_line()
-        print(f"medrecon: error: {type(exc).__name__}: {scrub(one_line(exc), argv)} (an unexpected failure; "
+        print(f"medrecon: error: {type(exc).__name__}: {scrub(one_line(exc))} (an unexpected failure; "
               "run with --debug for the traceback and report it)", file=sys.stderr)
         return 1
     finally:

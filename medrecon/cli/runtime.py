@@ -26,23 +26,18 @@ def input_paths(argv: Sequence[str]) -> list[Path]:
     return out
 
 
-def scrub(message: str, argv: Sequence[str]) -> str:
-    """``message`` without patient identifiers stored in the inputs named on the command line.
+def scrub(message: str) -> str:
+    """``message`` without the patient identifiers known to the privacy layer (:mod:`medrecon.io.privacy`).
 
-    Our own messages never quote identifiers; this is the second line of defence for messages we
-    do not write (third-party exceptions and warnings) that might quote a header field.
+    ``main`` registers the identifiers of every input named on the command line before the command runs,
+    and readers add those of each file they parse, so this needs no second scan of the inputs. Our own
+    messages never quote identifiers; this covers messages we do not write (third-party exceptions and
+    warnings) that might quote a header field, before the stream layer sees them too.
     """
-    import warnings
-
     try:
         from medrecon.io import privacy
-        from medrecon.io.run_record import identifiers_in, scrub_identifiers
 
-        with warnings.catch_warnings():  # re-reading a damaged input warns; the error line stays alone
-            warnings.simplefilter("ignore")
-            found = [s for p in input_paths(argv) for s in identifiers_in(p)]
-        found += privacy.known()  # every identifier read in this run (batch studies, training volumes)
-        return str(scrub_identifiers(message, planted=found)) if found else message
+        return privacy.scrub_text(message)
     except Exception:  # noqa: BLE001 - never let the error path itself fail; drop the text instead
         return "(message withheld: it could not be checked for patient identifiers)"
 
@@ -125,11 +120,11 @@ class HeldLogs:
         return out
 
 
-def report_warnings(messages: list[str], argv: Sequence[str]) -> None:
+def report_warnings(messages: list[str]) -> None:
     """Print each distinct warning once, as one scrubbed line, after a successful command."""
     seen: set[str] = set()
     for message in messages:
-        text = scrub(message.strip().splitlines()[0] if message.strip() else "warning", argv)
+        text = scrub(message.strip().splitlines()[0] if message.strip() else "warning")
         if text not in seen:
             seen.add(text)
             print(f"medrecon: warning: {text}", file=sys.stderr)

@@ -28,6 +28,7 @@ import numpy as np
 from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_write
 from medrecon.io.fastmri import is_identifying_attr
+from medrecon.io.privacy import REMOVED
 
 __all__ = ["RECORD_SUFFIX", "arg_basename", "identifiers_in", "record_path", "scrub_identifiers", "sha256_path", "write_run_record"]
 
@@ -36,7 +37,6 @@ RECORD_SUFFIX = ".run.json"
 REPLAY_NOTE = ("command paths are base names (folders may name a patient): to replay, put each input's "
                "full path back (inputs[].sha256 identifies the file) and run with the same medrecon version, "
                "seeds and prior sha256")
-REMOVED = "[removed]"
 _MIN_PLANTED = 3  # shorter strings ("J", "12") would blank out unrelated text
 _CHUNK = 1 << 20
 
