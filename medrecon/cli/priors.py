@@ -26,11 +26,26 @@ def _train_prior(a: argparse.Namespace) -> int:
                       resume=a.resume, seed=a.seed, name=a.name, network=net, heldout=a.heldout or [],
                       checkpoint_every=a.checkpoint_every, weights_dtype=a.weights_dtype,
                       lr_scaling=a.lr_scaling, init_from=a.init_from,
-                      pixel_mm=tuple(a.pixel_mm) if a.pixel_mm else None)
+                      pixel_mm=tuple(a.pixel_mm) if a.pixel_mm else None, kind=a.kind,
+                      patch=_patch_settings(a))
     bundle = train_prior(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes the bundle
         print(f"prior bundle written to {bundle}")
     return 0
+
+
+def _patch_settings(a: argparse.Namespace) -> dict:
+    """``--patch-sizes`` / ``--patch-pad`` as the patch config (checked when the prior is built)."""
+    from medrecon.errors import InputError
+
+    if (a.patch_sizes or a.patch_pad is not None) and a.kind != "patch":
+        raise InputError("--patch-sizes and --patch-pad need --kind patch")
+    patch = {}
+    if a.patch_sizes:
+        patch["sizes"] = list(a.patch_sizes)
+    if a.patch_pad is not None:
+        patch["pad"] = a.patch_pad
+    return patch
 
 
 @command("priors")
@@ -109,6 +124,15 @@ def _add_train_prior(sub) -> None:
                         "fastMRI knee. Recorded in the metadata; recon warns when an image falls outside it")
     p.add_argument("--lr-scaling", choices=["sqrt", "linear", "none"], default="sqrt",
                    help="under torchrun: scale --lr by sqrt(world size) (default), world size, or not at all")
+    p.add_argument("--kind", choices=["whole", "patch"], default=None,
+                   help="whole: the network sees whole crops (default); patch: PaDIS patches of mixed sizes with two "
+                        "position channels, tiled at sampling time (with --init-from a whole-image prior, its weights "
+                        "start the patch network)")
+    p.add_argument("--patch-sizes", nargs="+", type=int, default=None, metavar="PX",
+                   help="with --kind patch: training patch sizes, multiples of 8 (default 16 32 64; the largest is the "
+                        "sampling tile)")
+    p.add_argument("--patch-pad", type=int, default=None, metavar="PX",
+                   help="with --kind patch: background padding around each training image (default 64)")
     p.add_argument("--save-cache", default=None, metavar="NPZ",
                    help="only prepare the training slices and save them to this .npz, then exit")
     p.add_argument("--cache-bits", type=int, choices=[8, 16], default=16,

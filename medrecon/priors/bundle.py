@@ -26,7 +26,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save_file
 
 from medrecon import __version__
-from medrecon.errors import PriorError
+from medrecon.errors import InputError, PriorError
 from medrecon.io.guards import max_bytes
 
 __all__ = ["save_bundle", "load_bundle", "read_metadata", "sha256_file", "BUNDLE_FORMAT"]
@@ -270,6 +270,19 @@ def _check_metadata_bounds(meta: dict, bundle_dir: Path) -> None:
         if key in net and not ok(net[key]):
             raise bad(f"network.{key}", allowed, net[key])
 
+    kind = meta.get("kind", "whole")
+    if kind not in ("whole", "patch"):
+        raise bad("kind", "whole or patch", kind)
+    if kind == "patch":
+        from .patch import check_patch_config
+
+        if not isinstance(meta.get("patch"), dict):
+            raise bad("patch", "a JSON object (sizes, probs, pad, tile)", meta.get("patch"))
+        try:
+            check_patch_config(meta["patch"])
+        except InputError as exc:
+            raise PriorError(f"prior bundle {bundle_dir.name}: metadata field {exc}") from None
+
     schedule = meta.get("schedule")
     if schedule is not None:
         if not isinstance(schedule, dict):
@@ -310,12 +323,11 @@ def _check_declared_network(meta: dict, shapes: dict[str, tuple[int, ...]], bund
     A crafted ``network`` config (e.g. a million channels) would otherwise allocate terabytes before
     ``load_state_dict`` could notice that the weights do not fit.
     """
-    from .prior import DiffusionPrior
+    from .patch import prior_from_description
 
     try:
         with torch.device("meta"):
-            skeleton = DiffusionPrior(meta["modality"], meta["network"], meta.get("schedule"),
-                                      meta.get("normalization"))
+            skeleton = prior_from_description(meta)
         expected = {k: tuple(v.shape) for k, v in skeleton.net.state_dict().items()}
     except Exception as exc:  # noqa: BLE001 - any failure to build the declared network is a broken bundle
         raise PriorError(f"prior bundle {bundle_dir.name} does not load: it declares a network that cannot be "
@@ -339,7 +351,7 @@ def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu"):
         device: where the loaded prior is moved.
 
     Returns:
-        The :class:`~medrecon.priors.prior.DiffusionPrior`, in eval mode, with ``metadata`` and ``bundle_dir``.
+        The :class:`~medrecon.priors.prior.DiffusionPrior` (a patch prior for ``kind: patch``), in eval mode, with ``metadata`` and ``bundle_dir``.
 
     Raises:
         PriorError: missing files, bad or out-of-range metadata, weights over ``MEDRECON_MAX_GB``,
@@ -356,12 +368,11 @@ def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu"):
         raise PriorError(f"prior weights {wpath.name} in {bundle_dir} fail the sha256 check "
                          f"(expected {str(meta['weights'].get('sha256'))[:12]}..., got {digest[:12]}...): "
                          "the file was modified or replaced; reinstall or retrain the prior")
-    from .prior import DiffusionPrior  # imports MONAI: only when weights are actually loaded
+    from .patch import prior_from_description  # imports MONAI: only when weights are actually loaded
 
     _check_declared_network(meta, _weights_shapes(data, wpath.name), bundle_dir)
     try:
-        prior = DiffusionPrior(meta["modality"], meta["network"], meta.get("schedule"),
-                               meta.get("normalization"), name=meta.get("name", bundle_dir.name))
+        prior = prior_from_description(meta, name=meta.get("name", bundle_dir.name))
         tensors = load_safetensors_bytes(data)
         del data  # the tensors hold their own copies
         sd = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}

@@ -24,13 +24,14 @@ DEFAULT_NETWORK: dict[str, Any] = {
 }
 
 
-def build_network(config: dict[str, Any], in_channels: int) -> nn.Module:
-    """Build a ``DiffusionModelUNet`` predicting noise (epsilon) with ``in_channels`` in and out."""
+def build_network(config: dict[str, Any], in_channels: int, out_channels: int | None = None) -> nn.Module:
+    """Build a ``DiffusionModelUNet`` predicting noise (epsilon): ``in_channels`` in, ``out_channels`` out
+    (default: as many as in; a patch prior adds two position channels to its input only)."""
     cfg = {**DEFAULT_NETWORK, **config}
     return DiffusionModelUNet(
         spatial_dims=int(cfg["spatial_dims"]),
         in_channels=in_channels,
-        out_channels=in_channels,
+        out_channels=in_channels if out_channels is None else out_channels,
         channels=tuple(int(c) for c in cfg["channels"]),
         num_res_blocks=int(cfg["num_res_blocks"]) if isinstance(cfg["num_res_blocks"], int)
         else tuple(int(n) for n in cfg["num_res_blocks"]),

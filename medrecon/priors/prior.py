@@ -34,7 +34,11 @@ def make_scheduler(schedule: dict[str, Any]) -> DDPMScheduler:
 
 
 class DiffusionPrior(nn.Module):
-    """A trained (or untrained) diffusion prior.
+    """A trained (or untrained) whole-image diffusion prior (``kind = "whole"``).
+
+    Subclasses change how the network sees an image by overriding :meth:`network_eps` (e.g. the patch
+    prior of :mod:`medrecon.priors.patch` tiles it); samplers only ever call :meth:`eps`, :meth:`x0`
+    and :meth:`score`.
 
     Args:
         modality: ``"mri"`` (complex, 2 channels) or ``"ct"`` (real, 1 channel).
@@ -43,6 +47,9 @@ class DiffusionPrior(nn.Module):
         normalization: the rule as a dict (see :mod:`medrecon.priors.normalization`).
         name: a human-readable name.
     """
+
+    kind = "whole"
+    extra_in_channels = 0  # network input channels beyond the image's (a patch prior's positions)
 
     def __init__(self, modality: str, network_config: dict, schedule: Optional[dict] = None,
                  normalization: Optional[dict] = None, name: str = "untitled") -> None:
@@ -57,7 +64,7 @@ class DiffusionPrior(nn.Module):
         self.rule: NormalizationRule = rule_from_dict(normalization or default_rule)
         self.network_config = dict(network_config)
         self.channels = self.rule.channels
-        self.net = build_network(self.network_config, self.channels)
+        self.net = build_network(self.network_config, self.channels + self.extra_in_channels, self.channels)
         self.scheduler = make_scheduler(self.schedule)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
 
@@ -86,19 +93,25 @@ class DiffusionPrior(nn.Module):
     def eps(self, x_t: torch.Tensor, t, autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """Predicted noise. Shapes: ``x_t (B, channels, H, W)``, ``t`` int or ``(B,)`` -> ``(B, channels, H, W)``.
 
-        Any ``H, W`` works: the input is reflect-padded to a multiple of the UNet's total stride and the
-        output cropped back. ``autocast_dtype`` runs the network under CUDA autocast (ignored on CPU).
+        Any ``H, W`` works (see :meth:`network_eps`). ``autocast_dtype`` runs the network under CUDA
+        autocast (ignored on CPU).
         """
-        tt = self._t(t, x_t.shape[0])
+        return self.network_eps(self.net, x_t, self._t(t, x_t.shape[0]), autocast_dtype)
+
+    def network_eps(self, net: nn.Module, x_t: torch.Tensor, tt: torch.Tensor,
+                    autocast_dtype: Optional[torch.dtype] = None, generator: Optional[torch.Generator] = None
+                    ) -> torch.Tensor:
+        """``net``'s noise prediction for whole images ``x_t (B, channels, H, W)`` at timesteps ``tt (B,)``.
+
+        ``net`` is this prior's network or a copy of it (training evaluates its EMA copy). The input is
+        reflect-padded to a multiple of the UNet's total stride and the output cropped back.
+        ``generator`` is unused here (a patch prior draws its tiling offset from it).
+        """
         h, w = x_t.shape[-2:]
         m = 2 ** (len(self.network_config["channels"]) - 1)
         ph, pw = (-h) % m, (-w) % m
         x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect") if ph or pw else x_t
-        if autocast_dtype is not None and x_t.device.type == "cuda":
-            with torch.autocast("cuda", dtype=autocast_dtype):
-                out = self.net(x, tt).float()
-        else:
-            out = self.net(x, tt)
+        out = run_network(net, x, tt, autocast_dtype)
         return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w] if ph or pw else out
 
     def x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
@@ -130,8 +143,17 @@ class DiffusionPrior(nn.Module):
 
     def describe(self) -> dict:
         """Plain-data description stored in bundle metadata."""
-        return {"modality": self.modality, "network": self.network_config, "schedule": self.schedule,
-                "normalization": self.rule.to_dict(), "channels": self.channels}
+        return {"modality": self.modality, "kind": self.kind, "network": self.network_config,
+                "schedule": self.schedule, "normalization": self.rule.to_dict(), "channels": self.channels}
+
+
+def run_network(net: nn.Module, x: torch.Tensor, tt: torch.Tensor,
+                autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``net(x, tt)``, under CUDA autocast at ``autocast_dtype`` when given (float32 out); plain on the CPU."""
+    if autocast_dtype is not None and x.device.type == "cuda":
+        with torch.autocast("cuda", dtype=autocast_dtype):
+            return net(x, tt).float()
+    return net(x, tt)
 
 
 class _PrecisionView:

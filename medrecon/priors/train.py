@@ -39,6 +39,7 @@ from medrecon.errors import InputError
 from .data import PIXEL_MM, SliceSampler, SliceVolume, check_pixel_range, load_training_volumes, split_heldout
 from .finalize import SAMPLE_STEPS
 from .network import DEFAULT_NETWORK
+from .patch import build_prior, expand_input_channels, prior_from_description
 from .prior import DiffusionPrior
 
 __all__ = ["TrainConfig", "train_prior", "resolve_device", "shard_indices", "validation_loss", "weights_digest"]
@@ -74,6 +75,8 @@ class TrainConfig:
     lr_scaling: str = "sqrt"
     init_from: Optional[str] = None
     pixel_mm: Optional[tuple] = None  # (finest, coarsest) training pixel size; None: the modality's default
+    kind: Optional[str] = None  # "whole" or "patch" (PaDIS); None: the --init-from source's kind, else whole
+    patch: dict = field(default_factory=dict)  # patch-prior settings over patch.DEFAULT_PATCH
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -143,13 +146,16 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
 
 
 def _diffusion_loss(prior: DiffusionPrior, net: torch.nn.Module, x0: torch.Tensor, gen: torch.Generator,
-                    autocast: bool) -> torch.Tensor:
+                    autocast: bool, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Epsilon-prediction loss (Ho et al. 2020, eq. 14) of clean ``x0 (B, C, H, W)``; ``cond (B, K, H, W)``
+    are extra, noise-free input channels (a patch prior's positions)."""
     b = x0.shape[0]
     t = torch.randint(0, prior.num_timesteps, (b,), generator=gen, device="cpu").to(x0.device)
     noise = torch.randn(x0.shape, generator=gen, device="cpu").to(x0.device)
     x_t = prior.scheduler.add_noise(x0, noise, t)
+    inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
     with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=autocast):
-        pred = net(x_t, t)
+        pred = net(inp, t)
     return torch.mean((pred.float() - noise) ** 2)
 
 
@@ -180,7 +186,7 @@ def validation_loss(prior: DiffusionPrior, net: torch.nn.Module, volumes: list[S
             g = torch.Generator().manual_seed(seed * 100_003 + vi * 1009 + t)  # a volume's noise, whoever evaluates it
             noise = torch.randn(x0.shape, generator=g).to(device)
             tt = torch.full((x0.shape[0],), t, device=device, dtype=torch.long)
-            pred = net(prior.scheduler.add_noise(x0, noise, tt), tt)
+            pred = prior.network_eps(net, prior.scheduler.add_noise(x0, noise, tt), tt, generator=g)
             total[0] += ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3)).sum().double()
             total[1] += x0.shape[0]
     if world > 1:
@@ -251,6 +257,18 @@ def _warm_start_source(cfg: TrainConfig) -> tuple[DiffusionPrior, dict]:
     return src, record
 
 
+def _warm_prior(cfg: TrainConfig, src: DiffusionPrior, name: str) -> DiffusionPrior:
+    """The prior a warm start trains: the source's network, schedule and normalization, and its kind unless
+    ``--kind patch`` turns a whole-image source into a patch prior (the other way is refused: a patch
+    network's weights need its position channels)."""
+    kind = cfg.kind or src.kind
+    if src.kind == "patch" and kind == "whole":
+        raise InputError(f"the --init-from prior {src.name!r} is a patch prior; a whole-image prior cannot start from it")
+    patch = cfg.patch or (src.patch if src.kind == "patch" else {})
+    return build_prior(cfg.modality, {**DEFAULT_NETWORK, **src.network_config}, src.schedule, src.rule.to_dict(),
+                       cfg.name or name, kind=kind, patch=patch)
+
+
 def _pixel_range(cfg: TrainConfig, src: Optional[DiffusionPrior], arch: Optional[dict] = None) -> tuple[float, float]:
     """The training pixel-size range: ``--pixel-mm``, else the resumed run's, else a warm-start source's,
     else the modality's default."""
@@ -305,15 +323,22 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         if diff:
             raise InputError(f"--network differs in {', '.join(diff)} from the run being resumed in {out}; "
                              "drop --network to continue it, or train into a new --out")
-        prior = DiffusionPrior(cfg.modality, arch["network"], schedule=arch["schedule"],
-                               normalization=arch["normalization"], name=cfg.name or out.name)
+        if cfg.kind and cfg.kind != arch.get("kind", "whole"):
+            raise InputError(f"--kind {cfg.kind} differs from the run being resumed in {out} "
+                             f"({arch.get('kind', 'whole')}); drop --kind to continue it")
+        prior = prior_from_description({**arch, "modality": cfg.modality}, name=cfg.name or out.name)
     elif src is None:
-        prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name)
+        prior = build_prior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name,
+                            kind=cfg.kind or "whole", patch=cfg.patch)
     else:
-        prior = DiffusionPrior(cfg.modality, {**DEFAULT_NETWORK, **src.network_config}, schedule=src.schedule,
-                               normalization=src.rule.to_dict(), name=cfg.name or out.name)
+        prior = _warm_prior(cfg, src, out.name)
         if ck is None:  # a checkpoint, when there is one, overrides them below
-            prior.net.load_state_dict(src.net.state_dict())  # the source's (EMA) weights are the starting point
+            # the source's (EMA) weights are the starting point; a whole-image source's first convolution
+            # gains zero weights for a patch prior's position channels
+            sd = src.net.state_dict()
+            if src.kind != prior.kind:
+                sd = expand_input_channels(sd, prior.net.state_dict())
+            prior.net.load_state_dict(sd)
     prior = prior.to(device)
     net = prior.net
     ema = copy.deepcopy(net).eval().requires_grad_(False)
@@ -348,7 +373,7 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     d = prior.describe()  # saved with every checkpoint so that --resume rebuilds this model
     model_arch = {"network": d["network"], "schedule": d["schedule"], "normalization": d["normalization"],
-                  "pixel_mm": list(cfg.pixel_mm)}
+                  "pixel_mm": list(cfg.pixel_mm), "kind": d["kind"], **({"patch": d["patch"]} if "patch" in d else {})}
     log_f = open(ckpt_path.parent / "loss.csv", "a", newline="") if rank == 0 else None
     log = csv.writer(log_f) if log_f else None
     if log_f and log_f.tell() == 0:
@@ -362,7 +387,10 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         for g in opt.param_groups:
             g["lr"] = lr
         x0 = prior.to_network(sampler.batch(cfg.batch_size), 1.0)
-        loss = _diffusion_loss(prior, model, x0, gen, autocast)
+        cond = None
+        if prior.kind == "patch":  # PaDIS: random patches of the batch, with their position channels
+            x0, cond = prior.training_patches(x0, gen)
+        loss = _diffusion_loss(prior, model, x0, gen, autocast, cond)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
