@@ -293,9 +293,10 @@ def test_ct_tv_shows_a_progress_bar(tmp_path, capfd):
     assert "tv: " in capfd.readouterr().err
 
 
-def test_recon_and_evaluate_print_the_same_numbers_for_the_same_file(tmp_path, capfd):
+def test_recon_evaluate_and_benchmark_give_the_same_numbers_for_the_same_file(tmp_path, capfd):
     """Issue 25: recon scored the whole image, evaluate the fastMRI width x width crop (28.06 vs 27.77 dB on the
-    README example). Both now use fastMRI's convention, on a non-square image where the crop matters."""
+    README example), the benchmark the whole image too. All three now use fastMRI's convention, checked on a
+    non-square image where the crop matters."""
     import nibabel as nib
 
     yy, xx = np.mgrid[-1:1:48j, -1:1:32j]
@@ -318,3 +319,10 @@ def test_recon_and_evaluate_print_the_same_numbers_for_the_same_file(tmp_path, c
     ev = json.loads(capfd.readouterr().out)["fastmri"]["volumes"]["x.h5"]
     assert abs(record["psnr"] - ev["psnr"]) < 1e-3 and abs(record["ssim"] - ev["ssim"]) < 1e-4
     assert f"PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}" in printed and "fastMRI evaluate.py" in printed
+    # the benchmark's scorer, on the same file's arrays, gives the same numbers
+    from medrecon.benchmark.scoring import score_volume
+
+    with h5py.File(target / "x.h5") as f, h5py.File(recon / "x.h5") as g:
+        bench = score_volume(f["reconstruction_rss"][()], g["reconstruction"][()], "mri", [0, 1])
+    assert abs(bench["psnr"] - ev["psnr"]) < 1e-3 and abs(bench["ssim"] - ev["ssim"]) < 1e-4
+    assert abs(bench["nmse"] - ev["nmse"]) < 1e-6

@@ -9,7 +9,9 @@
   reconstruction normalized by its own maximum; mean and std over slices.
 
 CT images are scored in HU + 1000 (air ~ 0), so the peak is the densest tissue above air, as in
-``medrecon recon``'s metrics.
+``medrecon recon``'s metrics. MRI images are first cropped to width x width as fastMRI's ``evaluate.py``
+does (:func:`medrecon.metrics.fastmri_crop`), so ``recon``, ``evaluate`` and the benchmark give the same
+numbers for the same image (a no-op on the square images of every shipped suite).
 
 ``background``: the hallucination measure (:func:`medrecon.metrics.background_energy`), energy in the
 reference's background relative to the object's, per volume and averaged like NMSE.
@@ -21,7 +23,7 @@ import math
 
 import numpy as np
 
-from medrecon.metrics import background_energy, nmse, per_slice_metrics, psnr, ssim, volume_metrics
+from medrecon.metrics import background_energy, fastmri_crop, nmse, per_slice_metrics, psnr, ssim, volume_metrics
 
 __all__ = ["CT_OFFSET", "aggregate", "score_volume"]
 
@@ -50,6 +52,8 @@ def score_volume(target: np.ndarray, image: np.ndarray, modality: str, slices: l
         "nmse_norm"`` (per-slice normalized).
     """
     gt, pred = _prep(target, image, modality)
+    if modality == "mri":  # fastMRI evaluate.py's width x width crop: the numbers recon and evaluate give (issue 25)
+        gt, pred = fastmri_crop(gt, pred)
     vol = volume_metrics(gt, pred)
     bg = background_energy(gt, pred)
     if pred.shape[1:] != gt.shape[1:]:
