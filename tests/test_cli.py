@@ -175,6 +175,15 @@ def test_bad_input_through_the_real_entry_point(tmp_path):
     assert _files(tmp_path) == {"notes.h5"}
 
 
+def test_a_missing_output_folder_error_gives_the_mkdir_to_run(tmp_path, tiny_kspace, capfd):
+    """Issue 25: the README's examples failed as pasted on a missing folder; the error now names the fix."""
+    out = tmp_path / "new dir" / "sub" / "x.h5"
+    code, stdout, err = _inproc(["recon", tiny_kspace, "--method", "zero-filled", "--quiet", "--out", out], capfd)
+    _assert_one_error(code, stdout, err)
+    assert f"mkdir -p '{out.parent}'" in err
+    assert not (tmp_path / "new dir").exists()  # nothing is created behind the user's back
+
+
 def test_evaluate_missing_folder(tmp_path, capfd):
     _assert_one_error(*_inproc(["evaluate", "--target", tmp_path / "nope", "--recon", tmp_path], capfd))
 

@@ -127,6 +127,14 @@ def _probe_folder(folder: Path) -> None:
         os.unlink(probe)
 
 
+def missing_folder(folder: Path) -> InputError:
+    """The one-line error for a missing output folder, with the exact command that creates it (issue 25:
+    nothing is created behind the user's back, and nothing is left for them to guess)."""
+    import shlex
+
+    return InputError(f"output folder {folder} does not exist; create it first: mkdir -p {shlex.quote(str(folder))}")
+
+
 def check_output(path: str | os.PathLike, folder_output: bool = False) -> None:
     """Refuse an output file path before any work: a missing folder, a folder we cannot write to,
     a path that is a folder (unless ``folder_output`` and it is empty: a DICOM series goes there), or an
@@ -138,7 +146,7 @@ def check_output(path: str | os.PathLike, folder_output: bool = False) -> None:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist; create it first")
+        raise missing_folder(folder)
     if path.is_dir() and not path.is_symlink():
         if not folder_output:
             raise InputError(f"output path {path} is a folder; give a file name")
@@ -161,7 +169,7 @@ def check_output_folder(folder: str | os.PathLike, create: bool = True) -> None:
         except OSError as exc:
             raise InputError(f"cannot create output folder {folder} ({exc.strerror or type(exc).__name__})") from None
     elif not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist; create it first")
+        raise missing_folder(folder)
     _probe_folder(folder)
 
 
@@ -201,7 +209,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist; create it first")
+        raise missing_folder(folder)
     if path.is_dir() and not path.is_symlink():
         raise InputError(f"output path {path} is a folder; give a file name")
     _refuse_special(path)
