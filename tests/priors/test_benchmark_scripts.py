@@ -92,3 +92,23 @@ def test_readme_figures_script_scores_each_panel(tmp_path):
     rows = {r["label"]: r for r in json.loads(js.read_text())["rows"]}
     assert out.stat().st_size > 1000
     assert rows["good"]["background_percent"] == 0.0 and rows["blob"]["background_percent"] > 1.0
+
+
+def test_bundle_from_checkpoint_gives_the_finalized_bundles_weights(tmp_path, one_thread):
+    """``benchmarks/bundle_from_checkpoint.py`` bundles a run's EMA weights: the same tensors the finalized bundle
+    ships, for a patch prior too (kind and patch settings come from the checkpoint)."""
+    import torch
+
+    from medrecon.priors import load_bundle
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(modality="mri", data=[], out=str(out), size=32, steps=2, batch_size=2, warmup=1, device="cpu",
+                      network=TINY, n_samples=1, sample_steps=4, progress=False, weights_dtype="float16",
+                      kind="patch", patch={"sizes": [8, 16], "pad": 8})
+    train_prior(cfg, volumes=[_vol("a.nii.gz", 0), _vol("b.nii.gz", 1)])
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bundle_from_checkpoint.py"), str(out),
+                           str(tmp_path / "b"), "--modality", "mri"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    a, b = load_bundle(out), load_bundle(tmp_path / "b")
+    assert b.kind == "patch" and b.patch == a.patch
+    assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
