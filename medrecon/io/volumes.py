@@ -524,14 +524,17 @@ def _nrrd_header(path: Path) -> tuple[dict[str, str], list[str], int]:
 
 
 def _inside(base: Path, files: list[Path], name: str) -> list[Path]:
-    """``files``, each checked to resolve (symlinks followed) inside ``base``, the header's folder.
+    """``files`` (already joined to ``base``), each checked to resolve (symlinks followed) inside ``base``.
+
+    ``base`` is the header's folder. The files are not joined to it again: with a relative header path
+    (``../data/quarter.nhdr``) a second join would double the folder and refuse a legitimate file.
 
     A detached header names its data files; an absolute path, ``..`` or a symlink out of the folder would
     let a crafted header read any local file (``data file: /etc/passwd``) into an image.
     """
     root = base.resolve()
     for f in files:
-        real = (base / f).resolve()
+        real = Path(f).resolve()
         if real != root and root not in real.parents:
             raise InputError(f"{name}: the NRRD 'data file' must name files inside the header's folder; "
                              "paths out of it (absolute, '..', or a symlink) are refused")

@@ -338,3 +338,23 @@ def test_a_detached_nrrd_header_cannot_read_files_outside_its_folder(tmp_path, d
     (inside / "ok.raw").write_bytes(secret.read_bytes())
     (inside / "ok.nhdr").write_text(head + "data file: ok.raw\n\n")
     assert load_volume(inside / "ok.nhdr").data.shape == (1, 16, 64)
+
+
+@pytest.mark.parametrize("spec", ["ok.raw", "LIST\nok.raw", "ok.%d 1 1 1"])
+def test_a_detached_nrrd_header_given_by_a_relative_path_loads(tmp_path, monkeypatch, spec):
+    """A header named by a relative path with a folder part (``../d1/hdr/x.nhdr``) must load its own data files.
+    The folder check used to join the folder twice (``../d1/hdr/../d1/hdr/ok.raw``) and refused every such header,
+    the shared VTK head CT among them (``benchmarks/gpu_prepare.sh``)."""
+    inside = tmp_path / "d1" / "hdr"
+    inside.mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    raw = bytes(range(64)) * 16
+    (inside / "ok.raw").write_bytes(raw)
+    (inside / "ok.1").write_bytes(raw)
+    head = "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 64 16 1\nencoding: raw\n"
+    (inside / "x.nhdr").write_text(head + f"data file: {spec}\n\n")
+    monkeypatch.chdir(work)
+    v = load_volume(Path("../d1/hdr/x.nhdr"))
+    assert v.data.shape == (1, 16, 64)
+    np.testing.assert_array_equal(v.data[0].ravel(), np.frombuffer(raw, dtype=np.uint8))
