@@ -238,6 +238,11 @@ def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
     return {"test": test, "tuning": tuning}
 
 
+def _setting_ok(key: str, v) -> bool:
+    """A suite setting is a positive number; eta (DDIM stochasticity) may also be 0 (deterministic DDIM)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (key == "eta" and v == 0))
+
+
 def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dict:
     allowed = registry.bench_names(modality)
     keys = method_keys()
@@ -255,9 +260,7 @@ def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dic
             c.fail(f"{where}.methods.{name}", f"has unknown setting(s) {', '.join(bad)} "
                    f"(allowed: {', '.join(keys)})")
         for k, v in settings.items():
-            # eta (DDIM stochasticity) may be 0; every other setting must be positive.
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (k == "eta" and v == 0))
-            if not ok:
+            if not _setting_ok(k, v):
                 c.fail(f"{where}.methods.{name}.{k}", f"must be a positive number, got {v!r}")
         out[name] = dict(settings)
     return out
@@ -273,8 +276,9 @@ def _check_grid(c: _Checker, grid: dict, where: str, methods: dict) -> dict:
         for k, vals in params.items():
             if k not in method_keys():
                 c.fail(f"{where}.tuning_grid.{name}", f"tunes unknown setting {k!r}")
-            if not isinstance(vals, list) or not vals or not all(isinstance(v, (int, float)) and v > 0 for v in vals):
-                c.fail(f"{where}.tuning_grid.{name}.{k}", "must be a non-empty list of positive numbers")
+            if not isinstance(vals, list) or not vals or not all(_setting_ok(k, v) for v in vals):
+                c.fail(f"{where}.tuning_grid.{name}.{k}", "must be a non-empty list of positive numbers"
+                       + (" (or 0)" if k == "eta" else ""))
         out[name] = {k: list(v) for k, v in params.items()}
     return out
 

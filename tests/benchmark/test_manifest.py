@@ -99,6 +99,10 @@ BAD = [
     ("bad geometry", lambda d: d["datasets"][1]["acquisition"].update(geometry="cone"), "geometry"),
     ("stray acquisition key", lambda d: d["datasets"][1]["acquisition"].update(kvp=120), "kvp"),
     ("grid of unlisted method", lambda d: d["datasets"][1]["tuning_grid"].update({"sense": {"iters": [1]}}), "sense"),
+    ("negative eta in a grid", lambda d: d["datasets"][0].update(tuning_grid={"fast": {"eta": [0.0, -0.5]}}),
+     "tuning_grid.fast.eta"),
+    ("zero steps in a grid", lambda d: d["datasets"][0].update(tuning_grid={"fast": {"steps": [0, 50]}}),
+     "tuning_grid.fast.steps"),
     ("empty slice list", lambda d: d["datasets"][0]["split"].update(test=[]), "split.test"),
     ("duplicate dataset", lambda d: d["datasets"].append(d["datasets"][0]), "used twice"),
     ("modality", lambda d: d["datasets"][0].update(modality="pet"), "modality"),
@@ -112,6 +116,13 @@ def test_bad_manifest_is_one_input_error(label, mutate, needle, write_manifest, 
         load_suite(path)
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith("suite smoke:") and needle in msg
+
+
+def test_a_grid_may_tune_eta_down_to_deterministic_ddim(write_manifest, broken):
+    """eta = 0 (deterministic DDIM) is a valid fast-sampler setting, in a grid as in the methods block."""
+    suite = load_suite(write_manifest(broken(lambda d: d["datasets"][0].update(
+        tuning_grid={"fast": {"eta": [0.0, 0.5], "samples": [1, 2]}}))))
+    assert suite.datasets[0].tuning_grid == {"fast": {"eta": [0.0, 0.5], "samples": [1, 2]}}
 
 
 def test_bad_manifest_through_the_cli_is_one_line(write_manifest, broken, tmp_path, capfd):
