@@ -27,7 +27,7 @@ def _train_prior(a: argparse.Namespace) -> int:
                       checkpoint_every=a.checkpoint_every, weights_dtype=a.weights_dtype,
                       lr_scaling=a.lr_scaling, init_from=a.init_from,
                       pixel_mm=tuple(a.pixel_mm) if a.pixel_mm else None, kind=a.kind,
-                      patch=_patch_settings(a))
+                      patch=_patch_settings(a), augment=tuple(a.augment.split(",")) if a.augment else ())
     bundle = train_prior(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes the bundle
         print(f"prior bundle written to {bundle}")
@@ -133,6 +133,10 @@ def _add_train_prior(sub) -> None:
                         "sampling tile)")
     p.add_argument("--patch-pad", type=int, default=None, metavar="PX",
                    help="with --kind patch: background padding around each training image (default 64)")
+    p.add_argument("--augment", default=None, metavar="LIST",
+                   help="extra MONAI augmentations, comma-separated: rotate (up to 10 degrees), elastic, gamma and "
+                        "bias (MRI only: CT numbers are calibrated); default none, beyond the zoom, crop, flips, "
+                        "intensity jitter and (MRI) smooth phase that every run uses. Recorded in the metadata")
     p.add_argument("--save-cache", default=None, metavar="NPZ",
                    help="only prepare the training slices and save them to this .npz, then exit")
     p.add_argument("--cache-bits", type=int, choices=[8, 16], default=16,

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from medrecon.acquisition.mri import smooth_random_phase  # noqa: F401  (re-exported: training augments with it)
 from medrecon.errors import InputError
 
+from .augment import Augmenter
+
 __all__ = ["PIXEL_MM", "SliceVolume", "check_pixel_range", "load_training_volumes", "split_heldout", "SliceSampler",
            "save_slice_cache", "smooth_random_phase", "source_licence"]
 
@@ -273,11 +275,13 @@ class SliceSampler:
         pixel_mm_range: target pixel size range; sources are only ever downsampled towards it.
         seed: sampling seed.
         device: where slices and batches live.
+        augment: extra augmentations by name (:mod:`medrecon.priors.augment`: rotate, elastic, gamma, bias);
+            applied to the whole slice after the zoom and before the crop. Empty for validation.
     """
 
     def __init__(self, volumes: Sequence[SliceVolume], modality: str, size: int = 128,
                  pixel_mm_range: tuple[float, float] = (0.9, 1.8), seed: int = 0, device="cpu",
-                 background_hu: float = -1000.0) -> None:
+                 background_hu: float = -1000.0, augment: Sequence[str] = ()) -> None:
         if not volumes:
             raise InputError("no training slices")
         self.modality = modality
@@ -285,6 +289,7 @@ class SliceSampler:
         self.range = pixel_mm_range
         self.device = torch.device(device)
         self.background = background_hu if modality == "ct" else 0.0
+        self.augment = Augmenter(tuple(augment), modality, self.background, seed) if augment else None
         self.slices = [torch.from_numpy(v.slices).to(self.device, torch.float16) for v in volumes]
         self.pixel_mm = [v.pixel_mm for v in volumes]
         # Sample volumes in proportion to the square root of their slice counts: big volumes do not drown small ones.
@@ -303,6 +308,8 @@ class SliceSampler:
             h, w = img.shape
             new = (max(8, round(h * zoom)), max(8, round(w * zoom)))
             img = F.interpolate(img[None, None], size=new, mode="bilinear", antialias=True, align_corners=False)[0, 0]
+        if self.augment is not None:
+            img = self.augment(img.cpu()).to(self.device)  # MONAI's random state lives on the host
         img = self._crop(img)
         # Dihedral augmentation: files disagree on orientation (radiological vs neurological, RAS vs LPS).
         if self.rng.random() < 0.5:

@@ -43,6 +43,12 @@ def eval_pixel_mm(modality: str, pixel_range: tuple[float, float]) -> tuple[floa
 
 
 @torch.no_grad()
+def _extra_augment(meta_training: dict) -> str:
+    """The model card's words for ``--augment`` (older bundles record none)."""
+    names = meta_training.get("augment") or []
+    return f"; with --augment: {', '.join(names)} (MONAI)" if names else ""
+
+
 def denoising_eval(prior: DiffusionPrior, sampler: SliceSampler, n: int = 32, seed: int = 123) -> list[dict]:
     """Held-out denoising PSNR at several noise levels (network space, peak = max |x0|).
 
@@ -155,7 +161,7 @@ Normalization: `{prior.rule.to_dict()}`.
   final EMA loss {meta_training['final_loss']}
 {warm}- AdamW, warm-up + cosine learning rate, EMA {meta_training['ema_decay']}, bf16 autocast on GPU.
 - augmentation: zoom towards {meta_training['pixel_mm_range']} mm pixels (never upsampling), random crops, flips and transposes,
-  intensity jitter{', smooth random phase' if prior.modality == 'mri' else ''}.
+  intensity jitter{', smooth random phase' if prior.modality == 'mri' else ''}{_extra_augment(meta_training)}.
 
 Training data:
 {data}
@@ -209,6 +215,7 @@ def finalize_bundle(prior: DiffusionPrior, ema, cfg, train_vols, held, step: int
         "world_size": world, "minutes": round(minutes, 2),
         "final_loss": None if loss_ema is None else round(float(loss_ema), 5),
         "pixel_mm_range": list(pixel_range),
+        "augment": list(cfg.augment),
         **(extra_training or {}),
     }
     docs = out / "docs"

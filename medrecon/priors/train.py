@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 
+from .augment import parse_augment
 from .data import PIXEL_MM, SliceSampler, SliceVolume, check_pixel_range, load_training_volumes, split_heldout
 from .finalize import SAMPLE_STEPS
 from .network import DEFAULT_NETWORK
@@ -77,6 +78,7 @@ class TrainConfig:
     pixel_mm: Optional[tuple] = None  # (finest, coarsest) training pixel size; None: the modality's default
     kind: Optional[str] = None  # "whole" or "patch" (PaDIS); None: the --init-from source's kind, else whole
     patch: dict = field(default_factory=dict)  # patch-prior settings over patch.DEFAULT_PATCH
+    augment: tuple = ()  # extra augmentations by name (priors.augment: rotate, elastic, gamma, bias)
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -291,6 +293,7 @@ def train_prior(cfg: TrainConfig, volumes: Optional[list[SliceVolume]] = None) -
         cfg: training settings.
         volumes: prepared training volumes (loaded from ``cfg.data`` when None).
     """
+    cfg = dataclasses.replace(cfg, augment=parse_augment(cfg.augment, cfg.modality))  # before any slow work
     backend, owned = _init_distributed(cfg.device)
     try:
         return _train(cfg, volumes, backend)
@@ -363,7 +366,7 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
     sampler = SliceSampler(_train_shard(train_vols, rank, world), cfg.modality, cfg.size, cfg.pixel_mm,
-                           seed=cfg.seed * 1000 + rank * 7919 + step, device=device)
+                           seed=cfg.seed * 1000 + rank * 7919 + step, device=device, augment=cfg.augment)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + step + 1)
     autocast = device.type == "cuda"
     if device.type == "cuda":
