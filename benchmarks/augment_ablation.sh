@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Issue 16: the effect of each augmentation group on held-out denoising, at equal compute.
+# Each arm starts from the shipped prior (--init-from), trains MIN minutes on one thread with the same seed,
+# recipe and data, and differs only in --augment; the held-out denoising PSNR of the arm's bundle is then
+# compared (configs/metadata.json -> evaluation.heldout_denoising). Arms run one after another, so that all
+# of them see the same machine load.
+# Usage: bash benchmarks/augment_ablation.sh OUT [MIN] [MODALITY] [ARMS...]
+#   default arms (MRI): none geometry=rotate,elastic intensity=gamma,bias all=rotate,elastic,gamma,bias
+#   CT arms can only be geometric: none geometry=rotate,elastic
+# Needs .gpu/{mri,ct}_{train,held}.npz (benchmarks/gpu_prepare.sh). Run it from a worktree that is not edited
+# while it runs (PYTHONPATH=that worktree).
+set -eu
+OUT=${1:?usage: augment_ablation.sh OUT [MIN] [MODALITY] [ARMS...]}
+MIN=${2:-30}
+M=${3:-mri}
+shift $(( $# < 3 ? $# : 3 ))
+if [ $# -gt 0 ]; then ARMS=("$@")
+elif [ "$M" = mri ]; then ARMS=(none geometry=rotate,elastic intensity=gamma,bias all=rotate,elastic,gamma,bias)
+else ARMS=(none geometry=rotate,elastic); fi
+PRIOR=$([ "$M" = mri ] && echo mri-brain || echo ct-body)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+mkdir -p "$OUT"
+for arm in "${ARMS[@]}"; do
+  name=${arm%%=*}
+  aug=$([ "$arm" = "$name" ] && echo none || echo "${arm#*=}")
+  echo "$(date -u +%FT%TZ) arm $name (--augment $aug), $MIN min"
+  python -m medrecon train-prior --modality "$M" --data .gpu/${M}_train.npz --heldout .gpu/${M}_held.npz \
+    --out "$OUT/$name" --size 128 --batch-size 8 --lr 2e-5 --max-minutes "$MIN" --device cpu \
+    --init-from "$PRIOR" --seed 21 --augment "$aug"
+done
+python - "$OUT" "${ARMS[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+rows = []
+for arm in sys.argv[2:]:
+    name = arm.split("=")[0]
+    meta = json.loads((out / name / "configs" / "metadata.json").read_text())
+    ev = meta["evaluation"]["heldout_denoising"]
+    tr = meta["training"]
+    rows.append({"arm": name, "augment": tr.get("augment", []), "steps": tr["steps"], "minutes": tr["minutes"],
+                 "final_loss": tr["final_loss"], "psnr": {str(e["t"]): e["psnr_denoised"] for e in ev}})
+(out / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
+for r in rows:
+    print(f"{r['arm']:10s} {','.join(r['augment']) or 'none':28s} steps {r['steps']:5d}  "
+          + "  ".join(f"t={t}: {p:.2f}" for t, p in r["psnr"].items()))
+PY
