@@ -26,7 +26,7 @@ for arm in "${ARMS[@]}"; do
   echo "$(date -u +%FT%TZ) arm $name (--augment $aug), $MIN min"
   python -m medrecon train-prior --modality "$M" --data .gpu/${M}_train.npz --heldout .gpu/${M}_held.npz \
     --out "$OUT/$name" --size 128 --batch-size 8 --lr 2e-5 --max-minutes "$MIN" --device cpu \
-    --init-from "$PRIOR" --seed 21 --augment "$aug"
+    --init-from "$PRIOR" --seed 21 --augment "$aug" --n-samples 2 --sample-steps 50
 done
 python - "$OUT" "${ARMS[@]}" <<'PY'
 import json, sys

@@ -27,11 +27,23 @@ def _train_prior(a: argparse.Namespace) -> int:
                       checkpoint_every=a.checkpoint_every, weights_dtype=a.weights_dtype,
                       lr_scaling=a.lr_scaling, init_from=a.init_from,
                       pixel_mm=tuple(a.pixel_mm) if a.pixel_mm else None, kind=a.kind,
-                      patch=_patch_settings(a), augment=tuple(a.augment.split(",")) if a.augment else ())
+                      patch=_patch_settings(a), augment=tuple(a.augment.split(",")) if a.augment else (),
+                      n_samples=a.n_samples, sample_steps=a.sample_steps)
     bundle = train_prior(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes the bundle
         print(f"prior bundle written to {bundle}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse prints the error as one line)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return v
 
 
 def _patch_settings(a: argparse.Namespace) -> dict:
@@ -137,6 +149,11 @@ def _add_train_prior(sub) -> None:
                    help="extra MONAI augmentations, comma-separated: rotate (up to 10 degrees), elastic, gamma and "
                         "bias (MRI only: CT numbers are calibrated); default none, beyond the zoom, crop, flips, "
                         "intensity jitter and (MRI) smooth phase that every run uses. Recorded in the metadata")
+    p.add_argument("--n-samples", type=_positive_int, default=4, metavar="N",
+                   help="unconditional samples drawn for the model card's figure (default 4)")
+    p.add_argument("--sample-steps", type=_positive_int, default=250, metavar="N",
+                   help="ancestral steps per model-card sample (default 250; fewer finish a CPU run sooner, "
+                        "with rougher samples)")
     p.add_argument("--save-cache", default=None, metavar="NPZ",
                    help="only prepare the training slices and save them to this .npz, then exit")
     p.add_argument("--cache-bits", type=int, choices=[8, 16], default=16,

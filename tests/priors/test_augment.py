@@ -91,3 +91,19 @@ def test_augmentation_is_recorded_in_the_bundle(tmp_path):
     meta = json.loads((out / "configs" / "metadata.json").read_text())
     assert meta["training"]["augment"] == ["rotate", "gamma"]
     assert "rotate, gamma (MONAI)" in (out / "docs" / "README.md").read_text()
+
+
+def test_model_card_sample_options(tmp_path, capfd):
+    """--n-samples/--sample-steps shorten a CPU run's finalization; their defaults are the library's."""
+    from medrecon.cli import main as cli_main
+    from medrecon.cli.main import _load_extra_commands, build_parser
+    from medrecon.priors.finalize import SAMPLE_STEPS
+
+    _load_extra_commands()
+    a = build_parser().parse_args(["train-prior", "--modality", "mri", "--data", "x", "--out", "o"])
+    assert (a.n_samples, a.sample_steps) == (4, SAMPLE_STEPS)
+    with pytest.raises(SystemExit) as e:
+        cli_main(["train-prior", "--modality", "mri", "--data", "x", "--out", str(tmp_path / "o"),
+                  "--sample-steps", "0"])
+    _, err = capfd.readouterr()
+    assert e.value.code == 2 and err.count("\n") == 1 and "at least 1" in err
