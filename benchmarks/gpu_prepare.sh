@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare what the GPU session carries (device tool, `carry: [".gpu", ".whl"]`), here, on the CPU machine:
 #   .gpu/{mri,ct}_train.npz   training slice caches (medrecon train-prior --save-cache --cache-bits 8)
-#   .gpu/{mri,ct}_held.npz    held-out caches for validation and the model cards, every 4th slice
+#   .gpu/{mri,ct}_held.npz    held-out caches for validation and the model cards, every 8th slice
 #   .gpu/mri-4x.npz, .gpu/ct-60.npz   suite excerpts (medrecon benchmark --save-excerpt; mri-8x reads mri-4x's)
 #   .whl/                     wheels the GPU image lacks (monai, defusedxml; nibabel and pydicom are imported
 #                             only by file readers, which the GPU session does not use)
@@ -30,8 +30,8 @@ import numpy as np
 m = sys.argv[1]
 with np.load(f"/tmp/{m}_held_full.npz", allow_pickle=False) as z:
     meta = json.loads(str(z["meta"]))
-    arrays = {k: z[k][::4] for k in z.files if k != "meta"}  # every 4th slice: validation needs few
-meta["note"] = "every 4th slice of the prepared held-out volume (benchmarks/gpu_prepare.sh)"
+    arrays = {k: z[k][::8] for k in z.files if k != "meta"}  # every 8th slice: validation needs few
+meta["note"] = "every 8th slice of the prepared held-out volume (benchmarks/gpu_prepare.sh)"
 np.savez_compressed(f".gpu/{m}_held.npz", meta=np.array(json.dumps(meta)), **arrays)
 EOF
   fi

@@ -21,6 +21,8 @@
 #
 # Inputs travel in .gpu/ and .whl/ (made by benchmarks/gpu_prepare.sh; carry: [".gpu", ".whl"]). Run the phases
 # back to back: the machine is given back after a short idle time and .gpuwork/ goes with it.
+# Training knobs: AUG_MRI / AUG_CT = --augment lists (default none; benchmarks/augment_ablation.sh measures them),
+# KIND=patch trains PaDIS patch priors (with INIT=none, from scratch: the equal-compute arm against whole-image).
 # PRIORS=shipped uses the shipped priors in the suites phase instead of .gpuwork/. For a dry run on a CPU:
 #   DEV=cpu MIN=0.3 bash benchmarks/gpu_session.sh train; DEV=cpu SUITES=ct-60-gpu METHODS=fbp,cs-tv bash ... suites
 set -u
@@ -53,9 +55,10 @@ train)
     name=$([ $m = mri ] && echo mri-brain || echo ct-body)
     rm -rf "$W/$name"
     INITARG=(); [ "${INIT:-shipped}" = none ] || INITARG=(--init-from "$name")
+    AUG=$([ $m = mri ] && echo "${AUG_MRI:-none}" || echo "${AUG_CT:-none}")
     python3 -m medrecon train-prior --modality $m --data .gpu/${m}_train.npz --heldout .gpu/${m}_held.npz \
       --out "$W/$name" --name $name --batch-size "$BS" --steps 1000000 --max-minutes "$MIN" --device "$DEV" \
-      ${INITARG[@]+"${INITARG[@]}"} \
+      --augment "$AUG" ${KIND:+--kind "$KIND"} ${INITARG[@]+"${INITARG[@]}"} \
       > "$W/train_$m.log" 2>&1 &
   done
   wait
