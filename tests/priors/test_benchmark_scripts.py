@@ -112,3 +112,20 @@ def test_bundle_from_checkpoint_gives_the_finalized_bundles_weights(tmp_path, on
     a, b = load_bundle(out), load_bundle(tmp_path / "b")
     assert b.kind == "patch" and b.patch == a.patch
     assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+
+
+# What benchmarks/gpu_prepare.sh adds to the upload (.gpu caches + .whl wheels), measured 2026-12-06: 13.4 MiB.
+GPU_CARRY_MIB = 13.4
+
+
+def test_the_tracked_tree_leaves_room_for_the_gpu_upload():
+    """The GPU session uploads the tracked tree plus .gpu/.whl, and the device tool refuses more than 64 MiB.
+    On 2026-12-06 the tree had grown to 49.9 MiB and the upload to 64.8 MiB, so the prepared GPU run could not
+    start: results figures must stay small enough that the tree plus the carry keeps a 1 MiB margin."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    total = sum((REPO / f).stat().st_size for f in files.decode().split("\0") if f and (REPO / f).is_file())
+    tree_mib = total / 2 ** 20
+    assert tree_mib + GPU_CARRY_MIB <= 63.0, (f"tracked tree {tree_mib:.1f} MiB + carry {GPU_CARRY_MIB} MiB is over "
+                                              "63 MiB: trim committed figures, or the GPU session cannot upload")
