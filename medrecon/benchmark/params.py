@@ -17,7 +17,7 @@ from medrecon.errors import InputError
 
 from .manifest import Suite, method_keys
 
-__all__ = ["TUNED_FORMAT", "read_params", "settings_for"]
+__all__ = ["TUNED_FORMAT", "read_params", "read_params_files", "settings_for"]
 
 TUNED_FORMAT = "medrecon-tuned/1"
 
@@ -56,6 +56,32 @@ def read_params(path: Path, suite: Suite) -> dict[str, dict[str, dict]]:
                 raise InputError(f"--params {path}: params.{ds_name}.{method} has invalid setting(s) {', '.join(bad)}")
         out[ds_name] = {m: dict(s) for m, s in methods.items()}
     return out
+
+
+def read_params_files(paths, suite: Suite) -> dict[str, dict[str, dict]]:
+    """Several tuned.json files merged, e.g. the classical weights of one tuning run and a sampler's settings of
+    another (``--params A/tuned.json B/tuned.json``).
+
+    Args:
+        paths: one path or a sequence of them.
+
+    Raises:
+        InputError: as :func:`read_params`, or a dataset's method set by two files (one line, naming both):
+            which one would win is not something a reader of the report could tell.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    merged: dict[str, dict[str, dict]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    for path in paths:
+        for ds_name, methods in read_params(Path(path), suite).items():
+            for method, settings in methods.items():
+                key = (ds_name, method)
+                if key in origin:
+                    raise InputError(f"--params: {ds_name} {method} is set by both {origin[key]} and {Path(path).name}; "
+                                     "give each method's settings once")
+                origin[key] = Path(path).name
+                merged.setdefault(ds_name, {})[method] = settings
+    return merged
 
 
 def settings_for(suite_settings: dict, overrides: dict, dataset: str, method: str) -> dict:

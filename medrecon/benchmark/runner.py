@@ -18,7 +18,7 @@ from .data import Case, data_root, dataset_source, describe_split, load_cases, r
 from .excerpt import read_excerpt
 from .manifest import Dataset, Suite, load_suite
 from .methods import peak_mem_kind
-from .params import read_params, settings_for
+from .params import read_params_files, settings_for
 from .scoring import finite_or_none
 from .session import Evaluation, Session
 
@@ -38,7 +38,8 @@ class BenchmarkConfig:
         data_root: folder the manifest's file paths are relative to (overrides the manifest).
         tune: tune on the tuning split first (writes ``out/tuned.json``), then test with the result.
         tune_only: stop after tuning.
-        params: a tuned.json whose settings replace the manifest's.
+        params: tuned.json file(s) whose settings replace the manifest's (several are merged; a method may be
+            set by one file only).
         figures: write PNG figures.
         progress: sampler progress bars (on a terminal).
         command: the command line, recorded in the report.
@@ -54,12 +55,16 @@ class BenchmarkConfig:
     data_root: str | None = None
     tune: bool = False
     tune_only: bool = False
-    params: Path | None = None
+    params: Path | list[Path] | None = None
     figures: bool = True
     progress: bool = True
     command: str = ""
     excerpt: Path | None = None
     priors: dict = field(default_factory=dict)
+
+
+def _as_list(params) -> list:
+    return [params] if isinstance(params, (str, Path)) else list(params)
 
 
 def _missing_programs() -> dict[str, str]:
@@ -191,7 +196,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     for ds, _ in plan:
         register_identifiers(ds, sources[ds.name])
     excerpt_info = {"file": Path(cfg.excerpt).name, "sha256": sha256_of(Path(cfg.excerpt))} if cfg.excerpt else None
-    overrides = read_params(cfg.params, suite) if cfg.params else {}
+    overrides = read_params_files(cfg.params, suite) if cfg.params else {}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     from .tune import tune_steps, tune_suite
@@ -200,7 +205,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     session = Session(suite, device, sources, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test,
                       priors=cfg.priors, excerpt_info=excerpt_info)
     session.log(f"medrecon benchmark: suite {suite.name} on {device} ({_device_name(device)}) -> {out}")
-    params_source = str(cfg.params) if cfg.params else "manifest"
+    params_source = (", ".join(str(p) for p in _as_list(cfg.params))) if cfg.params else "manifest"
     if cfg.tune:
         tuned = tune_suite(session, plan, out, cfg.command)
         for ds_name, methods in tuned.items():

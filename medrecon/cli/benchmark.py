@@ -34,7 +34,9 @@ def _add_benchmark(sub) -> None:
                    help="choose regularization weights and the DPS step size on the tuning split first "
                         "(writes OUT/tuned.json), then run the test split with them")
     p.add_argument("--tune-only", action="store_true", help="with --tune: stop after writing OUT/tuned.json")
-    p.add_argument("--params", default=None, metavar="TUNED_JSON", help="settings from an earlier --tune run")
+    p.add_argument("--params", nargs="+", default=None, metavar="TUNED_JSON",
+                   help="settings from earlier --tune runs; several files are merged (e.g. the classical weights of "
+                        "one run and the fast sampler's settings of another), each method set by one file only")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--prior", nargs="+", default=None, metavar="MODALITY=PRIOR",
                    help="prior per modality, a name or bundle folder, e.g. mri=/path/to/bundle (default: shipped)")
@@ -57,7 +59,7 @@ def _command_line(a: argparse.Namespace) -> str:
         parts += ["--data-root", a.data_root]
     parts += ["--tune"] * a.tune + ["--tune-only"] * a.tune_only
     if a.params:
-        parts += ["--params", a.params]
+        parts += ["--params", *a.params]
     if a.prior:
         parts += ["--prior", *a.prior]
     if a.excerpt:
@@ -84,7 +86,7 @@ def _benchmark(a: argparse.Namespace) -> int:
         raise InputError("--out is required (the folder for results.json, report.md and figures)")
     cfg = BenchmarkConfig(suite=a.suite, out=Path(a.out), methods=_names(a.methods), datasets=_names(a.datasets),
                           device=a.device, data_root=a.data_root, tune=a.tune, tune_only=a.tune_only,
-                          params=Path(a.params) if a.params else None, figures=not a.no_figures,
+                          params=[Path(p) for p in a.params] if a.params else None, figures=not a.no_figures,
                           progress=not a.quiet, command=_command_line(a),
                           excerpt=Path(a.excerpt) if a.excerpt else None, priors=_priors(a.prior))
     results = run_benchmark(cfg)

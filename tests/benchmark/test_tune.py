@@ -75,3 +75,26 @@ def test_a_failing_method_is_recorded_and_the_others_still_run(suite_json, write
     assert rows["sense"]["psnr"] is None
     assert "| sense | failed:" in (out / "report.md").read_text()
     assert "1 method(s) failed: smoke-mri/sense" in stdout
+
+
+def test_several_params_files_merge_and_a_method_set_twice_is_refused(tmp_path):
+    """--params A B: the classical weights of one tuning run and the fast sampler's settings of another."""
+    from medrecon.benchmark.manifest import load_suite
+    from medrecon.benchmark.params import read_params_files
+    from medrecon.errors import InputError
+
+    suite = load_suite("smoke")
+
+    def tuned(name, params):
+        p = tmp_path / name
+        p.write_text(json.dumps({"format": "medrecon-tuned/1", "params": params}))
+        return p
+
+    a = tuned("classical.json", {"smoke-ct": {"cs-tv": {"lam": 0.3}}})
+    b = tuned("fast.json", {"smoke-ct": {"fast": {"eta": 1.0, "samples": 4}}})
+    assert read_params_files([a, b], suite) == {"smoke-ct": {"cs-tv": {"lam": 0.3}, "fast": {"eta": 1.0, "samples": 4}}}
+    assert read_params_files(a, suite) == {"smoke-ct": {"cs-tv": {"lam": 0.3}}}
+    c = tuned("other.json", {"smoke-ct": {"cs-tv": {"lam": 3.0}}})
+    with pytest.raises(InputError, match="cs-tv is set by both classical.json and other.json") as e:
+        read_params_files([a, c], suite)
+    assert "\n" not in str(e.value)
