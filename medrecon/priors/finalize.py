@@ -49,6 +49,7 @@ def _extra_augment(meta_training: dict) -> str:
     return f"; with --augment: {', '.join(names)} (MONAI)" if names else ""
 
 
+@torch.no_grad()  # evaluation only: with autograd on it kept every activation and warned on float(tensor)
 def denoising_eval(prior: DiffusionPrior, sampler: SliceSampler, n: int = 32, seed: int = 123) -> list[dict]:
     """Held-out denoising PSNR at several noise levels (network space, peak = max |x0|).
 

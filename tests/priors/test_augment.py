@@ -78,6 +78,7 @@ def test_train_prior_refuses_a_bad_augmentation_in_one_line(tmp_path, capfd):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")  # finalize's evaluation runs without autograd
 def test_augmentation_is_recorded_in_the_bundle(tmp_path):
     from medrecon.priors.train import TrainConfig, train_prior
 
