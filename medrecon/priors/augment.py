@@ -23,8 +23,8 @@ background (tested in ``tests/priors/test_augment.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import torch
 
@@ -42,7 +42,7 @@ BIAS_COEFF = (0.0, 0.05)  # degree-3 log-polynomial field: measured 0.85x-1.45x 
 PROB = 0.5  # each chosen option is applied to half the images: the originals stay in the mix
 
 
-def parse_augment(spec: Optional[Iterable[str] | str], modality: str) -> tuple[str, ...]:
+def parse_augment(spec: Iterable[str] | str | None, modality: str) -> tuple[str, ...]:
     """Validate an augmentation list (a comma string or names) for a modality.
 
     Returns:
