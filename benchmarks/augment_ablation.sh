@@ -7,6 +7,9 @@
 # Usage: bash benchmarks/augment_ablation.sh OUT [MIN] [MODALITY] [ARMS...]
 #   default arms (MRI): none geometry=rotate,elastic intensity=gamma,bias all=rotate,elastic,gamma,bias
 #   CT arms can only be geometric: none geometry=rotate,elastic
+# DEV (default cpu) and BS (default 8) run it elsewhere: on a GPU lease, after gpu_session.sh's wheel set-up,
+#   DEV=cuda BS=64 bash benchmarks/augment_ablation.sh $OUT/ablation 2.5 mri
+# gives the four MRI arms about 800 steps each in 10 minutes.
 # Needs .gpu/{mri,ct}_{train,held}.npz (benchmarks/gpu_prepare.sh). Run it from a worktree that is not edited
 # while it runs (PYTHONPATH=that worktree).
 set -eu
@@ -25,7 +28,7 @@ for arm in "${ARMS[@]}"; do
   aug=$([ "$arm" = "$name" ] && echo none || echo "${arm#*=}")
   echo "$(date -u +%FT%TZ) arm $name (--augment $aug), $MIN min"
   python -m medrecon train-prior --modality "$M" --data .gpu/${M}_train.npz --heldout .gpu/${M}_held.npz \
-    --out "$OUT/$name" --size 128 --batch-size 8 --lr 2e-5 --max-minutes "$MIN" --device cpu \
+    --out "$OUT/$name" --size 128 --batch-size "${BS:-8}" --lr 2e-5 --max-minutes "$MIN" --device "${DEV:-cpu}" \
     --init-from "$PRIOR" --seed 21 --augment "$aug" --n-samples 2 --sample-steps 50
 done
 python - "$OUT" "${ARMS[@]}" <<'PY'
