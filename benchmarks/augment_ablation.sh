@@ -27,11 +27,11 @@ for arm in "${ARMS[@]}"; do
   name=${arm%%=*}
   aug=$([ "$arm" = "$name" ] && echo none || echo "${arm#*=}")
   echo "$(date -u +%FT%TZ) arm $name (--augment $aug), $MIN min"
-  python -m medrecon train-prior --modality "$M" --data .gpu/${M}_train.npz --heldout .gpu/${M}_held.npz \
+  python3 -m medrecon train-prior --modality "$M" --data .gpu/${M}_train.npz --heldout .gpu/${M}_held.npz \
     --out "$OUT/$name" --size 128 --batch-size "${BS:-8}" --lr 2e-5 --max-minutes "$MIN" --device "${DEV:-cpu}" \
     --init-from "$PRIOR" --seed 21 --augment "$aug" --n-samples 2 --sample-steps 50
 done
-python - "$OUT" "${ARMS[@]}" <<'PY'
+python3 - "$OUT" "${ARMS[@]}" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])

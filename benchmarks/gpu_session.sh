@@ -16,6 +16,8 @@
 #                                           560 s limit): train with MIN=5.5 BS=64, then seconds per training
 #                                           step at batch 64 (train_speed.json). Use this, then evaluate the
 #                                           bundles on the CPU (benchmarks/priors_ledger.md says how).
+#   bash benchmarks/gpu_session.sh ablation four MRI augmentation arms (benchmarks/augment_ablation.sh), MIN_ARM
+#                                           minutes each (default 2, about 9 minutes in all with finalization)
 #   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py), and seconds per
 #                                           training step NCHW vs channels_last (benchmarks/train_speed.py)
 #
@@ -88,8 +90,17 @@ time)
     --size 128 --batch-size "${BS:-32}" --steps 20 --rounds 3 --device "$DEV" --out "$OUT/train_speed.json" 2>&1 \
     | tail -n 4 | tee -a "$OUT/gpu_bench.log"
   ;;
+ablation)
+  # issue 16: the four MRI augmentation arms at equal compute (MIN minutes each, default 2), warm from the shipped
+  # prior; bundles stay in .gpuwork, the held-out denoising table comes back as $OUT/ablation/ablation.json
+  mkdir -p "$OUT/ablation"
+  DEV=$DEV BS=${BS:-64} bash benchmarks/augment_ablation.sh "$W/ablation" "${MIN_ARM:-2}" mri 2>&1 | tr '\r' '\n' \
+    | grep -v '^$' | grep -v 'it/s' | tail -n 12 | tee "$OUT/ablation/ablation.log"
+  cp "$W/ablation/ablation.json" "$OUT/ablation/" 2>/dev/null
+  for d in "$W"/ablation/*/; do cp "$d/configs/metadata.json" "$OUT/ablation/$(basename "$d")_metadata.json" 2>/dev/null; done
+  ;;
 *)
-  echo "usage: bash benchmarks/gpu_session.sh session|train|suites|time" >&2
+  echo "usage: bash benchmarks/gpu_session.sh session|train|suites|time|ablation" >&2
   exit 2
   ;;
 esac
