@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from medrecon.benchmark.manifest import _resolve, load_suite
+from medrecon.benchmark.manifest import load_suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", required=True, help="JSON object: setting -> list of values")
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args(argv)
-    src = _resolve(args.suite)
-    doc = json.loads(Path(src).read_text())
+    doc = json.loads(load_suite(args.suite).path.read_text())  # a name or a file, found and validated
     grid = json.loads(args.grid)
     doc["name"] = f"{doc['name']}-{args.method}-grid"
     for ds in doc["datasets"]:

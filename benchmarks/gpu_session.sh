@@ -91,7 +91,7 @@ time)
     | tail -n 4 | tee -a "$OUT/gpu_bench.log"
   ;;
 ablation)
-  # issue 16: the four MRI augmentation arms at equal compute (MIN minutes each, default 2), warm from the shipped
+  # issue 16: the four MRI augmentation arms at equal compute (MIN_ARM minutes each, default 2), warm from the shipped
   # prior; bundles stay in .gpuwork, the held-out denoising table comes back as $OUT/ablation/ablation.json
   mkdir -p "$OUT/ablation"
   DEV=$DEV BS=${BS:-64} bash benchmarks/augment_ablation.sh "$W/ablation" "${MIN_ARM:-2}" mri 2>&1 | tr '\r' '\n' \

@@ -11,6 +11,7 @@ Layout::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from medrecon.errors import InputError
@@ -58,18 +59,14 @@ def read_params(path: Path, suite: Suite) -> dict[str, dict[str, dict]]:
     return out
 
 
-def read_params_files(paths, suite: Suite) -> dict[str, dict[str, dict]]:
+def read_params_files(paths: Sequence[Path], suite: Suite) -> dict[str, dict[str, dict]]:
     """Several tuned.json files merged, e.g. the classical weights of one tuning run and a sampler's settings of
     another (``--params A/tuned.json B/tuned.json``).
-
-    Args:
-        paths: one path or a sequence of them.
 
     Raises:
         InputError: as :func:`read_params`, or a dataset's method set by two files (one line, naming both):
             which one would win is not something a reader of the report could tell.
     """
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     merged: dict[str, dict[str, dict]] = {}
     origin: dict[tuple[str, str], str] = {}
     for path in paths:

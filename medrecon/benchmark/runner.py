@@ -55,16 +55,12 @@ class BenchmarkConfig:
     data_root: str | None = None
     tune: bool = False
     tune_only: bool = False
-    params: Path | list[Path] | None = None
+    params: list[Path] = field(default_factory=list)
     figures: bool = True
     progress: bool = True
     command: str = ""
     excerpt: Path | None = None
     priors: dict = field(default_factory=dict)
-
-
-def _as_list(params) -> list:
-    return [params] if isinstance(params, (str, Path)) else list(params)
 
 
 def _missing_programs() -> dict[str, str]:
@@ -196,7 +192,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     for ds, _ in plan:
         register_identifiers(ds, sources[ds.name])
     excerpt_info = {"file": Path(cfg.excerpt).name, "sha256": sha256_of(Path(cfg.excerpt))} if cfg.excerpt else None
-    overrides = read_params_files(cfg.params, suite) if cfg.params else {}
+    overrides = read_params_files(cfg.params, suite)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     from .tune import tune_steps, tune_suite
@@ -205,7 +201,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     session = Session(suite, device, sources, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test,
                       priors=cfg.priors, excerpt_info=excerpt_info)
     session.log(f"medrecon benchmark: suite {suite.name} on {device} ({_device_name(device)}) -> {out}")
-    params_source = (", ".join(str(p) for p in _as_list(cfg.params))) if cfg.params else "manifest"
+    params_source = ", ".join(str(p) for p in cfg.params) or "manifest"
     if cfg.tune:
         tuned = tune_suite(session, plan, out, cfg.command)
         for ds_name, methods in tuned.items():

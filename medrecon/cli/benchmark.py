@@ -86,7 +86,7 @@ def _benchmark(a: argparse.Namespace) -> int:
         raise InputError("--out is required (the folder for results.json, report.md and figures)")
     cfg = BenchmarkConfig(suite=a.suite, out=Path(a.out), methods=_names(a.methods), datasets=_names(a.datasets),
                           device=a.device, data_root=a.data_root, tune=a.tune, tune_only=a.tune_only,
-                          params=[Path(p) for p in a.params] if a.params else None, figures=not a.no_figures,
+                          params=[Path(p) for p in a.params or []], figures=not a.no_figures,
                           progress=not a.quiet, command=_command_line(a),
                           excerpt=Path(a.excerpt) if a.excerpt else None, priors=_priors(a.prior))
     results = run_benchmark(cfg)

@@ -42,14 +42,13 @@ def eval_pixel_mm(modality: str, pixel_range: tuple[float, float]) -> tuple[floa
     return fixed if lo <= fixed[0] <= hi else (lo, lo)
 
 
-@torch.no_grad()
 def _extra_augment(meta_training: dict) -> str:
     """The model card's words for ``--augment`` (older bundles record none)."""
     names = meta_training.get("augment") or []
     return f"; with --augment: {', '.join(names)} (MONAI)" if names else ""
 
 
-@torch.no_grad()  # evaluation only: with autograd on it kept every activation and warned on float(tensor)
+@torch.no_grad()
 def denoising_eval(prior: DiffusionPrior, sampler: SliceSampler, n: int = 32, seed: int = 123) -> list[dict]:
     """Held-out denoising PSNR at several noise levels (network space, peak = max |x0|).
 

@@ -93,7 +93,7 @@ def test_several_params_files_merge_and_a_method_set_twice_is_refused(tmp_path):
     a = tuned("classical.json", {"smoke-ct": {"cs-tv": {"lam": 0.3}}})
     b = tuned("fast.json", {"smoke-ct": {"fast": {"eta": 1.0, "samples": 4}}})
     assert read_params_files([a, b], suite) == {"smoke-ct": {"cs-tv": {"lam": 0.3}, "fast": {"eta": 1.0, "samples": 4}}}
-    assert read_params_files(a, suite) == {"smoke-ct": {"cs-tv": {"lam": 0.3}}}
+    assert read_params_files([a], suite) == {"smoke-ct": {"cs-tv": {"lam": 0.3}}}
     c = tuned("other.json", {"smoke-ct": {"cs-tv": {"lam": 3.0}}})
     with pytest.raises(InputError, match="cs-tv is set by both classical.json and other.json") as e:
         read_params_files([a, c], suite)
