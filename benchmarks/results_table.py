@@ -2,8 +2,9 @@
 
     python benchmarks/results_table.py benchmarks/results/full_cpu_2026-12-06/mri-4x/results.json ...
 
-One row per method: fastMRI-convention PSNR / SSIM (mean ± std over the test slices), seconds per slice, NFE,
-and the settings used.
+One row per method: fastMRI-convention PSNR / SSIM (mean ± std over the test slices), the data misfit
+``||A x - y|| / ||y||`` with the true image's in brackets (– in results written before it was recorded, and for
+MRI classical methods), seconds per slice, NFE, and the settings used.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from pathlib import Path
 
 def _settings(params: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(params.items())
-                     if isinstance(v, (int, float, str))) or "–"
+                     if isinstance(v, (int, float, str)) and not (k == "final_dc" and not v)) or "–"
+
+
+def _misfit(r: dict) -> str:
+    m, n = r.get("misfit"), r.get("noise_misfit")
+    return "–" if m is None else f"{m:.4f}" + ("" if n is None else f" ({n:.4f})")
 
 
 def _secs(s: float) -> str:
@@ -27,7 +33,8 @@ def rows(path: Path) -> list[str]:
     out = []
     for r in d["rows"]:
         out.append(f"| {d['suite']} | {r['method']} | {r['psnr']:.2f} ± {r.get('psnr_std') or 0:.2f} | "
-                   f"{r['ssim']:.4f} ± {r.get('ssim_std') or 0:.4f} | {_secs(r['seconds_per_slice'])} | {r['nfe']} | "
+                   f"{r['ssim']:.4f} ± {r.get('ssim_std') or 0:.4f} | {_misfit(r)} | {_secs(r['seconds_per_slice'])} "
+                   f"| {r['nfe']} | "
                    f"{_settings(r.get('params') or {})} |")
     return out
 
@@ -36,8 +43,8 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
-    print("| suite | method | PSNR (dB) | SSIM | s/slice | NFE | settings |")
-    print("|---|---|---|---|---|---|---|")
+    print("| suite | method | PSNR (dB) | SSIM | misfit (noise) | s/slice | NFE | settings |")
+    print("|---|---|---|---|---|---|---|---|")
     for p in argv:
         print("\n".join(rows(Path(p))))
     return 0

@@ -50,6 +50,12 @@ BartPicsParams = _regularized("BartPicsParams", 0.005, "l1-wavelet weight of `ba
 # 1.0 by benchmarks/sweeps/ct_tv_lam_2026-11-27.txt (0.01 barely regularized).
 TvParams = _regularized("TvParams", 1.0, "TV weight in units of mu_water")
 
+def _final_dc() -> Any:
+    """The ``final_dc`` setting every learned method takes (sampling/consistency.py)."""
+    return _p(0, "CG iterations of a final exact data-consistency step on each sample (0 = off; stops at the noise "
+              "level)", lo=0, hi=1000)
+
+
 # A prior's schedule has at most this many timesteps (the shipped ones: 1000); more steps cannot be strided.
 MAX_STEPS = 1000
 
@@ -58,6 +64,8 @@ MAX_STEPS = 1000
 class DpsParams:
     steps: int = _p(1000, "sampler steps (1000 = the paper's schedule; fewer are strided)", lo=1, hi=MAX_STEPS)
     zeta: float = _p(3.0, "step size on ||y - A x0||", lo=0.0, hi=1e6, ct=10.0)
+    # Applied by sampling.posterior_sample after the chain, not by the chain (sampling/consistency.py).
+    final_dc: int = _final_dc()
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,28 @@ class FastParams:
     # 33.47/35.08/35.28/35.28 dB, benchmarks/results/tuning_cpu_2026-12-04). MRI: 20 amplified noise at 8x.
     cg_iters: int = _p(5, "CG iterations per step (data consistency)", lo=1, hi=10_000, ct=20)
     eta: float = _p(0.85, "DDIM stochasticity (0 deterministic .. 1 ancestral)", lo=0.0, hi=1.0)
+    final_dc: int = _final_dc()
+
+
+@dataclass(frozen=True)
+class DapsParams:
+    steps: int = _p(50, "annealing levels", lo=1, hi=MAX_STEPS)
+    ode_steps: int = _p(2, "DDIM (probability-flow ODE) steps of the x0 estimate per level", lo=1, hi=100)
+    langevin: int = _p(50, "Langevin steps on x0 per level (operator applications, no network)", lo=1, hi=10_000)
+    lr: float = _p(0.5, "Langevin step relative to the target's curvature bound (stable below 2)", lo=1e-6, hi=1.99)
+    lr_min_ratio: float = _p(0.01, "the Langevin step's final fraction of lr (linear decay over the levels)",
+                             lo=1e-6, hi=1.0)
+    final_dc: int = _final_dc()
+
+
+@dataclass(frozen=True)
+class LangevinParams:
+    steps: int = _p(50, "noise levels of the annealed schedule", lo=1, hi=MAX_STEPS)
+    inner: int = _p(1, "preconditioned Langevin steps per level (one network evaluation each)", lo=1, hi=100)
+    step: float = _p(1.0, "preconditioned step in (0, 1]; 1 draws the Gaussian approximation exactly",
+                     lo=1e-3, hi=1.0)
+    cg_iters: int = _p(5, "CG iterations applying the preconditioner per step", lo=1, hi=10_000, ct=20)
+    final_dc: int = _final_dc()
 
 
 @dataclass(frozen=True)
@@ -299,6 +329,18 @@ def _fast_chain(*args, **kwargs):
     return fast_chain(*args, **kwargs)
 
 
+def _daps_chain(*args, **kwargs):
+    from medrecon.sampling.daps import daps_chain
+
+    return daps_chain(*args, **kwargs)
+
+
+def _langevin_chain(*args, **kwargs):
+    from medrecon.sampling.langevin import langevin_chain
+
+    return langevin_chain(*args, **kwargs)
+
+
 for _spec in (
     MethodSpec("zero-filled", ("mri",), False, NoParams, "root-sum-of-squares of the zero-filled coil images",
                run={"mri": _zero_filled}, demo=True),
@@ -317,5 +359,11 @@ for _spec in (
     MethodSpec("fast", ("mri", "ct"), True, FastParams,
                "fast diffusion sampler: DDIM steps with CG data consistency on x0 (DDS-style)", sampler=_fast_chain,
                demo=True),
+    MethodSpec("daps", ("mri", "ct"), True, DapsParams,
+               "decoupled annealing posterior sampling: ODE x0 estimate, Langevin on x0, re-noise (Zhang et al., "
+               "CVPR 2025)", sampler=_daps_chain),
+    MethodSpec("langevin", ("mri", "ct"), True, LangevinParams,
+               "preconditioned posterior Langevin over the diffused prior (pULA, Blumenthal et al. 2025)",
+               sampler=_langevin_chain),
 ):
     register(_spec)

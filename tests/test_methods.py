@@ -14,15 +14,31 @@ from medrecon.recon.config import CT_METHODS, DEFAULTS, LEARNED, MRI_METHODS, Re
 
 
 def test_registry_holds_the_shipped_methods_and_defaults():
-    assert MRI_METHODS == ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "dps", "fast")
-    assert CT_METHODS == ("fbp", "tv", "dps", "fast")
-    assert LEARNED == ("dps", "fast")
-    assert ReconConfig("dps").method_params("mri") == {"steps": 1000, "zeta": 3.0}
-    assert ReconConfig("dps").method_params("ct") == {"steps": 1000, "zeta": 10.0}
-    assert ReconConfig("fast").method_params("ct") == {"steps": 50, "cg_iters": 20, "eta": 0.85}
-    assert ReconConfig("fast", steps=10).method_params("mri") == {"steps": 10, "cg_iters": 5, "eta": 0.85}
+    assert MRI_METHODS == ("zero-filled", "sense", "cs-wavelet", "cs-tv", "bart-pics", "dps", "fast", "daps",
+                           "langevin")
+    assert CT_METHODS == ("fbp", "tv", "dps", "fast", "daps", "langevin")
+    assert LEARNED == ("dps", "fast", "daps", "langevin")
+    assert ReconConfig("dps").method_params("mri") == {"steps": 1000, "zeta": 3.0, "final_dc": 0}
+    assert ReconConfig("dps").method_params("ct") == {"steps": 1000, "zeta": 10.0, "final_dc": 0}
+    assert ReconConfig("fast").method_params("ct") == {"steps": 50, "cg_iters": 20, "eta": 0.85, "final_dc": 0}
+    assert ReconConfig("fast", steps=10).method_params("mri") == {"steps": 10, "cg_iters": 5, "eta": 0.85,
+                                                                  "final_dc": 0}
     assert DEFAULTS["tv"] == {"lam": 1.0, "iters": 100}
-    assert registry.bench_names("ct") == ("fbp", "cs-tv", "dps", "fast")
+    assert registry.bench_names("ct") == ("fbp", "cs-tv", "dps", "fast", "daps", "langevin")
+
+
+@pytest.mark.parametrize("method", ["dps", "fast", "daps", "langevin"])
+def test_each_chain_default_is_the_registry_default(method):
+    """A chain called from Python without settings behaves as the command line's defaults (MRI)."""
+    import inspect
+
+    from medrecon.sampling import SAMPLERS
+
+    sig = inspect.signature(SAMPLERS[method]).parameters
+    for name, value in registry.get(method).defaults("mri").items():
+        if name == "final_dc":  # applied by posterior_sample, not by the chain
+            continue
+        assert sig[name].default == value, (method, name)
 
 
 def test_dps_chain_default_is_the_registry_default():
@@ -208,11 +224,23 @@ def test_a_run_never_changes_the_shared_prior():
     ("fast", dict(batch_size=0), "--batch-size must be at least 1"),
     ("fast", dict(seed=2**64 + 1), "--seed must be between 0"),
     ("zero-filled", dict(mask="random", accel=0), "--accel must be a whole number between 1"),
+    ("langevin", dict(steps=-1), "--steps must be between 1 and 1000"),
+    ("langevin", dict(cg_iters=0), "--cg-iters must be between 1"),
+    ("langevin", dict(step=1.5), "--step must be between 0.001 and 1"),
+    ("langevin", dict(zeta=3.0), "--zeta does not apply to method langevin"),
+    ("daps", dict(steps=-3), "--steps must be between 1 and 1000"),
+    ("daps", dict(langevin=0), "--langevin must be between 1"),
+    ("daps", dict(lr=2.5), "--lr must be between"),
+    ("daps", dict(cg_iters=5), "--cg-iters does not apply to method daps"),
 ])
 def test_out_of_range_settings_are_refused_before_any_work(method, kw, match):
     """Issue 23, defects 9-10: these ran for 20 s and failed with a traceback, or ran and gave garbage."""
+    from medrecon.recon.config import FIELD_PARAMS
+
+    own = {k: v for k, v in kw.items() if k not in registry.param_names() or k in FIELD_PARAMS}
+    options = {k: v for k, v in kw.items() if k not in own}  # a registered method's own settings
     with pytest.raises(InputError, match=match):
-        ReconConfig(method, **kw)
+        ReconConfig(method, **own, **({"options": options} if options else {}))
 
 
 def test_ranges_are_listed_by_methods_json(capsys):

@@ -267,7 +267,8 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
                              "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
                              "std": res.info.get("std")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},
-                     device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics)
+                     device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics,
+                     data_misfit=res.info.get("data_misfit"))
     return res
 
 

@@ -33,8 +33,12 @@ def recon_method(method: str, modality: str) -> str:
 class MethodRun:
     """One method's output on one case.
 
+    ``misfit``/``noise_misfit``: per slice, the data misfit ``||A x - y|| / ||y||`` of the output and the one the
+    true image would have (:mod:`medrecon.sampling.consistency`); None where the output cannot be put through the
+    forward operator (MRI classical methods return magnitudes).
+
     Shapes:
-        image: ``(S, h, w)`` float32 (MRI magnitude, CT HU).
+        image: ``(S, h, w)`` float32 (MRI magnitude, CT HU); misfit, noise_misfit: ``(S,)``.
     """
 
     image: np.ndarray
@@ -43,6 +47,8 @@ class MethodRun:
     peak_mem_mb: float
     params: dict
     peak_total_mb: float | None = None
+    misfit: list[float] | None = None
+    noise_misfit: list[float] | None = None
 
 
 def _status_kb(field: str) -> int | None:
@@ -149,6 +155,7 @@ def run_method(case: Case, method: str, settings: dict, device: torch.device, pr
     cfg = _config(method, case.modality, settings, device, seed, progress)
     n = case.target.shape[0]
     images, nfe, params = [], 0, {}
+    fits: list[dict | None] = []
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()
         for sl in _chunks(n, slice_chunk):
@@ -160,9 +167,14 @@ def run_method(case: Case, method: str, settings: dict, device: torch.device, pr
                                            case.photons, prior)
             images.append(res.image)
             nfe, params = res.nfe, res.params
+            fits.append(res.info.get("data_misfit"))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
     params = {**params, "samples": cfg.samples} if registry.is_learned(method) else dict(params)
     total = None if mem.total_mb is None else round(mem.total_mb, 1)
-    return MethodRun(np.concatenate(images).astype(np.float32), seconds, int(nfe), round(mem.mb, 1), params, total)
+    known = all(f is not None for f in fits)
+    misfit = [v for f in fits for v in f["per_slice"]] if known else None
+    noise = [v for f in fits for v in f["noise_misfit"]] if known else None
+    return MethodRun(np.concatenate(images).astype(np.float32), seconds, int(nfe), round(mem.mb, 1), params, total,
+                     misfit, noise)

@@ -28,6 +28,11 @@ _CONVENTIONS = """\
   reconstruction's energy where the reference is background (farther than 3 px from any pixel above 5 % of
   the volume maximum), in percent of the reference object's energy. Aliasing, noise and invented structure
   all count; an empty background scores 0.
+- **misfit** — how well the output explains its own measurement: `||A x - y|| / ||y||` (learned methods: of
+  the posterior mean), mean over slices (`misfit` in `results.json`); in brackets the value the true image
+  would give, `sqrt(m noise_var) / ||y||` over the m measured entries (`noise_misfit`; 0 for noiseless data).
+  Far above it, the output leaves data unexplained; far below it, it fits noise. – where the output cannot
+  be put through the forward operator (MRI classical methods return magnitudes).
 """
 
 
@@ -39,7 +44,7 @@ def _pm(mean: float | None, std: float | None, fmt: str) -> str:
 
 def _settings(params: dict) -> str:
     keep = {k: v for k, v in (params or {}).items() if k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters",
-                                                                "samples")}
+                                                                "samples") or (k == "final_dc" and v)}
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in keep.items()) or "–"
 
 
@@ -77,19 +82,25 @@ def _bg(r: dict) -> str:
                                      ".3f")
 
 
+def _misfit(r: dict) -> str:
+    """The data misfit with the noise level in brackets (records older than it, and MRI classical methods: –)."""
+    m, n = r.get("misfit"), r.get("noise_misfit")
+    return "–" if m is None else f"{m:.4f}" + ("" if n is None else f" ({n:.4f})")
+
+
 def _table(rows: list[dict]) -> list[str]:
     lines = [("| method | PSNR dB (fastMRI) | SSIM (fastMRI) | NMSE (fastMRI) | PSNR dB (per-slice) | SSIM (per-slice) "
-              "| background % | s/slice | NFE | peak MiB | settings |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| background % | misfit (noise) | s/slice | NFE | peak MiB | settings |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['method']} | failed: {r['error']} | | | | | | | | | |")
+            lines.append(f"| {r['method']} | failed: {r['error']} | | | | | | | | | | |")
             continue
         p = r["per_slice"]
         lines.append(f"| {r['method']} | {_pm(r['psnr'], r['psnr_std'], '.2f')} | {_pm(r['ssim'], r['ssim_std'], '.4f')} "
                      f"| {_pm(r['nmse'], r['nmse_std'], '.4f')} | {_pm(p['psnr'], p['psnr_std'], '.2f')} "
-                     f"| {_pm(p['ssim'], p['ssim_std'], '.4f')} | {_bg(r)} | {r['seconds_per_slice']:.2f} | {r['nfe']} "
-                     f"| {r['peak_mem_mb']:.0f} | {_settings(r['params'])} |")
+                     f"| {_pm(p['ssim'], p['ssim_std'], '.4f')} | {_bg(r)} | {_misfit(r)} | {r['seconds_per_slice']:.2f} "
+                     f"| {r['nfe']} | {r['peak_mem_mb']:.0f} | {_settings(r['params'])} |")
     return lines
 
 

@@ -130,6 +130,15 @@ def _git_commit() -> str | None:
         return None
 
 
+def _mean_over_slices(runs: list, attr: str) -> float | None:
+    """The mean of a per-slice list over every slice of every run; None if any run lacks it (or none ran)."""
+    values = [getattr(r, attr) for r in runs]
+    if not values or any(v is None for v in values):
+        return None
+    flat = [x for v in values for x in v]
+    return sum(flat) / len(flat) if flat else None
+
+
 def _row(ds: Dataset, method: str, ev: Evaluation, settings: dict) -> dict:
     s = ev.summary
     row = {"dataset": ds.name, "modality": ds.modality, "method": method,
@@ -141,6 +150,7 @@ def _row(ds: Dataset, method: str, ev: Evaluation, settings: dict) -> dict:
            "psnr_std": s.get("psnr_std"), "ssim_std": s.get("ssim_std"), "nmse_std": s.get("nmse_std"),
            "background": s.get("background"), "background_std": s.get("background_std"),
            "spread": s.get("spread"), "per_slice": s.get("per_slice"),
+           "misfit": _mean_over_slices(ev.runs, "misfit"), "noise_misfit": _mean_over_slices(ev.runs, "noise_misfit"),
            "n_volumes": len(ev.volumes), "n_slices": ev.n_slices, "seconds_total": ev.seconds,
            "params": ev.runs[-1].params if ev.runs else settings, "volumes": ev.volumes}
     if ev.error:

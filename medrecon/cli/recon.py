@@ -179,6 +179,9 @@ def _recon(a: argparse.Namespace) -> int:
         m = res.info["metrics"]
         msg += (f"; PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NMSE {m['nmse']:.4f} "
                 f"({'fastMRI evaluate.py convention' if res.modality == 'mri' else 'volume max, HU + 1000'})")
+    fit = res.info.get("data_misfit")
+    if fit:  # numbers only: nothing here can name a patient
+        msg += f"; data misfit {fit['mean']:.4g} (noise level {sum(fit['noise_misfit']) / len(fit['noise_misfit']):.4g})"
     print(msg + f" -> {a.out}")
     return 0
 

@@ -216,6 +216,7 @@ def write_run_record(
     nfe: int | None = None,
     metrics: Mapping[str, Any] | None = None,
     planted: Iterable[str] = (),
+    data_misfit: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<output_path>.run.json`` atomically and return its path.
 
@@ -231,6 +232,9 @@ def write_run_record(
         device: e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu"``.
         seconds: wall time. nfe: network evaluations, or None. metrics: optional metric values.
         planted: extra strings to remove everywhere (e.g. known patient names).
+        data_misfit: how well the output explains its own measurement
+            (:func:`medrecon.recon.result.misfit_record`), or None where the method's output cannot be put
+            through the forward operator (MRI classical methods return magnitudes).
 
     Returns:
         The record's path.
@@ -257,6 +261,7 @@ def write_run_record(
         "seconds": float(seconds),
         "nfe": None if nfe is None else int(nfe),
         "metrics": None if metrics is None else scrub_identifiers(metrics),
+        "data_misfit": None if data_misfit is None else scrub_identifiers(data_misfit),
         "environment": _versions(),
     }
     record = _scrub(record, pattern, drop_keys=False)  # planted strings anywhere, incl. names and command

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 
 from medrecon import methods as registry
+from medrecon.sampling.consistency import data_misfit, noise_misfit
 from operators import mu_to_hu
 
 from .config import ReconConfig
 from .context import CtData
-from .result import ReconResult, run_sampler
+from .problems import ct_measurement
+from .result import ReconResult, misfit_record, run_sampler, sampler_misfit
 
 __all__ = ["reconstruct_sinogram"]
 
@@ -33,8 +35,14 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
         res = run_sampler(cfg, prior, data.problem(prior), params)
         mu, nfe = res.mean, res.nfe
         std = res.std * (1000.0 / mu_water)
+        misfit = sampler_misfit(res)
     else:
         mu = spec.runner("ct")(data, settings)
+        misfit = None
     hu = mu_to_hu(mu, mu_water)
+    seconds = time.perf_counter() - t0
+    if misfit is None:  # classical methods return attenuation too, so their misfit is as cheap (outside the time)
+        prob = ct_measurement(A, y, photons)
+        misfit = misfit_record(data_misfit(prob, mu.float()).tolist(), noise_misfit(prob).tolist())
     return ReconResult(hu.float().cpu().numpy(), None if std is None else std.float().cpu().numpy(), "ct", params,
-                       nfe, time.perf_counter() - t0)
+                       nfe, seconds, {"data_misfit": misfit})

@@ -16,7 +16,7 @@ from medrecon.acquisition.mri import CartesianSampling
 
 from .config import ReconConfig
 from .context import MriData
-from .result import ReconResult, run_sampler, support_record
+from .result import ReconResult, run_sampler, sampler_misfit, support_record
 
 __all__ = ["reconstruct_kspace", "mask_for", "has_gaps"]
 
@@ -134,6 +134,7 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         info["support"] = support_record(prob)
         res = run_sampler(cfg, prior, prob, params)
         img, std, nfe = res.mean.abs(), res.std, res.nfe
+        info["data_misfit"] = sampler_misfit(res)
     else:
         img = spec.runner("mri")(data, settings)
     seconds = time.perf_counter() - t0

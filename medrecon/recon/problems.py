@@ -23,8 +23,8 @@ from medrecon.sampling import InverseProblem
 from operators import MultiCoilMRI, coil_support, sense_combine
 from operators.fft import ifft2c
 
-__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "calib_size", "calib_block",
-           "espirit_kernel", "ESPIRIT_THRESHOLD", "ESPIRIT_CROP"]
+__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "ct_noise_var", "ct_measurement",
+           "calib_size", "calib_block", "espirit_kernel", "ESPIRIT_THRESHOLD", "ESPIRIT_CROP"]
 
 
 def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Optional[torch.Tensor] = None,
@@ -71,9 +71,20 @@ def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,
     dev = sinogram.device
     gain = torch.full((s, 1, 1), mu_water * rule.half_width / 1000.0, device=dev)
     offset = torch.full((s, 1, 1), mu_water * (1 + rule.center / 1000.0), device=dev)
+    return InverseProblem(A, sinogram.float(), gain, offset, ct_noise_var(sinogram, photons), False)
+
+
+def ct_noise_var(sinogram: torch.Tensor, photons: float | None) -> torch.Tensor:
+    """Noise variance of the line integrals per slice, ``(S,)``: 0 without a photon count (noiseless)."""
     if photons:
         # Var[log(I0/N)] ~ 1/(I0 exp(-p)) for Poisson counts (delta method), averaged over rays.
-        noise_var = (sinogram.exp() / float(photons)).mean(dim=(1, 2))
-    else:
-        noise_var = torch.zeros(s, device=dev)
-    return InverseProblem(A, sinogram.float(), gain, offset, noise_var, False)
+        return (sinogram.exp() / float(photons)).mean(dim=(1, 2))
+    return torch.zeros(sinogram.shape[0], device=sinogram.device)
+
+
+def ct_measurement(A, sinogram: torch.Tensor, photons: float | None = None) -> InverseProblem:
+    """The CT measurement as an :class:`InverseProblem` on attenuation itself (gain 1, offset 0, no prior), for
+    the data misfit of a classical reconstruction. Shapes: sinogram ``(S, n_angles, n_det)``."""
+    s = sinogram.shape[0]
+    one = torch.ones((s, 1, 1), device=sinogram.device)
+    return InverseProblem(A, sinogram.float(), one, torch.zeros_like(one), ct_noise_var(sinogram, photons), False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -9,14 +10,19 @@ import numpy as np
 import torch
 
 from medrecon import methods as registry
-from medrecon.sampling import posterior_sample
+from medrecon.sampling import SampleResult, posterior_sample
 
-__all__ = ["ReconResult", "run_sampler", "support_record"]
+__all__ = ["MISFIT_MEANING", "ReconResult", "misfit_record", "run_sampler", "sampler_misfit", "support_record"]
 
 
 @dataclass
 class ReconResult:
-    """Image ``(S, h, w)`` float32 (MRI magnitude, CT HU), optional std map, and accounting."""
+    """Image ``(S, h, w)`` float32 (MRI magnitude, CT HU), optional std map, and accounting.
+
+    ``info`` carries what the run record keeps beside the image; ``info["data_misfit"]``
+    (:func:`misfit_record`) where the method's output can be put through the forward operator (learned methods,
+    CT classical methods), absent otherwise.
+    """
 
     image: np.ndarray
     std: Optional[np.ndarray]
@@ -48,3 +54,29 @@ def support_record(problem) -> dict:
 
     return {"applied": True, "rule": f"coil maps: sum_c |S_c|^2 >= {SUPPORT_LEVEL} x its maximum",
             "fraction": round(problem.support_fraction(), 4)}
+
+
+#: What the run record's ``data_misfit`` means.
+MISFIT_MEANING = ("||A x - y|| / ||y|| of the reconstruction (learned: the posterior mean) in the measurement's "
+                  "units, before cropping; noise_misfit: what the true image would give, sqrt(m noise_var) / ||y|| "
+                  "over the m measured entries (0 for noiseless data)")
+
+
+def misfit_record(misfit: Sequence[float], noise: Sequence[float], final_dc: int | None = None) -> dict:
+    """The run record's ``data_misfit``: per-slice and mean data misfit, the noise reference and, for learned
+    methods, the final data-consistency iterations (:mod:`medrecon.sampling.consistency`). Values keep 6
+    significant digits. Shapes: ``misfit``, ``noise`` ``(S,)``."""
+
+    def sig(v: float) -> float:
+        return float(f"{float(v):.6g}")
+
+    out = {"mean": sig(sum(misfit) / max(1, len(misfit))), "per_slice": [sig(v) for v in misfit],
+           "noise_misfit": [sig(v) for v in noise], "meaning": MISFIT_MEANING}
+    if final_dc is not None:
+        out["final_dc"] = int(final_dc)
+    return out
+
+
+def sampler_misfit(res: SampleResult) -> dict:
+    """:func:`misfit_record` of a :class:`~medrecon.sampling.SampleResult` (its ``info`` has them per slice)."""
+    return misfit_record(res.info["misfit"], res.info["noise_misfit"], res.info.get("final_dc", 0))

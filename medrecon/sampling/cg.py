@@ -1,4 +1,5 @@
-"""Batched conjugate gradients on ``(A^H A + lam I) p = b`` (one system per batch row)."""
+"""Batched conjugate gradients on ``(A^H A + lam I) p = b`` (one system per batch row), and its ``lam = 0``
+form that stops each row at the noise level (:func:`cg_discrepancy`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def iterations(n: int, label: str | None) -> range:
 
     return tqdm(range(n), desc=label, leave=False)  # type: ignore[return-value]
 
-__all__ = ["cg_normal"]
+__all__ = ["cg_discrepancy", "cg_normal"]
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -78,3 +79,65 @@ def operator_norm(A: LinearOperator, like: torch.Tensor, iters: int = 15, seed: 
         lam = batched_dot(v, w)
         v = w
     return lam.clamp_min(0).sqrt()
+
+
+def cg_discrepancy(A: LinearOperator, y: torch.Tensor, x_init: torch.Tensor, iters: int,
+                   floor: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Solve ``A^H A x = A^H y`` (:func:`cg_normal` with ``lam = 0``) from ``x_init``, each row stopping by the
+    discrepancy principle once ``||A x - y||^2 <= floor``.
+
+    Written in CGLS form (Hestenes & Stiefel 1952; Bjorck, "Numerical Methods for Least Squares Problems",
+    1996, 7.4): the iterates are those of CG on the normal equations, but the data residual ``y - A x`` is
+    carried along, which the stopping rule needs, at the same cost (one ``A`` and one ``A^H`` per step, as
+    ``A.normal``). The step that would take a row's residual below ``floor`` is shortened along its search
+    direction so that the residual lands on ``floor`` (the smaller root of a quadratic), and the row stops:
+    a full CG step can overshoot the noise level by a large factor at low noise, and fit noise again. A row
+    also stops once its normal-equation residual falls to the dtype's rounding level, where further steps
+    only add rounding noise. Stopped rows are frozen; a host sync per step decides whether any row is left
+    (this runs once per reconstruction, not inside a sampler's loop).
+
+    With ``keep`` the solve is on ``A P`` (``P`` zeroes the pixels outside ``keep``): every update lies in
+    ``range(P A^H)``, so pixels outside ``keep`` keep their starting value.
+
+    Shapes:
+        y: ``(B, *A.out_shape)``; x_init: ``(B, H, W)`` (complex or real); floor: ``(B,)`` (None: no early
+        stop); keep: ``(B, H, W)`` bool or None.
+    """
+    x = x_init.clone()
+
+    def mask(v: torch.Tensor) -> torch.Tensor:
+        return v if keep is None else v * keep.to(v.device)
+
+    s = y - A(x)
+    r = mask(A.adjoint(s))
+    p = r.clone()
+    gamma = batched_dot(r, r)
+    rounding = gamma * torch.finfo(gamma.dtype).eps ** 2
+    active = torch.ones_like(gamma, dtype=torch.bool)
+    for _ in range(max(0, int(iters))):
+        active = active & (gamma > rounding)
+        if floor is not None:
+            over = batched_dot(s, s) - floor.to(gamma)  # how far above the noise level
+            active = active & (over > 0)
+        if not bool(active.any()):
+            break
+        q = A(p)
+        qq = batched_dot(q, q)
+        alpha = torch.where(active & (qq > 0), gamma / torch.where(qq > 0, qq, 1.0), torch.zeros_like(gamma))
+        if floor is not None:
+            # ||s - a q||^2 = ||s||^2 - 2 a c + a^2 ||q||^2 with c = Re<s, q>: where the full step ends at or below
+            # the floor, take the smaller root of ||s - a q||^2 = floor instead (written without cancellation).
+            c = batched_dot(s, q)
+            lands = active & (qq > 0) & (over - 2 * alpha * c + alpha ** 2 * qq <= 0)
+            root = over / (c + (c ** 2 - qq * over).clamp_min(0).sqrt()).clamp_min(torch.finfo(c.dtype).tiny)
+            alpha = torch.where(lands, root, alpha)
+        x = x + _bcast(alpha, x) * p
+        s = s - _bcast(alpha, s) * q
+        r = mask(A.adjoint(s))
+        gamma_new = batched_dot(r, r)
+        beta = torch.where(active, gamma_new / torch.where(gamma > 0, gamma, 1.0), torch.zeros_like(gamma))
+        p = r + _bcast(beta, p) * p
+        gamma = torch.where(active, gamma_new, gamma)
+        if floor is not None:
+            active = active & ~lands  # at the noise level: done
+    return x

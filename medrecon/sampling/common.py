@@ -10,7 +10,8 @@ import torch
 
 from medrecon.errors import SamplerDivergedError
 
-__all__ = ["SampleResult", "posterior_stats", "check_finite", "randn", "Timer", "ddpm_posterior", "DivergenceGuard"]
+__all__ = ["SampleResult", "posterior_stats", "check_finite", "randn", "noise_like", "Timer", "ddpm_posterior",
+           "DivergenceGuard"]
 
 
 @dataclass
@@ -117,6 +118,16 @@ def randn(shape, generator: Optional[torch.Generator], device: torch.device) -> 
     """Seeded normal noise; the generator may live on CPU or on ``device``."""
     gdev = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=gdev).to(device)
+
+
+def noise_like(like: torch.Tensor, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+    """Unit Gaussian noise shaped like ``like``: real ``N(0, 1)``, or circular complex with ``E|n|^2 = 1`` (each
+    part of variance 1/2, as k-space noise), so ``std * noise_like(y)`` has the per-sample variance ``std^2``."""
+    if like.is_complex():
+        re = randn(like.shape, generator, device)
+        im = randn(like.shape, generator, device)
+        return torch.complex(re, im).to(like.dtype) * (0.5 ** 0.5)
+    return randn(like.shape, generator, device).to(like.dtype)
 
 
 def ddpm_posterior(abar_t: torch.Tensor, abar_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .common import randn
 from .problem import InverseProblem
-from .schedule import strided_timesteps
+from .schedule import geometric_timesteps, strided_timesteps
 
 __all__ = ["Level", "start", "levels"]
 
@@ -40,14 +40,20 @@ class Level:
     last: bool
 
 
-def start(prior, problem: InverseProblem, steps: int,
-          generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, list[Level]]:
-    """``x_T ~ N(0, I)`` of shape ``(B, channels, H, W)`` for ``problem`` and the ``steps`` levels of the
-    prior's schedule (:func:`~.schedule.strided_timesteps`)."""
+def start(prior, problem: InverseProblem, steps: int, generator: Optional[torch.Generator] = None,
+          spacing: str = "uniform") -> tuple[torch.Tensor, list[Level]]:
+    """``x_T ~ N(0, I)`` of shape ``(B, channels, H, W)`` for ``problem`` and ``steps`` levels of the prior's
+    schedule: ``uniform`` in the timestep (:func:`~.schedule.strided_timesteps`, DDIM's skip) or ``geometric``
+    in the noise level (:func:`~.schedule.geometric_timesteps`, the annealed-Langevin spacing)."""
     dev = prior.alphas_cumprod.device
     ac = prior.alphas_cumprod
     x = randn((problem.batch, problem.channels, *problem.image_shape), generator, dev)
-    ts = strided_timesteps(prior.num_timesteps, steps)
+    if spacing == "geometric":
+        ts = geometric_timesteps(ac, steps)
+    elif spacing == "uniform":
+        ts = strided_timesteps(prior.num_timesteps, steps)
+    else:
+        raise ValueError(f"spacing must be 'uniform' or 'geometric', got {spacing!r}")
     one = torch.ones((), device=dev)
     out = [Level(i, t, ac[t], ac[ts[i + 1]] if i + 1 < len(ts) else one, i + 1 == len(ts)) for i, t in enumerate(ts)]
     return x, out

@@ -7,15 +7,19 @@ from typing import Callable, Optional, Union
 import torch
 
 from .common import SampleResult, Timer, posterior_stats
+from .consistency import data_misfit, noise_misfit
+from .consistency import final_dc as exact_dc
+from .daps import daps_chain
 from .dps import dps_chain
 from .fast import fast_chain
+from .langevin import langevin_chain
 from .problem import InverseProblem
 
 __all__ = ["posterior_sample", "SAMPLERS"]
 
 # The chains this package ships, by name, for library callers and tests that name them; the application
 # finds a method's chain in the method registry (MethodSpec.sampler), so a new sampler need not be listed here.
-SAMPLERS = {"dps": dps_chain, "fast": fast_chain}
+SAMPLERS = {"dps": dps_chain, "fast": fast_chain, "daps": daps_chain, "langevin": langevin_chain}
 
 
 def posterior_sample(method: Union[str, Callable], prior, problem: InverseProblem, samples: int = 1, seed: int = 0,
@@ -37,10 +41,15 @@ def posterior_sample(method: Union[str, Callable], prior, problem: InverseProble
         batch_size: rows per network batch.
         keep_samples: also return every sample.
         progress: progress bars.
-        **kwargs: sampler settings (``steps``, ``zeta``, ``cg_iters``, ``eta``, ...).
+        **kwargs: sampler settings (``steps``, ``zeta``, ``cg_iters``, ``eta``, ...). ``final_dc`` (default 0) is
+            not the chain's: it is the most CG iterations of a final exact data-consistency step on every
+            sample (:func:`~.consistency.final_dc`, stopping at the noise level), applied here so that every
+            sampler has it.
 
     Returns:
-        :class:`SampleResult` with mean/std ``(S, H, W)``.
+        :class:`SampleResult` with mean/std ``(S, H, W)``. ``info`` holds the settings, ``final_dc``, and per
+        slice ``misfit`` (``||A mean - y|| / ||y||`` of the posterior mean) and ``noise_misfit`` (what a perfect
+        image would give: :func:`~.consistency.noise_misfit`).
     """
     if callable(method):
         chain = method
@@ -49,6 +58,7 @@ def posterior_sample(method: Union[str, Callable], prior, problem: InverseProble
         chain = SAMPLERS[method]
     else:
         raise ValueError(f"unknown sampler {method!r}; choose from {sorted(SAMPLERS)}")
+    dc_iters = int(kwargs.pop("final_dc", 0) or 0)
     dev = prior.alphas_cumprod.device
     rows = problem.repeat(samples)
     n = rows.batch
@@ -60,9 +70,12 @@ def posterior_sample(method: Union[str, Callable], prior, problem: InverseProble
             gen = torch.Generator(device=dev).manual_seed(int(seed) + 1000003 * j)
             sub = rows.select(slice(start, start + bs))
             x, nfe = chain(prior, sub, generator=gen, progress=progress, **kwargs)
-            outs.append(sub.to_phys(x).detach())
+            p = sub.to_phys(x).detach()
+            outs.append(exact_dc(sub, p, dc_iters) if dc_iters > 0 else p)
     phys = torch.cat(outs).reshape(problem.batch, samples, *problem.image_shape)
     mean, std = posterior_stats(phys)
-    info = {"method": method, "samples": samples, "seed": seed, "batch_size": bs, **kwargs}
+    # Rows are slice-major copies of the problem's slices; the mean has one row per slice, as ``problem``.
+    info = {"method": method, "samples": samples, "seed": seed, "batch_size": bs, **kwargs, "final_dc": dc_iters,
+            "misfit": data_misfit(problem, mean).tolist(), "noise_misfit": noise_misfit(problem).tolist()}
     return SampleResult(mean=mean, std=std, nfe=nfe, seconds=timer.seconds,
                         samples=phys if keep_samples else None, info=info)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["strided_timesteps", "ddim_update", "unconditional_ddim"]
+__all__ = ["strided_timesteps", "geometric_timesteps", "ddim_update", "unconditional_ddim"]
 
 
 def strided_timesteps(num_train: int, steps: int) -> list[int]:
@@ -19,6 +19,32 @@ def strided_timesteps(num_train: int, steps: int) -> list[int]:
     ts = torch.linspace(num_train - 1, 0, steps).round().long().tolist()
     out: list[int] = []
     for t in ts:  # rounding may repeat a value at tiny strides; keep strictly decreasing
+        if not out or t < out[-1]:
+            out.append(int(t))
+    return out
+
+
+def geometric_timesteps(alphas_cumprod: torch.Tensor, steps: int) -> list[int]:
+    """``steps`` timesteps whose noise levels ``sigma_t = sqrt((1 - abar_t) / abar_t)`` are evenly spaced in
+    ``log sigma`` from the largest to the smallest (Song & Ermon 2019's annealing), descending.
+
+    A uniform stride in ``t`` leaves the last levels far apart in ``sigma`` (with the linear DDPM schedule, 50
+    levels step from ``sigma`` 0.07 straight to 0.01), which a chain that takes one step per level cannot
+    follow; a geometric spacing keeps every ratio ``sigma_i / sigma_{i+1}`` equal. Timesteps that round to the
+    same integer are merged, so fewer than ``steps`` may come back at very large ``steps``.
+    """
+    num = int(alphas_cumprod.shape[0])
+    if not 1 <= steps <= num:
+        raise ValueError(f"steps must be in [1, {num}], got {steps}")
+    ac = alphas_cumprod.double().cpu()
+    log_sigma = 0.5 * torch.log((1 - ac) / ac)  # increasing in t
+    targets = torch.linspace(float(log_sigma[-1]), float(log_sigma[0]), steps, dtype=torch.float64)
+    idx = torch.searchsorted(log_sigma.contiguous(), targets).clamp(0, num - 1)
+    # the nearer of the two neighbouring timesteps
+    lo = (idx - 1).clamp_min(0)
+    pick = torch.where((targets - log_sigma[lo]).abs() < (log_sigma[idx] - targets).abs(), lo, idx)
+    out: list[int] = []
+    for t in pick.tolist():
         if not out or t < out[-1]:
             out.append(int(t))
     return out

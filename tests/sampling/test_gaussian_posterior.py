@@ -134,3 +134,48 @@ def test_dps_approaches_exact_gaussian_posterior_mean():
     assert torch.isfinite(res.mean).all()
     # measured relative error 0.06-0.09 over seeds 0-4 (zeta 0.3-10 all give < 0.12)
     assert err.norm().item() < 0.2 * prior_err.norm().item(), (err.norm().item(), prior_err.norm().item())
+
+
+def _spread_ratio(res, cov) -> torch.Tensor:
+    """Per-pixel sample spread ``sqrt(E|p - E p|^2)`` over the exact posterior std (real or complex)."""
+    samples = res.samples[0].to(torch.complex128 if res.samples.is_complex() else torch.float64)
+    spread = (samples - samples.mean(0)).abs().pow(2).mean(0).sqrt()
+    return spread / cov.diagonal().real.sqrt().reshape(H, W)
+
+
+@pytest.mark.parametrize("is_complex", [False, True])
+def test_langevin_sampler_approaches_exact_gaussian_posterior(is_complex):
+    """pULA: several half steps per level bring mean and spread to the closed form (one full step per level
+    narrows the spread, see medrecon/sampling/langevin.py)."""
+    problem, mean, cov = _problem(is_complex=is_complex, seed=int(is_complex))
+    res = posterior_sample("langevin", GaussianPrior(S2), problem, samples=1500, seed=0, steps=30, inner=4,
+                           step=0.5, cg_iters=N, keep_samples=True)
+    err = (res.mean[0].to(mean.dtype) - mean).abs().max().item()
+    ratio = _spread_ratio(res, cov)
+    assert err < 0.08, err  # measured 0.029 (real), 0.035 (complex)
+    assert mean.abs().max().item() > 10 * err
+    assert (ratio - 1).abs().max().item() < 0.12, ratio  # measured 0.92-1.00 (real), 0.94-0.98 (complex)
+
+
+@pytest.mark.parametrize("is_complex", [False, True])
+def test_daps_approaches_exact_gaussian_posterior(is_complex):
+    problem, mean, cov = _problem(is_complex=is_complex, seed=int(is_complex))
+    res = posterior_sample("daps", GaussianPrior(S2), problem, samples=1000, seed=0, steps=30, ode_steps=1,
+                           langevin=200, lr=0.2, lr_min_ratio=1.0, keep_samples=True)
+    err = (res.mean[0].to(mean.dtype) - mean).abs().max().item()
+    ratio = _spread_ratio(res, cov)
+    assert err < 0.1, err  # measured 0.029-0.033 (real), 0.048-0.060 (complex), seeds 0-1
+    assert mean.abs().max().item() > 10 * err
+    # measured 0.93-1.01 (real), 0.86-0.93 (complex): r_t = sigma_t is wider than the exact x0 | x_t spread
+    assert (ratio - 1).abs().max().item() < 0.16, ratio
+
+
+@pytest.mark.parametrize("method,kw", [("langevin", {"steps": 8, "cg_iters": 3}),
+                                       ("daps", {"steps": 8, "langevin": 5})])
+def test_new_samplers_are_reproducible_with_a_seed(method, kw):
+    problem, _, _ = _problem(is_complex=True)
+    a = posterior_sample(method, GaussianPrior(S2), problem, samples=3, seed=7, **kw)
+    b = posterior_sample(method, GaussianPrior(S2), problem, samples=3, seed=7, **kw)
+    c = posterior_sample(method, GaussianPrior(S2), problem, samples=3, seed=8, **kw)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
+    assert not torch.equal(a.mean, c.mean)
