@@ -84,7 +84,8 @@ class DapsParams:
     steps: int = _p(50, "annealing levels", lo=1, hi=MAX_STEPS)
     ode_steps: int = _p(2, "DDIM (probability-flow ODE) steps of the x0 estimate per level", lo=1, hi=100)
     langevin: int = _p(50, "Langevin steps on x0 per level (operator applications, no network)", lo=1, hi=10_000)
-    lr: float = _p(0.5, "Langevin step relative to the target's curvature bound (stable below 2)", lo=1e-6, hi=1.99)
+    # 1.5 by mri-4x's tuning slices (0.5: 29.44 dB, 1.5: 30.53 dB at 50 levels; benchmarks/sweeps/samplers_2026-12-06)
+    lr: float = _p(1.5, "Langevin step relative to the target's curvature bound (stable below 2)", lo=1e-6, hi=1.99)
     lr_min_ratio: float = _p(0.01, "the Langevin step's final fraction of lr (linear decay over the levels)",
                              lo=1e-6, hi=1.0)
     final_dc: int = _final_dc()
@@ -92,7 +93,8 @@ class DapsParams:
 
 @dataclass(frozen=True)
 class LangevinParams:
-    steps: int = _p(50, "noise levels of the annealed schedule", lo=1, hi=MAX_STEPS)
+    # 100 by the tuning slices of mri-4x, mri-8x and ct-60 (25/50/100 levels; benchmarks/sweeps/samplers_2026-12-06)
+    steps: int = _p(100, "noise levels of the annealed schedule (geometric in sigma)", lo=1, hi=MAX_STEPS)
     inner: int = _p(1, "preconditioned Langevin steps per level (one network evaluation each)", lo=1, hi=100)
     step: float = _p(1.0, "preconditioned step in (0, 1]; 1 draws the Gaussian approximation exactly",
                      lo=1e-3, hi=1.0)
@@ -364,6 +366,6 @@ for _spec in (
                "CVPR 2025)", sampler=_daps_chain),
     MethodSpec("langevin", ("mri", "ct"), True, LangevinParams,
                "preconditioned posterior Langevin over the diffused prior (pULA, Blumenthal et al. 2025)",
-               sampler=_langevin_chain),
+               sampler=_langevin_chain, demo=True),
 ):
     register(_spec)

@@ -2,7 +2,8 @@
 
 Uses the small sample scans shipped in ``medrecon/data`` (held-out slices, never trained on; see
 data_manifests/samples.json for sources and licences) and the shipped default priors. On a CPU it
-uses reduced settings (60-step strided DPS, 25-step fast sampler) so the whole demo finishes in a few minutes; ``--full`` uses
+uses reduced settings (60-step strided DPS, 25-step fast sampler, 50-level Langevin sampler) so the whole demo finishes
+in a few minutes; ``--full`` uses
 the full 1000-step DPS meant for a GPU.
 """
 
@@ -30,8 +31,8 @@ CT_SIM = {"views": 60, "geometry": "parallel", "photons": None, "seed": 0}
 
 def _settings(full: bool) -> dict:
     if full:
-        return {"dps": {"steps": 1000}, "fast": {"steps": 50}}
-    return {"dps": {"steps": 60}, "fast": {"steps": 25}}
+        return {"dps": {"steps": 1000}, "fast": {"steps": 50}, "langevin": {"steps": 100}}
+    return {"dps": {"steps": 60}, "fast": {"steps": 25}, "langevin": {"steps": 50}}
 
 
 def _methods(modality: str) -> list[str]:
@@ -114,7 +115,7 @@ def _figure(modality: str, images: dict, rows: list[dict], path: Path) -> None:
 
 
 def demo_figure(modality: str, images: dict, rows: list[dict]):
-    """Two slices x (reference, best classical, DPS, fast, |fast - reference|, fast std), with colorbars; a red
+    """Two slices x (reference, best classical, DPS, fast, Langevin, |fast - reference|, fast std), with colorbars; a red
     caption under a method that shows structure the data do not support (:func:`_caption`). Returns the figure.
 
     Shapes:
@@ -126,7 +127,7 @@ def demo_figure(modality: str, images: dict, rows: list[dict]):
     import matplotlib.pyplot as plt
 
     base = _baseline(modality, rows)
-    learned = [c for c in ("dps", "fast") if c in images]
+    learned = [c for c in ("dps", "fast", "langevin", "daps") if c in images]
     cols = ["reference", base, *learned, "error", "std"]
     ref_all = images["reference"]
     slices = list(range(min(2, ref_all.shape[0])))

@@ -58,7 +58,7 @@ from .problem import InverseProblem
 __all__ = ["langevin_chain"]
 
 
-def langevin_chain(prior, problem: InverseProblem, steps: int = 50, inner: int = 1, step: float = 1.0,
+def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int = 1, step: float = 1.0,
                    cg_iters: int = 5, generator: Optional[torch.Generator] = None,
                    progress: bool = False) -> tuple[torch.Tensor, int]:
     """Run one batch of preconditioned posterior Langevin chains.
