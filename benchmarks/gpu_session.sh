@@ -75,7 +75,7 @@ suites)
   R=$OUT/suites; rm -rf "$R"; mkdir -p "$R"
   for s in ${SUITES:-mri-4x-gpu mri-8x-gpu ct-60-gpu}; do
     ex=$([ "${s%%-*}" = ct ] && echo .gpu/ct-60.npz || echo .gpu/mri-4x.npz)
-    methods=$([ "${s%%-*}" = ct ] && echo fbp,cs-tv,dps,fast || echo zero-filled,cs-wavelet,cs-tv,dps,fast)
+    methods=$([ "${s%%-*}" = ct ] && echo fbp,cs-tv,dps,fast,langevin,daps || echo zero-filled,cs-wavelet,cs-tv,dps,fast,langevin,daps)
     methods=${METHODS:-$methods}
     timeout "${SUITE_TIMEOUT:-180}" python3 -m medrecon benchmark --suite "$s" --excerpt "$ex" ${PRI[@]+"${PRI[@]}"} --device "$DEV" \
       --methods "$methods" --tune --quiet --out "$R/$s" 2>&1 | tail -n 12
