@@ -87,6 +87,8 @@ def run_mri(args, dev, rows):
     _sync(dev)
     rows.append(_row("t1-brain-320", "mri", "sense", gt, sense.abs(), time.perf_counter() - t0 + t_maps, n, 0, dev))
     for method, kw, ac in [("fast", {"steps": 50, "cg_iters": 5}, None), ("fast", {"steps": 50, "cg_iters": 5}, torch.bfloat16),
+                           ("langevin", {"steps": 100, "cg_iters": 5}, torch.bfloat16),
+                           ("daps", {"steps": 50, "ode_steps": 2, "lr": 1.5}, torch.bfloat16),
                            ("dps", {"steps": args.dps_steps, "zeta": args.zeta}, torch.bfloat16)]:
         net = prior.at_precision(ac)
         posterior_sample(method, net, prob, samples=1, seed=0, **{**kw, "steps": 2})  # warm-up
@@ -112,6 +114,8 @@ def run_ct(args, dev, rows):
     rows.append(_row("body-ct-512", "ct", "fbp", hu + 1000, fbp + 1000, time.perf_counter() - t0, n, 0, dev))
     prob = ct_problem(prior, A, y)
     for method, kw, ac in [("fast", {"steps": 50, "cg_iters": 5}, torch.bfloat16),
+                           ("langevin", {"steps": 100, "cg_iters": 20}, torch.bfloat16),
+                           ("daps", {"steps": 50, "ode_steps": 2, "lr": 1.5}, torch.bfloat16),
                            ("dps", {"steps": args.ct_dps_steps, "zeta": args.zeta}, torch.bfloat16)]:
         net = prior.at_precision(ac)
         posterior_sample(method, net, prob, samples=1, seed=0, **{**kw, "steps": 2})
