@@ -30,4 +30,4 @@ PY
   P+=("$R/$S-$m-best.json")
 done
 python -m medrecon benchmark --suite "$S" --methods "${METHODS:-langevin,daps,fast,dps}" --device cpu --quiet \
-  --params "${P[@]}" --out "$R/test-$S"
+  --params "${P[@]}" --out "${OUT:-$R/test-$S}"
