@@ -99,6 +99,8 @@ class LangevinParams:
     step: float = _p(1.0, "preconditioned step in (0, 1]; 1 draws the Gaussian approximation exactly",
                      lo=1e-3, hi=1.0)
     cg_iters: int = _p(5, "CG iterations applying the preconditioner per step", lo=1, hi=10_000, ct=20)
+    geometric: int = _p(1, "1: levels evenly spaced in log sigma (annealed Langevin); 0: DDIM's uniform stride in t",
+                        lo=0, hi=1)
     final_dc: int = _final_dc()
 
 

@@ -37,8 +37,8 @@ matched exactly (up to CG) and the rest follows the prior.
 
 The levels are spaced geometrically in ``sigma`` (:func:`~.schedule.geometric_timesteps`), as annealed
 Langevin sampling needs: a chain that takes one step per level cannot follow DDIM's uniform stride in ``t``,
-whose last step jumps from ``sigma`` 0.07 to 0.01 and leaves that noise in the image (measured on mri-4x's
-tuning slices, 50 levels, K = 1: 26.54 dB uniform, 30.94 dB geometric).
+whose last step jumps from ``sigma`` 0.07 to 0.01 and leaves that noise in the image (mri-4x's tuning slices,
+K = 1, ``--geometric 0`` against 1: benchmarks/sweeps/samplers_2026-12-06).
 
 The noise is physical: ``problem.noise_var`` is the k-space noise variance (MRI) or the photon-count
 variance of the log-sinogram (CT), not a level on the prior's scale (docs/design.md, section 4).
@@ -59,7 +59,7 @@ __all__ = ["langevin_chain"]
 
 
 def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int = 1, step: float = 1.0,
-                   cg_iters: int = 5, generator: Optional[torch.Generator] = None,
+                   cg_iters: int = 5, geometric: int = 1, generator: Optional[torch.Generator] = None,
                    progress: bool = False) -> tuple[torch.Tensor, int]:
     """Run one batch of preconditioned posterior Langevin chains.
 
@@ -70,6 +70,8 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
         inner: Langevin steps per level (each one network evaluation).
         step: the preconditioned step ``g`` in (0, 1]; 1 draws the Gaussian approximation exactly.
         cg_iters: CG iterations that apply the preconditioner at each step.
+        geometric: 1 spaces the levels evenly in ``log sigma``; 0 uses DDIM's uniform stride in ``t`` (kept to
+            reproduce the comparison in the module note).
         generator: noise source.
         progress: show a progress bar.
 
@@ -78,7 +80,7 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
     """
     dev = prior.alphas_cumprod.device
     b = problem.batch
-    x_t, schedule = start(prior, problem, steps, generator, spacing="geometric")
+    x_t, schedule = start(prior, problem, steps, generator, spacing="geometric" if geometric else "uniform")
     # Work with the variance-exploding variable z = x_t / sqrt(abar) = x0 + sigma n (network units).
     z = x_t / schedule[0].abar.sqrt()
     shape = tuple(z.shape)
