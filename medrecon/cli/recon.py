@@ -41,9 +41,9 @@ def _add_recon(sub) -> None:
                    + f"; otherwise {formats.DEFAULT_OUTPUT})")
     p.add_argument("--like", default=None, help="DICOM file/folder whose patient and study modules the output copies")
     p.add_argument("--prior", default=None, help="prior name or bundle folder (default: shipped prior of the modality)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (dps 1000, fast 50)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (dps 1000, fast 50, langevin 100 levels, daps 50 levels)")
     p.add_argument("--zeta", type=float, default=None, help="DPS step size")
-    p.add_argument("--cg-iters", type=int, default=None, help="fast sampler: CG iterations per step")
+    p.add_argument("--cg-iters", type=int, default=None, help="fast and langevin samplers: CG iterations per step (MRI 5, CT 20)")
     p.add_argument("--eta", type=float, default=None, help="fast sampler: DDIM stochasticity (0..1)")
     p.add_argument("--lam", type=float, default=None, help="regularization weight: MRI cs-wavelet/cs-tv relative to max|A^H y| (0.005/0.002); "
                    "CT tv in units of mu_water (1.0)")
