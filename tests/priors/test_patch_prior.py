@@ -165,7 +165,8 @@ def test_samplers_run_with_a_patch_prior():
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     hu = ((xx ** 2 + yy ** 2 < 0.6).float() - 1.0)[None] * 1000.0
     problem = ct_problem(prior, A, A(hu_to_mu(hu)))
-    for method, kw in (("dps", {"steps": 3, "zeta": 1.0}), ("fast", {"steps": 3, "cg_iters": 2, "eta": 0.85})):
+    for method, kw in (("dps", {"steps": 3, "zeta": 1.0}), ("fast", {"steps": 3, "cg_iters": 2, "eta": 0.85}),
+                       ("langevin", {"steps": 3, "cg_iters": 2}), ("daps", {"steps": 3, "langevin": 2})):
         res = posterior_sample(method, prior, problem, samples=1, seed=0, **kw)
         assert torch.isfinite(res.mean).all()
 
