@@ -66,10 +66,12 @@ def ct_setup(ct_prior):
     return ct_problem(ct_prior, A, A(hu_to_mu(hu)))
 
 
-SETTINGS = {"dps": {"steps": 4, "zeta": 1.0}, "fast": {"steps": 4, "cg_iters": 3, "eta": 0.85}}
+SETTINGS = {"dps": {"steps": 4, "zeta": 1.0}, "fast": {"steps": 4, "cg_iters": 3, "eta": 0.85},
+            "langevin": {"steps": 4, "cg_iters": 3}, "daps": {"steps": 4, "ode_steps": 1, "langevin": 3}}
+ALL = ["dps", "fast", "langevin", "daps"]
 
 
-@pytest.mark.parametrize("method", ["dps", "fast"])
+@pytest.mark.parametrize("method", ALL)
 @pytest.mark.parametrize("modality", ["mri", "ct"])
 def test_seeded_reproducibility(method, modality, request):
     prior = request.getfixturevalue(f"{modality}_prior")
@@ -84,7 +86,7 @@ def test_seeded_reproducibility(method, modality, request):
     assert torch.isfinite(a.mean).all()
 
 
-@pytest.mark.parametrize("method", ["dps", "fast"])
+@pytest.mark.parametrize("method", ALL)
 def test_samples_give_std_map_and_nfe_equals_steps(method, mri_prior, mri_setup):
     res = posterior_sample(method, mri_prior, mri_setup, samples=3, seed=0, keep_samples=True, **SETTINGS[method])
     assert res.std.shape == (2, SIZE, SIZE) and not res.std.is_complex()
@@ -127,7 +129,7 @@ class _NaNPrior(DiffusionPrior):
         return super().eps(x_t, t) * float("nan")
 
 
-@pytest.mark.parametrize("method", ["dps", "fast"])
+@pytest.mark.parametrize("method", ALL)
 def test_nan_prior_raises_sampler_diverged(method, ct_setup):
     torch.manual_seed(0)
     prior = _NaNPrior("ct", TINY).eval()
