@@ -239,8 +239,15 @@ def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
 
 
 def _setting_ok(key: str, v) -> bool:
-    """A suite setting is a positive number; eta (DDIM stochasticity) may also be 0 (deterministic DDIM)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (key == "eta" and v == 0))
+    """A suite setting is a positive number; a method parameter whose registered range starts at 0 may also be 0
+    (eta 0: deterministic DDIM; final_dc 0: off; geometric 0: DDIM's level spacing)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        zero_ok = registry.param_field(key).metadata.get("lo") == 0
+    except KeyError:  # a benchmark setting (samples), not a method parameter
+        zero_ok = False
+    return v > 0 or (zero_ok and v == 0)
 
 
 def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dict:
