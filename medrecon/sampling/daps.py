@@ -54,7 +54,7 @@ def _ode_x0(prior, problem: InverseProblem, x: torch.Tensor, t: int, ode_steps: 
     return x0, len(ts)
 
 
-def daps_chain(prior, problem: InverseProblem, steps: int = 50, ode_steps: int = 2, langevin: int = 50,
+def daps_chain(prior, problem: InverseProblem, steps: int = 50, ode_steps: int = 2, langevin: int = 100,
                lr: float = 1.5, lr_min_ratio: float = 0.01, generator: Optional[torch.Generator] = None,
                progress: bool = False) -> tuple[torch.Tensor, int]:
     """Run one batch of DAPS chains.
