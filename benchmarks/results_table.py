@@ -13,15 +13,12 @@ import json
 import sys
 from pathlib import Path
 
+from medrecon.benchmark.report import misfit_cell
+
 
 def _settings(params: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(params.items())
                      if isinstance(v, (int, float, str)) and not (k == "final_dc" and not v)) or "–"
-
-
-def _misfit(r: dict) -> str:
-    m, n = r.get("misfit"), r.get("noise_misfit")
-    return "–" if m is None else f"{m:.4f}" + ("" if n is None else f" ({n:.4f})")
 
 
 def _secs(s: float) -> str:
@@ -33,7 +30,7 @@ def rows(path: Path) -> list[str]:
     out = []
     for r in d["rows"]:
         out.append(f"| {d['suite']} | {r['method']} | {r['psnr']:.2f} ± {r.get('psnr_std') or 0:.2f} | "
-                   f"{r['ssim']:.4f} ± {r.get('ssim_std') or 0:.4f} | {_misfit(r)} | {_secs(r['seconds_per_slice'])} "
+                   f"{r['ssim']:.4f} ± {r.get('ssim_std') or 0:.4f} | {misfit_cell(r)} | {_secs(r['seconds_per_slice'])} "
                    f"| {r['nfe']} | "
                    f"{_settings(r.get('params') or {})} |")
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medrecon import methods as registry
+
 from .manifest import Suite
 
 __all__ = ["format_report", "write_report"]
@@ -43,8 +45,8 @@ def _pm(mean: float | None, std: float | None, fmt: str) -> str:
 
 
 def _settings(params: dict) -> str:
-    keep = {k: v for k, v in (params or {}).items() if k in ("steps", "zeta", "cg_iters", "eta", "lam", "iters",
-                                                                "samples") or (k == "final_dc" and v)}
+    names = (*registry.param_names(), "samples")  # every method's settings (final_dc only when on)
+    keep = {k: v for k, v in (params or {}).items() if k in names and not (k == "final_dc" and not v)}
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in keep.items()) or "–"
 
 
@@ -82,7 +84,7 @@ def _bg(r: dict) -> str:
                                      ".3f")
 
 
-def _misfit(r: dict) -> str:
+def misfit_cell(r: dict) -> str:
     """The data misfit with the noise level in brackets (records older than it, and MRI classical methods: –)."""
     m, n = r.get("misfit"), r.get("noise_misfit")
     return "–" if m is None else f"{m:.4f}" + ("" if n is None else f" ({n:.4f})")
@@ -99,7 +101,7 @@ def _table(rows: list[dict]) -> list[str]:
         p = r["per_slice"]
         lines.append(f"| {r['method']} | {_pm(r['psnr'], r['psnr_std'], '.2f')} | {_pm(r['ssim'], r['ssim_std'], '.4f')} "
                      f"| {_pm(r['nmse'], r['nmse_std'], '.4f')} | {_pm(p['psnr'], p['psnr_std'], '.2f')} "
-                     f"| {_pm(p['ssim'], p['ssim_std'], '.4f')} | {_bg(r)} | {_misfit(r)} | {r['seconds_per_slice']:.2f} "
+                     f"| {_pm(p['ssim'], p['ssim_std'], '.4f')} | {_bg(r)} | {misfit_cell(r)} | {r['seconds_per_slice']:.2f} "
                      f"| {r['nfe']} | {r['peak_mem_mb']:.0f} | {_settings(r['params'])} |")
     return lines
 

@@ -25,19 +25,12 @@ from typing import Optional
 import torch
 
 from .cg import cg_normal
-from .common import DivergenceGuard, check_finite, randn
+from .common import DivergenceGuard, check_finite, noise_like, randn
 from .loop import levels, start
 from .problem import InverseProblem
 from .schedule import ddim_update
 
 __all__ = ["fast_chain"]
-
-
-def _complex_noise(shape, generator, dev, dtype) -> torch.Tensor:
-    """Circular complex Gaussian noise with ``E|n|^2 = 1``."""
-    re = randn(shape, generator, dev)
-    im = randn(shape, generator, dev)
-    return torch.complex(re, im).to(dtype) * (0.5 ** 0.5)
 
 
 def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 5, eta: float = 0.85,
@@ -83,10 +76,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
                 p0 = problem.to_phys(x0p)
                 yn = problem.y
                 std = noise_var.sqrt().view(-1, *([1] * (yn.dim() - 1)))
-                if yn.is_complex():
-                    yn = yn + std * _complex_noise(yn.shape, generator, dev, yn.dtype)
-                else:
-                    yn = yn + std * randn(yn.shape, generator, dev)
+                yn = yn + std * noise_like(yn, generator, dev)
                 rhs = problem.A.adjoint(yn)
             rhs = rhs + lam.view(-1, 1, 1) * p0
             p = cg_normal(problem.A, rhs, lam, p0, cg_iters)

@@ -98,8 +98,8 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
             lam = noise_var / (c * gain2 * sigma2)
             for k in range(inner):
                 final = lv.last and k + 1 == inner
-                d = problem.constrain(prior.x0_from_eps(lv.abar.sqrt() * z, lv.t,
-                                                        prior.eps(lv.abar.sqrt() * z, lv.t)).clamp(-4, 4))
+                x_t = lv.abar.sqrt() * z  # the network's (variance-preserving) input at this level
+                d = problem.constrain(prior.x0_from_eps(x_t, lv.t, prior.eps(x_t, lv.t)).clamp(-4, 4))
                 if final:  # the last step returns the drift's target, without noise
                     start_p = problem.to_phys(d)
                     rhs = problem.A.adjoint(problem.y) + lam.view(-1, 1, 1) * start_p
