@@ -1,0 +1,87 @@
+"""Speed work must not change what the samplers compute (issue 22).
+
+Every diffusion sampler runs a few seeded steps with the shipped priors on small MRI and CT problems, and
+its output is compared with outputs pinned in ``data/pinned_outputs.npz``, which were written before the
+speed work (commit 42f107b, one torch thread). The tolerance is floating-point reordering (channels_last
+convolutions, fused kernels), not a change of algorithm: 1e-4 of the reference's range.
+
+A deliberate change of a sampler's algorithm re-pins with ``MEDRECON_REPIN=1 pytest
+tests/sampling/test_pinned_outputs.py`` and says why in its commit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medrecon.acquisition.mri import simulate_kspace
+from medrecon.priors import load_prior
+from medrecon.recon.problems import ct_problem, mri_problem
+from medrecon.sampling import posterior_sample
+from operators import ParallelBeamCT, birdcage_maps, hu_to_mu
+
+PINNED = Path(__file__).parent / "data" / "pinned_outputs.npz"
+SIZE = 32
+SETTINGS = {"dps": {"steps": 3, "zeta": 1.0}, "fast": {"steps": 3, "cg_iters": 3, "eta": 0.85},
+            "langevin": {"steps": 3, "cg_iters": 3}, "daps": {"steps": 3, "ode_steps": 1, "langevin": 3}}
+REL_TOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Pinned at one torch thread: CPU reductions are bit-reproducible only at equal thread counts."""
+
+
+def _image() -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, SIZE), torch.linspace(-1, 1, SIZE), indexing="ij")
+    disc = ((xx ** 2 + yy ** 2) < 0.6).float()
+    return (disc + 0.5 * ((xx - 0.2) ** 2 + yy ** 2 < 0.05).float())[None]
+
+
+def _problem(modality: str):
+    prior = load_prior(None, modality, torch.device("cpu"))
+    if modality == "mri":
+        maps = birdcage_maps(4, (SIZE, SIZE))
+        sim = simulate_kspace(_image(), 4, "equispaced", 4, 0.25, seed=0, noise_std=0.01, maps=maps)
+        problem, _ = mri_problem(prior, sim["kspace"], sim["mask"], maps=maps[None], noise_var=torch.full((1,), 1e-4))
+    else:
+        A = ParallelBeamCT((SIZE, SIZE), 12)
+        problem = ct_problem(prior, A, A(hu_to_mu((_image() - 1.0) * 1000.0)))
+    return prior, problem
+
+
+def _outputs() -> dict[str, np.ndarray]:
+    out = {}
+    for modality in ("mri", "ct"):
+        prior, problem = _problem(modality)
+        for method, settings in SETTINGS.items():
+            res = posterior_sample(method, prior, problem, samples=2, seed=3, **settings)
+            out[f"{modality}_{method}"] = res.mean.detach().cpu().numpy().astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, np.ndarray]:
+    torch.set_num_threads(1)
+    return _outputs()
+
+
+def test_pinned_file_present_or_repin(outputs):
+    if os.environ.get("MEDRECON_REPIN") == "1":
+        PINNED.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(PINNED, **outputs)
+    assert PINNED.exists(), "pinned outputs missing: MEDRECON_REPIN=1 pytest tests/sampling/test_pinned_outputs.py"
+
+
+@pytest.mark.parametrize("key", [f"{m}_{s}" for m in ("mri", "ct") for s in SETTINGS])
+def test_sampler_output_unchanged(outputs, key):
+    ref = np.load(PINNED)[key]
+    got = outputs[key]
+    assert got.shape == ref.shape
+    scale = float(ref.max() - ref.min())
+    err = float(np.abs(got - ref).max())
+    assert err <= REL_TOL * scale, f"{key}: max |change| {err:.3g} > {REL_TOL:g} x range {scale:.3g}"
