@@ -17,7 +17,9 @@ def test_demo_runs_on_cpu_and_writes_everything(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     methods = {(r["modality"], r["method"]) for r in metrics["rows"]}
     assert {("mri", m) for m in ("zero-filled", "sense", "cs-wavelet", "dps", "fast", "langevin")} <= methods
-    assert {("ct", m) for m in ("fbp", "tv", "dps", "fast", "langevin")} <= methods
+    assert {("ct", m) for m in ("fbp", "tv", "fast", "langevin")} <= methods
+    assert ("ct", "dps") not in methods  # below its 1000 steps DPS invents structure on CT (--full runs it)
+    assert metrics["total_seconds"] > 0 and isinstance(metrics["bf16"], bool)
     for m in ("mri", "ct"):
         assert (out / f"{m}_figure.png").stat().st_size > 10_000
         assert (out / f"{m}_fast.nii.gz").is_file() and (out / f"{m}_fast_std.nii.gz").is_file()
@@ -64,3 +66,23 @@ def test_demo_figure_layout():
     assert not any(a.overlaps(b) for i, a in enumerate(titles) for b in titles[i + 1:])
     captions = [ax.get_xlabel() for ax in panels if ax.get_xlabel()]
     assert captions == ["invented structure: background 2.0% of the object"]  # dps only, under the last slice
+
+
+def test_demo_method_lists():
+    """The reduced demo leaves out CT DPS (which recon warns against below 1000 steps); --full keeps it."""
+    from medrecon.app.demo import _methods
+
+    assert "dps" in _methods("mri") and "dps" in _methods("mri", full=True)
+    assert "dps" not in _methods("ct") and "dps" in _methods("ct", full=True)
+    assert {"fbp", "tv", "fast", "langevin"} <= set(_methods("ct"))
+
+
+def test_demo_precision_choice():
+    from medrecon.app.demo import _precision
+    from medrecon.device import cpu_has_native_bf16
+
+    assert _precision("fp32", "cpu") is False and _precision("bf16", "cpu") is True
+    assert _precision("bf16", "cuda") is True and _precision("auto", "cuda") is False
+    assert _precision("auto", "cpu") is cpu_has_native_bf16()
+    with pytest.raises(ValueError, match="precision must be"):
+        _precision("fp16", "cpu")

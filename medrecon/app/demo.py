@@ -2,9 +2,9 @@
 
 Uses the small sample scans shipped in ``medrecon/data`` (held-out slices, never trained on; see
 data_manifests/samples.json for sources and licences) and the shipped default priors. On a CPU it
-uses reduced settings (60-step strided DPS, 25-step fast sampler, 50-level Langevin sampler) so the whole demo finishes
-in a few minutes; ``--full`` uses
-the full 1000-step DPS meant for a GPU.
+uses reduced settings (60-step strided DPS on MRI only, 25-step fast sampler, 50-level Langevin sampler) so the
+whole demo finishes in about 3 minutes on 2 cores; ``--full`` uses the full 1000-step DPS (on CT too) meant
+for a GPU. On a CPU with native bf16 the networks run in bf16 (``--precision``).
 """
 
 from __future__ import annotations
@@ -35,14 +35,34 @@ def _settings(full: bool) -> dict:
     return {"dps": {"steps": 60}, "fast": {"steps": 25}, "langevin": {"steps": 50}}
 
 
-def _methods(modality: str) -> list[str]:
-    """The registered methods marked for the demo (``MethodSpec.demo``), in registration order."""
+def _methods(modality: str, full: bool = False) -> list[str]:
+    """The registered methods marked for the demo (``MethodSpec.demo``), in registration order.
+
+    The reduced CPU demo leaves out DPS on CT: below its 1000 steps it invents structure (16-18 dB where FBP
+    gives 30; ``recon`` warns against it, README "Robustness") and it was the demo's slowest part (143 s of
+    the CPU demo on 2026-12-06). ``--full`` runs it at 1000 steps.
+    """
     from medrecon import methods as registry
 
-    return list(registry.names(modality, demo=True))
+    names = list(registry.names(modality, demo=True))
+    return names if full or modality != "ct" else [m for m in names if m != "dps"]
 
 
-def _run_modality(modality: str, out: Path, device: str, full: bool) -> tuple[list[dict], dict]:
+def _precision(precision: str, device: str) -> bool:
+    """Whether the demo's networks run under bf16 autocast: ``bf16``/``fp32`` as asked; ``auto`` uses bf16
+    on a CPU with native bf16 (about 2x faster there; the demo table's quality was measured both ways,
+    ``benchmarks/results/demo_precision_2026-12-07``) and fp32 elsewhere (GPU quality with bf16 in the demo
+    is unmeasured)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    from medrecon.device import cpu_has_native_bf16
+
+    return device == "cpu" and cpu_has_native_bf16()
+
+
+def _run_modality(modality: str, out: Path, device: str, full: bool, bf16: bool = False) -> tuple[list[dict], dict]:
     from medrecon.app.pipeline import load_input, reconstruct, write_outputs
     from medrecon.app.simulate import simulate_ct_file, simulate_mri_file
 
@@ -55,10 +75,10 @@ def _run_modality(modality: str, out: Path, device: str, full: bool) -> tuple[li
     inp = load_input(meas)
     rows, images = [], {"reference": inp.target}
     settings = _settings(full)
-    for method in _methods(modality):
+    for method in _methods(modality, full):
         extra = settings.get(method, {})
         cfg = ReconConfig(method=method, device=device, seed=0, samples=2 if method == "fast" else 1,
-                          progress=True, **extra)
+                          progress=True, autocast=bf16, **extra)
         t0 = time.perf_counter()
         res = reconstruct(inp, cfg)
         seconds = time.perf_counter() - t0
@@ -71,7 +91,8 @@ def _run_modality(modality: str, out: Path, device: str, full: bool) -> tuple[li
         rows.append({"modality": modality, "method": method, "psnr": round(m["psnr"], 2), "ssim": round(m["ssim"], 4),
                      "nmse": round(m["nmse"], 5), "background": round(background_energy(gt, pred), 5),
                      "seconds": round(seconds, 2), "nfe": res.nfe,
-                     "samples": cfg.samples, **{k: v for k, v in res.params.items() if k in ("steps", "zeta", "cg_iters")}})
+                     "samples": cfg.samples, "bf16": bf16 and _learned(method),
+                     **{k: v for k, v in res.params.items() if k in ("steps", "zeta", "cg_iters")}})
         images[method] = res.image
         if res.std is not None and cfg.samples > 1:
             images["std"] = res.std
@@ -102,6 +123,13 @@ def _caption(method: str, row: dict, simplest: dict | None) -> str | None:
     if simplest is not None and method != simplest["method"] and row["psnr"] < simplest["psnr"] - CAPTION_PSNR_DROP_DB:
         return f"{simplest['psnr'] - row['psnr']:.0f} dB below {simplest['method']}: structure not in the data"
     return None
+
+
+def _learned(method: str) -> bool:
+    """Whether ``method`` runs a network (the only part bf16 touches)."""
+    from medrecon import methods as registry
+
+    return registry.get(method).learned
 
 
 def _figure(modality: str, images: dict, rows: list[dict], path: Path) -> None:
@@ -176,15 +204,22 @@ def _colorbar(fig, im, ax, modality: str) -> None:
     bar.set_label("HU" if modality == "ct" else "magnitude", fontsize=7)
 
 
-def run_demo(modality: str, out: Path, device: str = "auto", full: bool = False) -> dict:
-    """Run the demo for ``mri``, ``ct`` or ``both``; writes metrics.json, NIfTI files and PNG figures."""
+def run_demo(modality: str, out: Path, device: str = "auto", full: bool = False, precision: str = "auto") -> dict:
+    """Run the demo for ``mri``, ``ct`` or ``both``; writes metrics.json, NIfTI files and PNG figures.
+
+    ``precision``: the networks' arithmetic, ``auto`` (bf16 on a CPU with native bf16, else fp32), ``fp32``
+    or ``bf16``.
+    """
     dev = resolve_device(device)
+    bf16 = _precision(precision, dev.type)
     mods = ["mri", "ct"] if modality == "both" else [modality]
     out.mkdir(parents=True, exist_ok=True)
     all_rows = []
-    print(f"medrecon demo on {dev} ({'full' if full else 'reduced CPU'} settings) -> {out}")
+    print(f"medrecon demo on {dev} ({'full' if full else 'reduced CPU'} settings, networks in "
+          f"{'bf16' if bf16 else 'fp32'}) -> {out}")
+    t_start = time.perf_counter()
     for m in mods:
-        rows, images = _run_modality(m, out, str(dev), full)
+        rows, images = _run_modality(m, out, str(dev), full, bf16)
         _figure(m, images, rows, out / f"{m}_figure.png")
         all_rows.extend(rows)
     print()
@@ -192,7 +227,10 @@ def run_demo(modality: str, out: Path, device: str = "auto", full: bool = False)
     print("|---|---|---|---|---|---|")
     for r in all_rows:
         print(f"| {r['modality']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | {r['nfe']} |")
-    result = {"device": str(dev), "full": full, "mri_simulation": MRI_SIM, "ct_simulation": CT_SIM, "rows": all_rows}
+    total = time.perf_counter() - t_start
+    print(f"\ntotal {total:.0f} s")
+    result = {"device": str(dev), "full": full, "bf16": bf16, "total_seconds": round(total, 1),
+              "mri_simulation": MRI_SIM, "ct_simulation": CT_SIM, "rows": all_rows}
     write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out / 'metrics.json'} and figures {', '.join(str(out / f'{m}_figure.png') for m in mods)}")
     return result

@@ -382,4 +382,9 @@ def load_bundle(bundle_dir: Path | str, device: torch.device | str = "cpu"):
         raise PriorError(f"prior bundle {bundle_dir} does not load ({type(exc).__name__}: {first})") from None
     prior.metadata = meta
     prior.bundle_dir = bundle_dir
-    return prior.to(device).eval()
+    prior = prior.to(device).eval()
+    if prior.device.type == "cpu":
+        from .prior import use_channels_last
+
+        use_channels_last(prior.net)
+    return prior

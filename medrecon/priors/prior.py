@@ -83,7 +83,7 @@ class DiffusionPrior(nn.Module):
         return t.long()
 
     def at_precision(self, dtype: Optional[torch.dtype]) -> "DiffusionPrior":
-        """This prior with its network run under CUDA autocast at ``dtype`` (None: full precision).
+        """This prior with its network run under autocast (CUDA, or bf16 on the CPU) at ``dtype`` (None: full precision).
 
         Returns a view that shares the weights; the prior itself is never changed, so batch workers that
         share one cached prior cannot leak one run's precision into another's.
@@ -147,13 +147,33 @@ class DiffusionPrior(nn.Module):
                 "schedule": self.schedule, "normalization": self.rule.to_dict(), "channels": self.channels}
 
 
+def use_channels_last(net: nn.Module) -> nn.Module:
+    """Store ``net``'s weights channels_last for CPU inference; :func:`run_network` then feeds it NHWC.
+
+    Measured on the 2-core CPU (issue 22, ``benchmarks/results/profile_cpu_2026-12-07``): the shipped UNets'
+    forward pass is about 20% faster, and forward plus backward (DPS) too; outputs change only by
+    floating-point reordering (``tests/sampling/test_pinned_outputs.py``). Not used on the GPU, where the
+    H200 measured channels_last training slower (``benchmarks/results/gpu_h200_2026-12-04``).
+    """
+    net.to(memory_format=torch.channels_last)
+    net._medrecon_channels_last = True  # type: ignore[assignment]
+    return net
+
+
 def run_network(net: nn.Module, x: torch.Tensor, tt: torch.Tensor,
                 autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """``net(x, tt)``, under CUDA autocast at ``autocast_dtype`` when given (float32 out); plain on the CPU."""
-    if autocast_dtype is not None and x.device.type == "cuda":
-        with torch.autocast("cuda", dtype=autocast_dtype):
-            return net(x, tt).float()
-    return net(x, tt)
+    """``net(x, tt)``, under autocast at ``autocast_dtype`` when given (float32 out).
+
+    On CUDA any autocast dtype; on the CPU bf16 autocast (fast where the CPU has native bf16, e.g.
+    AVX512-BF16 or AMX: :func:`medrecon.device.cpu_has_native_bf16`). A network stored channels_last
+    (:func:`use_channels_last`) gets its CPU input in that layout; the output is returned contiguous.
+    """
+    if x.device.type == "cpu" and getattr(net, "_medrecon_channels_last", False):
+        x = x.contiguous(memory_format=torch.channels_last)
+    if autocast_dtype is not None and x.device.type in ("cuda", "cpu"):
+        with torch.autocast(x.device.type, dtype=autocast_dtype):
+            return net(x, tt).float().contiguous()
+    return net(x, tt).contiguous()
 
 
 class _PrecisionView:

@@ -40,7 +40,7 @@ class ReconConfig:
         seed: sampler seed.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: rows (slice x sample) per network batch.
-        autocast: bf16 autocast for the network on GPU.
+        autocast: bf16 autocast for the network (GPU, or a CPU with native bf16: ``cpu_has_native_bf16``).
         mask, accel, center_fraction, mask_seed: retrospective undersampling of fully sampled k-space.
         slices: ``a:b`` slice range.
         noise_std: measurement noise (k-space std per sample); ``None``: from the file or estimated.
