@@ -18,8 +18,10 @@
 #                                           bundles on the CPU (benchmarks/priors_ledger.md says how).
 #   bash benchmarks/gpu_session.sh ablation four MRI augmentation arms (benchmarks/augment_ablation.sh), MIN_ARM
 #                                           minutes each (default 2, about 9 minutes in all with finalization)
-#   bash benchmarks/gpu_session.sh time     per-slice timings of every method (benchmarks/gpu.py), and seconds per
-#                                           training step NCHW vs channels_last (benchmarks/train_speed.py)
+#   bash benchmarks/gpu_session.sh time     (<= 540 s) per-slice timings of every method (benchmarks/gpu.py), seconds per
+#                                           training step NCHW vs channels_last (benchmarks/train_speed.py), and
+#                                           the sampler-step profile and step/forward ratios (profile_samplers.py,
+#                                           speed.py) as JSON
 #
 # Inputs travel in .gpu/ and .whl/ (made by benchmarks/gpu_prepare.sh; carry: [".gpu", ".whl"]). Run the phases
 # back to back: the machine is given back after a short idle time and .gpuwork/ goes with it.
@@ -86,9 +88,18 @@ time)
     --mri-data .gpu/mri_held.npz --ct-data .gpu/ct_held.npz --ct-dps-steps 200 --out "$OUT/gpu_results.json" 2>&1 \
     | tee "$OUT/gpu_bench.log"
   # NCHW vs channels_last per training step of the shipped network (bf16 autocast on CUDA)
-  timeout "${SPEED_TIMEOUT:-120}" python3 benchmarks/train_speed.py --data .gpu/mri_train.npz --modality mri \
+  timeout "${SPEED_TIMEOUT:-100}" python3 benchmarks/train_speed.py --data .gpu/mri_train.npz --modality mri \
     --size 128 --batch-size "${BS:-32}" --steps 20 --rounds 3 --device "$DEV" --out "$OUT/train_speed.json" 2>&1 \
     | tail -n 4 | tee -a "$OUT/gpu_bench.log"
+  # issue 22: the MRI fast sampler with a compiled network (DPS cut to 2 steps: only the compile row is new here)
+  timeout "${COMPILE_TIMEOUT:-120}" python3 benchmarks/gpu.py --mri-prior "$W/mri-brain" --ct-prior "$W/ct-body" \
+    --mri-data .gpu/mri_held.npz --ct-data .gpu/ct_held.npz --only mri --dps-steps 2 --with-compile \
+    --out "$OUT/gpu_compile.json" 2>&1 | tail -n 12 | tee -a "$OUT/gpu_bench.log"
+  # issue 22: a sampler step split into network / backward / operator / CG / the rest, and step over forward
+  timeout "${PROFILE_TIMEOUT:-60}" python3 benchmarks/profile_samplers.py --device "$DEV" --steps 20 \
+    --out "$OUT/profile_cuda.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_bench.log"
+  timeout "${RATIO_TIMEOUT:-60}" python3 benchmarks/speed.py --device "$DEV" --steps 20 --out "$OUT/speed_cuda.json" 2>&1 \
+    | grep -v -i warn | tee -a "$OUT/gpu_bench.log"
   ;;
 ablation)
   # issue 16: the four MRI augmentation arms at equal compute (MIN_ARM minutes each, default 2), warm from the shipped

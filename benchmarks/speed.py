@@ -6,6 +6,7 @@ backward through the network), more where the operator is expensive (CT's projec
 else is instrumented, so the step times are the samplers' own.
 
     python benchmarks/speed.py [--modalities mri ct] [--methods dps fast langevin daps] [--out speed.json]
+    python benchmarks/speed.py --compile-check --out compile.json   # does torch.compile pay for itself?
 
 Inputs are the demo's (``benchmarks/profile_samplers.py`` splits the same steps into their parts).
 """
@@ -48,6 +49,45 @@ def _forward_ms(prior, shape: tuple, t: int, repeat: int = 3) -> float:
     return 1000 * best
 
 
+def compile_check(modality: str, device, shape: tuple, repeat: int = 3) -> dict:
+    """Does ``torch.compile`` of the prior's network pay for itself within one reconstruction?
+
+    Returns the first compiled call's time (compilation included), the steady compiled and eager forward
+    times (best of ``repeat``), the break-even number of network calls, and the largest output difference.
+    """
+    from medrecon.priors import load_prior
+
+    prior = load_prior(None, modality, device)
+    net = prior.net
+    x = torch.randn(shape, device=device)
+    tt = torch.full((shape[0],), prior.num_timesteps // 2, device=device, dtype=torch.long)
+
+    def best(fn) -> float:
+        out = float("inf")
+        for _ in range(repeat):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            out = min(out, time.perf_counter() - t0)
+        return out
+
+    with torch.no_grad():
+        eager = best(lambda: net(x, tt))
+        compiled = torch.compile(net)
+        t0 = time.perf_counter()
+        compiled(x, tt)
+        first = time.perf_counter() - t0
+        steady = best(lambda: compiled(x, tt))
+        diff = float((compiled(x, tt) - net(x, tt)).abs().max())
+    gain = eager - steady
+    return {"modality": modality, "shape": list(shape), "eager_ms": round(1000 * eager, 1),
+            "compiled_ms": round(1000 * steady, 1), "first_call_s": round(first, 1),
+            "break_even_calls": round((first - steady) / gain) if gain > 0 else None, "max_abs_diff": diff}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", nargs="+", default=["dps", "fast", "langevin", "daps"])
@@ -55,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=10, help="sampler steps per timed run (default 10)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--compile-check", action="store_true",
+                    help="instead: time torch.compile of each prior's network (first call, steady state, break-even)")
     a = ap.parse_args(argv)
     from medrecon.app.pipeline import reconstruct
     from medrecon.device import resolve_device
@@ -63,8 +105,15 @@ def main(argv=None) -> int:
 
     dev = resolve_device(a.device)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    if a.compile_check:
+        shapes = {"mri": (2, 2, 128, 128), "ct": (2, 1, 192, 192)}  # the demo's batches (profile_samplers.py)
         for modality in a.modalities:
+            row = compile_check(modality, dev, shapes[modality])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        a.methods = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for modality in a.modalities if a.methods else []:
             inp = _inputs(modality, Path(tmp))
             prior = load_prior(None, modality, dev)
             for method in a.methods:

@@ -81,14 +81,14 @@ shipped ones (64 channels at full resolution) needs proportionally more than :da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from medrecon.errors import InputError
 
-__all__ = ["estimate_working_bytes", "check_working_memory", "MethodMemory", "MRI_METHODS", "CT_METHODS",
+__all__ = ["estimate_working_bytes", "check_working_memory", "fit_batch_size", "MethodMemory", "MRI_METHODS", "CT_METHODS",
            "FIXED_BYTES", "NET_BYTES_PER_PIXEL"]
 
 _MIB = 2**20
@@ -278,6 +278,62 @@ def estimate_working_bytes(inp, cfg, device: Union[str, Any, None] = None) -> in
     except (TypeError, ValueError):  # a malformed recon size or geometry: the reconstruction reports it
         extra = 0
     return base + extra
+
+
+#: The share of a GPU's free memory that a learned method's network batches may fill (the rest: the CUDA
+#: allocator's fragmentation, the operator's and the sampler's own tensors).
+GPU_BATCH_SHARE = 0.7
+
+
+def fit_batch_size(inp, cfg, device: Union[str, Any, None] = None) -> Optional[int]:
+    """Rows (slice x sample) per network batch that keep a learned reconstruction within its memory budget.
+
+    Issue 22: all slices and posterior samples of a study go through the network in one batch, up to a budget.
+    ``None`` (one batch of all rows) when the user gave ``--batch-size``, the method has no network, or all rows
+    fit. Otherwise the most rows that fit:
+
+    - CPU: the largest batch whose :func:`estimate_working_bytes` stays within ``MEDRECON_MAX_GB``;
+    - CUDA: :data:`GPU_BATCH_SHARE` of the device's free memory over the network's bytes per row
+      (:data:`NET_BYTES_PER_PIXEL`, the CPU calibration, an upper bound of fp32 activations).
+
+    1 when not even one row fits (then :func:`check_working_memory` refuses on the CPU).
+    """
+    from medrecon import methods as registry
+    from medrecon.io.guards import max_bytes
+
+    if cfg.batch_size is not None or cfg.method not in registry.names(inp.modality) or \
+            not registry.is_learned(cfg.method):
+        return None
+    data = inp.data
+    if data.ndim != (4 if inp.modality == "mri" else 3) or data.size == 0:
+        return None
+    rows = int(data.shape[0]) * cfg.samples
+    if _is_cuda(device):
+        import torch
+
+        spec = _method_memory(cfg.method, inp.modality)
+        if inp.modality == "mri":
+            h, w = (int(v) for v in data.shape[-2:])
+        else:
+            h, w = (int(v) for v in ((inp.geometry or {}).get("image_shape") or [0, 0]))
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        per_row = NET_BYTES_PER_PIXEL[spec.network or "backward"] * max(1, h * w)
+        fit = int(GPU_BATCH_SHARE * free // per_row)
+        return None if fit >= rows else max(1, fit)
+    cap = max_bytes()
+
+    def fits(r: int) -> bool:
+        return estimate_working_bytes(inp, replace(cfg, batch_size=r), device) <= cap
+
+    if fits(rows):
+        return None
+    lo, hi = 1, rows  # fits(lo) is unknown; the estimate grows with the batch
+    if not fits(lo):
+        return 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
 
 
 def check_working_memory(inp, cfg, name: Optional[str] = None, device: Union[str, Any, None] = None) -> int:

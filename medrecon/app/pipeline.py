@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from medrecon.app.memory import check_working_memory
+from dataclasses import replace
+
+from medrecon.app.memory import check_working_memory, fit_batch_size
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 from medrecon import methods as registry
@@ -83,7 +85,11 @@ def _read_input_guarded(path: Path, slices: Optional[str], axes: Optional[str],
     with reader_errors(path.name, "input"):
         inp = _read_input(path, slices, axes)
     if budget is not None:
-        check_working_memory(inp, budget[0], path.name, budget[1])
+        cfg, device = budget
+        # The batch reconstruct() will choose (fit_batch_size); on CUDA the network's batch is not in the host's
+        # estimate, and CUDA must not be touched in this forked child.
+        fitted = None if str(getattr(device, "type", device)).startswith("cuda") else fit_batch_size(inp, cfg, device)
+        check_working_memory(inp, cfg if fitted is None else replace(cfg, batch_size=fitted), path.name, device)
     return inp
 
 
@@ -166,6 +172,13 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
     if cfg.samples < 1:
         raise InputError("--samples must be at least 1")
     device = resolve_device(cfg.device)
+    # All rows (slice x sample) in one network batch, unless that would not fit the memory budget (issue 22).
+    fitted = fit_batch_size(inp, cfg, device)
+    if fitted is not None:
+        rows = int(inp.data.shape[0]) * cfg.samples
+        print(f"medrecon: {fitted} of {rows} rows (slice x sample) per network batch, to fit the memory budget "
+              "(--batch-size sets it)", file=sys.stderr, flush=True)
+        cfg = replace(cfg, batch_size=fitted)
     # Before any heavy work: MEDRECON_MAX_GB bounds each input array, not what the method then allocates.
     check_working_memory(inp, cfg, None, device)
     prior = None
@@ -202,6 +215,8 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         res = reconstruct_sinogram(inp.data, projector_from_geometry(inp.geometry), cfg, device, inp.mu_water,
                                    inp.photons, prior)
     res.info["device"] = str(device)
+    if fitted is not None:
+        res.info["batch_size"] = fitted
     if prior is not None:
         res.info["prior"] = {"name": prior.name, "sha256": prior.metadata["weights"]["sha256"],
                              "modality": prior.modality}
@@ -262,8 +277,8 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     written = write_outputs(out, inp, res, cfg, fmt, like)
     inputs = [inp_path] if inp_path.exists() else [Path(str(inp_path) + ".cfl")]
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
-                     params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": cfg.batch_size,
-                             "autocast": cfg.autocast, "mask": res.info.get("mask"),
+                     params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": res.info.get("batch_size", cfg.batch_size),
+                             "autocast": cfg.autocast, "compile": cfg.compile, "mask": res.info.get("mask"),
                              "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
                              "std": res.info.get("std")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},

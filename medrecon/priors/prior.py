@@ -82,13 +82,31 @@ class DiffusionPrior(nn.Module):
             t = t.expand(batch)
         return t.long()
 
-    def at_precision(self, dtype: Optional[torch.dtype]) -> "DiffusionPrior":
-        """This prior with its network run under autocast (CUDA, or bf16 on the CPU) at ``dtype`` (None: full precision).
+    def at_precision(self, dtype: Optional[torch.dtype], compiled: bool = False) -> "DiffusionPrior":
+        """This prior with its network run under autocast (CUDA, or bf16 on the CPU) at ``dtype`` (None: full
+        precision), and through :meth:`compiled_net` when ``compiled``.
 
         Returns a view that shares the weights; the prior itself is never changed, so batch workers that
         share one cached prior cannot leak one run's precision into another's.
         """
-        return self if dtype is None else _PrecisionView(self, dtype)  # type: ignore[return-value]
+        if dtype is None and not compiled:
+            return self
+        return _PrecisionView(self, dtype, self.compiled_net() if compiled else None)  # type: ignore[return-value]
+
+    def compiled_net(self) -> nn.Module:
+        """``torch.compile`` of the network (``--compile``), made once per prior and reused; it compiles again for
+        each new input shape (once per reconstruction: a sampler's shapes do not change).
+
+        Meant for the GPU (fused kernels; issue 22). On the 2-core CPU it does not pay: compiling took 23 s (MRI)
+        and 47 s (CT) for a forward pass no faster than the channels_last eager one
+        (``benchmarks/results/profile_cpu_2026-12-07/compile.json``). Kept out of the module tree (no state-dict
+        keys), so bundles are unaffected.
+        """
+        net = self.__dict__.get("_compiled_net")
+        if net is None:
+            net = torch.compile(self.net)
+            self.__dict__["_compiled_net"] = net
+        return net
 
     def eps(self, x_t: torch.Tensor, t, autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """Predicted noise. Shapes: ``x_t (B, channels, H, W)``, ``t`` int or ``(B,)`` -> ``(B, channels, H, W)``.
@@ -177,18 +195,22 @@ def run_network(net: nn.Module, x: torch.Tensor, tt: torch.Tensor,
 
 
 class _PrecisionView:
-    """A :class:`DiffusionPrior` evaluated under autocast: every attribute is the prior's, except that the
-    network calls (``eps``, ``x0``, ``score``) pass the view's dtype."""
+    """A :class:`DiffusionPrior` evaluated under autocast and/or through a compiled copy of its network: every
+    attribute is the prior's, except that the network calls (``eps``, ``x0``, ``score``) pass the view's dtype
+    and network."""
 
-    def __init__(self, prior: DiffusionPrior, dtype: torch.dtype) -> None:
+    def __init__(self, prior: DiffusionPrior, dtype: Optional[torch.dtype], net: Optional[nn.Module] = None) -> None:
         self._prior = prior
         self.autocast_dtype = dtype
+        self._net = net
 
     def __getattr__(self, name: str):
         return getattr(self._prior, name)
 
     def eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        return self._prior.eps(x_t, t, self.autocast_dtype)
+        if self._net is None:
+            return self._prior.eps(x_t, t, self.autocast_dtype)
+        return self._prior.network_eps(self._net, x_t, self._prior._t(t, x_t.shape[0]), self.autocast_dtype)
 
     def x0(self, x_t: torch.Tensor, t) -> torch.Tensor:
         return self._prior.x0_from_eps(x_t, t, self.eps(x_t, t))

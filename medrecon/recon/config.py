@@ -41,6 +41,7 @@ class ReconConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: rows (slice x sample) per network batch.
         autocast: bf16 autocast for the network (GPU, or a CPU with native bf16: ``cpu_has_native_bf16``).
+        compile: run the network through ``torch.compile`` (``DiffusionPrior.compiled_net``; for the GPU).
         mask, accel, center_fraction, mask_seed: retrospective undersampling of fully sampled k-space.
         slices: ``a:b`` slice range.
         noise_std: measurement noise (k-space std per sample); ``None``: from the file or estimated.
@@ -70,6 +71,7 @@ class ReconConfig:
     device: str = "auto"
     batch_size: Optional[int] = None
     autocast: bool = False
+    compile: bool = False
     mask: Optional[str] = None
     accel: int = 4
     center_fraction: float = 0.08

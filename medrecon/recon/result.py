@@ -40,7 +40,7 @@ def run_sampler(cfg, prior, problem, params: dict):
     The precision is this call's (``prior.at_precision``): the prior, which batch workers share from a
     cache, is not changed.
     """
-    net = prior.at_precision(torch.bfloat16 if cfg.autocast else None)
+    net = prior.at_precision(torch.bfloat16 if cfg.autocast else None, compiled=cfg.compile)
     res = posterior_sample(registry.get(cfg.method).sampler, net, problem, samples=cfg.samples, seed=cfg.seed,
                            batch_size=cfg.batch_size, progress=cfg.progress, **params)
     return res
