@@ -319,7 +319,8 @@ def _fbp(d, p):
 def _tv(d, p: TvParams):
     from medrecon.baselines import tv_iterative
 
-    return tv_iterative(d.A, d.sinogram, p.lam * d.mu_water, iters=p.iters, progress=d.progress)
+    A, y = d.system()  # (A, y), or PWLS's weighted pair (--data-term pwls): PWLS-TV
+    return tv_iterative(A, y, p.lam * d.mu_water, iters=p.iters, progress=d.progress)
 
 
 def _dps_chain(*args, **kwargs):

@@ -3,7 +3,7 @@
 This package never imports ``medrecon``.
 """
 
-from .base import Composition, Identity, LinearOperator, OperatorShapeError, ScalarMultiply
+from .base import Composition, Identity, LinearOperator, OperatorShapeError, RowWeighted, ScalarMultiply
 from .coils import birdcage_maps, coil_support, espirit_maps, rss, sense_combine
 from .ct import FanBeamCT, ParallelBeamCT, hu_to_mu, mu_to_hu, transmission_noise
 from .fft import FFT2C, fft2c, ifft2c
@@ -11,7 +11,7 @@ from .masks import MASK_KINDS, cartesian_mask, poisson_disc_mask
 from .mri import CoilExpand, MultiCoilMRI, Sample, SingleCoilMRI
 
 __all__ = [
-    "LinearOperator", "Composition", "Identity", "ScalarMultiply", "OperatorShapeError",
+    "LinearOperator", "Composition", "Identity", "ScalarMultiply", "OperatorShapeError", "RowWeighted",
     "FFT2C", "fft2c", "ifft2c", "CoilExpand", "Sample", "MultiCoilMRI", "SingleCoilMRI",
     "ParallelBeamCT", "FanBeamCT", "hu_to_mu", "mu_to_hu", "transmission_noise",
     "MASK_KINDS", "cartesian_mask", "poisson_disc_mask",

@@ -215,3 +215,52 @@ class ScalarMultiply(LinearOperator):
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.scale
+
+
+class RowWeighted(LinearOperator):
+    """``W^(1/2) A``: the operator ``A`` followed by a per-measurement weight (real, non-negative).
+
+    Weighted least squares ``||W^(1/2) (A x - y)||^2`` is ordinary least squares on this operator and the
+    whitened data ``W^(1/2) y``, so every method written for ``||A x - y||^2`` (CG data consistency, the
+    samplers' likelihoods, primal-dual TV) takes statistical weights without a change (PWLS for CT,
+    Sauer & Bouman 1993; Fessler 1994).
+
+    Args:
+        op: the operator ``A``.
+        sqrt_weight: ``W^(1/2)``, shape ``(B, *op.out_shape)`` (one row per batch row) or ``op.out_shape``.
+
+    Shapes:
+        as ``op``.
+    """
+
+    def __init__(self, op: LinearOperator, sqrt_weight: torch.Tensor) -> None:
+        super().__init__(op.in_shape, op.out_shape, op.in_complex, op.out_complex)
+        if sqrt_weight.is_complex() or tuple(sqrt_weight.shape[-len(op.out_shape):]) != tuple(op.out_shape):
+            raise OperatorShapeError(f"RowWeighted: weights {_fmt_shape(sqrt_weight.shape)} do not fit the "
+                                     f"measurement shape {_fmt_shape(op.out_shape)} (real values expected)")
+        if bool((sqrt_weight < 0).any()) or not bool(torch.isfinite(sqrt_weight).all()):
+            raise ValueError("RowWeighted: weights must be finite and non-negative")
+        self.op = op
+        self.register_buffer("sqrt_weight", sqrt_weight, persistent=False)
+
+    @property
+    def name(self) -> str:
+        return f"RowWeighted({self.op.name})"
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sqrt_weight * self.op.forward(x)
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self.op.adjoint(self.sqrt_weight * y)
+
+    def _normal(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.adjoint(self.sqrt_weight.square() * self.op.forward(x))
+
+    def batch_repeat(self, k: int) -> "LinearOperator":
+        w = self.sqrt_weight
+        w = w.repeat_interleave(k, dim=0) if w.dim() > len(self.out_shape) else w
+        return RowWeighted(self.op.batch_repeat(k), w)
+
+    def batch_select(self, idx: slice) -> "LinearOperator":
+        w = self.sqrt_weight
+        return RowWeighted(self.op.batch_select(idx), w[idx] if w.dim() > len(self.out_shape) else w)

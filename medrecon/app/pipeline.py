@@ -171,6 +171,8 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
                          f"{', '.join(allowed)}")
     if cfg.samples < 1:
         raise InputError("--samples must be at least 1")
+    if cfg.data_term != "ls" and inp.modality != "ct":
+        raise InputError(f"--data-term {cfg.data_term} applies to CT sinograms; MRI k-space uses least squares")
     device = resolve_device(cfg.device)
     # All rows (slice x sample) in one network batch, unless that would not fit the memory budget (issue 22).
     fitted = fit_batch_size(inp, cfg, device)
@@ -278,7 +280,8 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     inputs = [inp_path] if inp_path.exists() else [Path(str(inp_path) + ".cfl")]
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
                      params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": res.info.get("batch_size", cfg.batch_size),
-                             "autocast": cfg.autocast, "compile": cfg.compile, "mask": res.info.get("mask"),
+                             "autocast": cfg.autocast, "compile": cfg.compile,
+                             "data_term": res.info.get("data_term"), "mask": res.info.get("mask"),
                              "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
                              "std": res.info.get("std")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},

@@ -57,6 +57,9 @@ def _add_recon(sub) -> None:
                    "it has native bf16, AVX512-BF16 or AMX, and slower elsewhere)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network once per run (for the GPU; on a CPU it costs 20-50 s and gains nothing)")
+    p.add_argument("--data-term", choices=["ls", "pwls"], default="ls",
+                   help="CT: least squares on the line integrals (ls), or weighted by each ray's counts (pwls; needs "
+                        "the scan's photon count): tv becomes PWLS-TV, the samplers weight their likelihood")
     p.add_argument("--mask", default=None, help="undersample fully sampled k-space with a fastMRI mask kind")
     # No argparse defaults: ReconConfig holds them, and an option the user gave for a file it cannot apply to
     # (already undersampled, or no --mask) is then reported instead of silently dropped (ReconConfig.given).
@@ -155,7 +158,7 @@ def _recon(a: argparse.Namespace) -> int:
     given = {k: getattr(a, k) for k in GIVEN_OPTIONS if getattr(a, k) is not None}
     cfg = ReconConfig(method=a.method, prior=a.prior, steps=a.steps, zeta=a.zeta, cg_iters=a.cg_iters, eta=a.eta,
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
-                      batch_size=a.batch_size, autocast=a.bf16, compile=a.compile, mask=a.mask, slices=a.slices,
+                      batch_size=a.batch_size, autocast=a.bf16, compile=a.compile, data_term=a.data_term, mask=a.mask, slices=a.slices,
                       noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps,
                       options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None},
                       given=tuple(given), **given)

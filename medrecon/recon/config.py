@@ -42,6 +42,8 @@ class ReconConfig:
         batch_size: rows (slice x sample) per network batch.
         autocast: bf16 autocast for the network (GPU, or a CPU with native bf16: ``cpu_has_native_bf16``).
         compile: run the network through ``torch.compile`` (``DiffusionPrior.compiled_net``; for the GPU).
+        data_term: CT's data term, ``ls`` (unweighted least squares on the line integrals) or ``pwls``
+            (weighted by each ray's counts; needs the scan's photon count): ``recon.problems.ct_system``.
         mask, accel, center_fraction, mask_seed: retrospective undersampling of fully sampled k-space.
         slices: ``a:b`` slice range.
         noise_std: measurement noise (k-space std per sample); ``None``: from the file or estimated.
@@ -72,6 +74,7 @@ class ReconConfig:
     batch_size: Optional[int] = None
     autocast: bool = False
     compile: bool = False
+    data_term: str = "ls"
     mask: Optional[str] = None
     accel: int = 4
     center_fraction: float = 0.08
@@ -94,6 +97,8 @@ class ReconConfig:
         unknown = set(self.given) - set(GIVEN_OPTIONS)
         if unknown:
             raise InputError(f"ReconConfig.given names {sorted(unknown)}; expected some of {list(GIVEN_OPTIONS)}")
+        if self.data_term not in ("ls", "pwls"):
+            raise InputError(f"--data-term must be ls or pwls, got {self.data_term!r}")
         if self.maps not in ("auto", "espirit", "true"):
             raise InputError(f"--maps must be auto, espirit or true, got {self.maps!r}")
         # Run settings that used to fail late with a traceback, or run and give garbage (issue 23, defects 9-10).

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from .problems import coil_maps_for, ct_problem, mri_problem
+from .problems import coil_maps_for, ct_problem, ct_system, mri_problem
 
 __all__ = ["MriData", "CtData"]
 
@@ -77,7 +77,15 @@ class CtData:
     mu_water: float = 0.019
     photons: float = 0.0
     progress: bool = False  # iterative methods show a progress bar
+    data_term: str = "ls"  # "ls" or "pwls" (medrecon.recon.problems.ct_system)
 
     def problem(self, prior, support: bool = True):
         """The sampler's inverse problem (see :func:`~.problems.ct_problem`); CT has no support rule."""
-        return ct_problem(prior, self.A, self.sinogram, mu_water=self.mu_water, photons=self.photons or None)
+        return ct_problem(prior, self.A, self.sinogram, mu_water=self.mu_water, photons=self.photons or None,
+                          data_term=self.data_term)
+
+    def system(self) -> tuple:
+        """``(A', y')`` of the data term for the iterative classical methods: ``(A, y)``, or the weighted pair
+        of PWLS (:func:`~.problems.ct_system`)."""
+        A, y, _ = ct_system(self.A, self.sinogram, self.photons or None, self.data_term)
+        return A, y

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from medrecon import methods as registry
+from medrecon.errors import InputError
 from medrecon.sampling.consistency import data_misfit, noise_misfit
 from operators import mu_to_hu
 
@@ -30,12 +31,16 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     params = asdict(settings)
     t0 = time.perf_counter()
     std, nfe = None, 0
-    data = CtData(y, A, mu_water, photons, progress=cfg.progress)
+    if cfg.data_term == "pwls" and not photons:
+        raise InputError("--data-term pwls needs the scan's photon count (I0), which this sinogram file does not give; "
+                         "use --data-term ls")
+    data = CtData(y, A, mu_water, photons, progress=cfg.progress, data_term=cfg.data_term)
     if spec.learned:
         res = run_sampler(cfg, prior, data.problem(prior), params)
         mu, nfe = res.mean, res.nfe
         std = res.std * (1000.0 / mu_water)
-        misfit = sampler_misfit(res)
+        # Under PWLS the sampler's misfit is the weighted one; the unweighted one below compares across methods.
+        misfit = sampler_misfit(res) if cfg.data_term == "ls" else None
     else:
         mu = spec.runner("ct")(data, settings)
         misfit = None
@@ -43,6 +48,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     seconds = time.perf_counter() - t0
     if misfit is None:  # classical methods return attenuation too, so their misfit is as cheap (outside the time)
         prob = ct_measurement(A, y, photons)
-        misfit = misfit_record(data_misfit(prob, mu.float()).tolist(), noise_misfit(prob).tolist())
+        misfit = misfit_record(data_misfit(prob, mu.float()).tolist(), noise_misfit(prob).tolist(),
+                               res.info.get("final_dc", 0) if spec.learned else None)
     return ReconResult(hu.float().cpu().numpy(), None if std is None else std.float().cpu().numpy(), "ct", params,
-                       nfe, seconds, {"data_misfit": misfit})
+                       nfe, seconds, {"data_misfit": misfit, "data_term": cfg.data_term})

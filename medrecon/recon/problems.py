@@ -60,9 +60,16 @@ def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Opti
     return InverseProblem(A, y, scale, zero, noise_var.float().to(y.device), True, support=sup), maps
 
 
+#: The CT data terms: unweighted least squares on the line integrals, or penalized weighted least squares.
+CT_DATA_TERMS = ("ls", "pwls")
+
+
 def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,
-               photons: Optional[float] = None) -> InverseProblem:
+               photons: Optional[float] = None, data_term: str = "ls", electronic_std: float = 0.0) -> InverseProblem:
     """The CT inverse problem: ``sinogram = A mu`` with ``mu = offset + gain x`` (x: prior space).
+
+    ``data_term="pwls"`` weights each ray by the inverse variance of its line integral (:func:`ct_system`),
+    which needs the scan's photon count.
 
     Shapes: sinogram ``(S, n_angles, n_det)`` float.
     """
@@ -71,7 +78,49 @@ def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,
     dev = sinogram.device
     gain = torch.full((s, 1, 1), mu_water * rule.half_width / 1000.0, device=dev)
     offset = torch.full((s, 1, 1), mu_water * (1 + rule.center / 1000.0), device=dev)
-    return InverseProblem(A, sinogram.float(), gain, offset, ct_noise_var(sinogram, photons), False)
+    Aw, yw, noise_var = ct_system(A, sinogram.float(), photons, data_term, electronic_std)
+    return InverseProblem(Aw, yw, gain, offset, noise_var, False)
+
+
+def ct_weights(sinogram: torch.Tensor, photons: float, electronic_std: float = 0.0) -> torch.Tensor:
+    """PWLS statistical weights ``w_i = 1 / Var[l_i]`` of post-log line integrals ``l_i = log(I0 / N_i)``.
+
+    With counts ``N_i ~ Poisson(I0 exp(-p_i)) + N(0, sigma_e^2)`` the delta method gives
+    ``Var[l_i] ~ (N_i + sigma_e^2) / N_i^2`` (Sauer & Bouman 1993; Thibault et al. 2006 for the electronic
+    term), evaluated at the measured counts ``N_i = I0 exp(-l_i)``, which the log-sinogram determines exactly
+    (``operators.transmission_noise`` clamps ``N_i >= 1``, so does this).
+
+    Shapes: sinogram ``(S, n_angles, n_det)`` -> ``(S, n_angles, n_det)``.
+    """
+    if not photons or photons <= 0:
+        raise ValueError(f"PWLS weights need the scan's photon count I0 > 0, got {photons}")
+    counts = (float(photons) * torch.exp(-sinogram.double())).clamp_min(1.0)
+    return (counts.square() / (counts + float(electronic_std) ** 2)).to(sinogram.dtype)
+
+
+def ct_system(A, sinogram: torch.Tensor, photons: Optional[float], data_term: str = "ls",
+              electronic_std: float = 0.0) -> tuple:
+    """``(A', y', noise_var)`` of the CT data term, all in line-integral units.
+
+    - ``ls``: ``(A, y, ct_noise_var(y))``: ``||A mu - y||^2`` with one noise level per slice.
+    - ``pwls``: ``(W^(1/2) A, W^(1/2) y, 1 / mean(w))`` with ``W = w / mean(w)`` per slice (:func:`ct_weights`):
+      ``||A' mu - y'||^2`` is the weighted least squares, and the whitened noise has the one variance
+      ``1 / mean(w)``. Normalizing by the mean keeps the data term on the scale of ``ls``, so a TV weight or a
+      sampler setting means about the same under both.
+
+    Raises:
+        ValueError: an unknown data term, or ``pwls`` without a photon count.
+    """
+    if data_term not in CT_DATA_TERMS:
+        raise ValueError(f"data term must be one of {', '.join(CT_DATA_TERMS)}, got {data_term!r}")
+    if data_term == "ls":
+        return A, sinogram, ct_noise_var(sinogram, photons)
+    from operators import RowWeighted
+
+    w = ct_weights(sinogram, photons, electronic_std)
+    wbar = w.mean(dim=(1, 2), keepdim=True)
+    root = (w / wbar).sqrt()
+    return RowWeighted(A, root), root * sinogram, (1.0 / wbar).flatten().float()
 
 
 def ct_noise_var(sinogram: torch.Tensor, photons: float | None) -> torch.Tensor:

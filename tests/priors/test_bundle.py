@@ -57,6 +57,9 @@ def test_round_trip_float32_is_bit_exact(bundle, tiny_ct):
     assert loaded.metadata["params"] == sum(v.numel() for v in sd0.values())
     assert loaded.metadata["training"] == {"steps": 3, "device": "cpu"}
     x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    from medrecon.priors.prior import use_channels_last
+
+    use_channels_last(tiny_ct.net)  # a CPU load stores the weights channels_last (issue 22): same layout, same bits
     with torch.no_grad():
         assert torch.equal(tiny_ct.eval().eps(x, 10), loaded.eps(x, 10))
 

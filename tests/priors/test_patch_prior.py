@@ -97,6 +97,9 @@ def test_patch_prior_round_trips_through_its_bundle(tmp_path):
     loaded = load_bundle(tmp_path / "b")
     assert isinstance(loaded, PatchDiffusionPrior) and loaded.patch == prior.patch
     x = torch.randn(2, 2, 40, 48)
+    from medrecon.priors.prior import use_channels_last
+
+    use_channels_last(prior.net)  # as a CPU load stores them (issue 22): same layout, same bits
     torch.manual_seed(5)
     a = prior.eps(x, 300)
     torch.manual_seed(5)
