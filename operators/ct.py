@@ -81,6 +81,19 @@ def transmission_noise(sinogram: torch.Tensor, photons: float, generator: torch.
     Shapes:
         sinogram: ``(...)`` -> returns ``(...)``, same dtype.
     """
+    counts = transmission_counts(sinogram, photons, generator, electronic_std)
+    return counts_to_line_integrals(counts, photons).to(sinogram.dtype)
+
+
+def transmission_counts(sinogram: torch.Tensor, photons: float, generator: torch.Generator,
+                        electronic_std: float = 0.0) -> torch.Tensor:
+    """The detector's counts of a low-dose scan: ``N ~ Poisson(I0 exp(-p)) + N(0, electronic_std^2)`` (float64).
+
+    The pre-log measurement itself; it can be zero or, with electronic noise, negative. Same random stream as
+    :func:`transmission_noise`, which is ``counts_to_line_integrals`` of it.
+
+    Shapes: ``(...)`` -> ``(...)``.
+    """
     if photons <= 0:
         raise ValueError(f"photons must be positive, got {photons}")
     rate = photons * torch.exp(-sinogram.double())
@@ -88,7 +101,15 @@ def transmission_noise(sinogram: torch.Tensor, photons: float, generator: torch.
     if electronic_std > 0:
         counts = counts + electronic_std * torch.randn(counts.shape, generator=generator, dtype=counts.dtype,
                                                        device=counts.device)
-    return torch.log(photons / counts.clamp_min(1.0)).to(sinogram.dtype)
+    return counts
+
+
+def counts_to_line_integrals(counts: torch.Tensor, photons: float) -> torch.Tensor:
+    """Post-log line integrals ``log(I0 / max(N, 1))`` of counts ``N`` (the clamp keeps starved or negative counts
+    finite: each line integral is at most ``log(I0)``). Shapes: ``(...)`` -> ``(...)``."""
+    if not photons > 0:
+        raise ValueError(f"photons (I0) must be positive, got {photons}")
+    return torch.log(float(photons) / counts.double().clamp_min(1.0))
 
 
 # ----------------------------------------------------------------------------- filtering

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from medrecon.errors import InputError
-from operators import FanBeamCT, ParallelBeamCT, hu_to_mu, transmission_noise
+from operators import FanBeamCT, ParallelBeamCT, counts_to_line_integrals, hu_to_mu, transmission_counts
 from operators.base import LinearOperator
 
 __all__ = ["CtScan", "GEOMETRIES", "MAX_VIEWS", "simulate_sinogram"]
@@ -72,16 +72,24 @@ class CtScan:
         return FanBeamCT(tuple(shape), self.views, source_distance=4 * pix * n, detector_distance=6 * pix * n,
                          n_detectors=int(1.5 * n), detector_spacing=pix * 1.5, pixel_size=pix)
 
-    def simulate(self, hu: torch.Tensor, A: Optional[LinearOperator] = None) -> torch.Tensor:
-        """Sinograms ``(S, views, detectors)`` of HU images ``(S, H, W)`` (``A`` defaults to :meth:`operator`)."""
+    def simulate(self, hu: torch.Tensor, A: Optional[LinearOperator] = None, return_counts: bool = False):
+        """Sinograms ``(S, views, detectors)`` of HU images ``(S, H, W)`` (``A`` defaults to :meth:`operator`);
+        with ``return_counts`` also the pre-log counts (:func:`simulate_sinogram`)."""
         A = self.operator(tuple(hu.shape[-2:])) if A is None else A
-        return simulate_sinogram(hu, A, self.seed, self.photons, self.mu_water)
+        return simulate_sinogram(hu, A, self.seed, self.photons, self.mu_water, return_counts)
 
 
 def simulate_sinogram(hu: torch.Tensor, A: LinearOperator, seed: int, photons: Optional[float] = None,
-                      mu_water: float = 0.019) -> torch.Tensor:
-    """Line integrals of attenuation ``A mu`` for HU images ``(S, H, W)``; Poisson noise if ``photons``."""
+                      mu_water: float = 0.019, return_counts: bool = False):
+    """Line integrals of attenuation ``A mu`` for HU images ``(S, H, W)``; Poisson noise if ``photons``.
+
+    With ``return_counts``: ``(line integrals, counts)``, the counts (float32, pre-log; None without
+    ``photons``) being the measurement the line integrals are the log of (same random stream).
+    """
     sino = A(hu_to_mu(hu.float(), mu_water))
+    counts = None
     if photons:
-        sino = transmission_noise(sino, float(photons), torch.Generator(device=sino.device).manual_seed(int(seed)))
-    return sino
+        gen = torch.Generator(device=sino.device).manual_seed(int(seed))
+        n = transmission_counts(sino, float(photons), gen)
+        sino, counts = counts_to_line_integrals(n, float(photons)).to(sino.dtype), n.float()
+    return (sino, counts) if return_counts else sino

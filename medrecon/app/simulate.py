@@ -90,8 +90,11 @@ def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", ph
     shape = tuple(t.shape[-2:])
     scan = dataclasses.replace(scan, pixel_mm=pix)
     A = scan.operator(shape)
-    sino = scan.simulate(t, A)
+    sino, counts = scan.simulate(t, A, return_counts=True)
+    extra = {"source_affine": affine, "slice_indices": idx}
+    if counts is not None:  # the pre-log measurement too, with I0 in ``photons`` (issue 21)
+        extra["counts"] = counts.numpy()
     write_sinogram(out, sino.numpy(), A.geometry(), mu_water, photons or 0.0, seed, target_hu=t.numpy(),
-                   extra={"source_affine": affine, "slice_indices": idx},
+                   extra=extra,
                    attrs={"source_space": vol.space or "", "views": views})
     return {"slices": len(idx), "shape": list(shape), "views": views, "pixel_mm": pix}

@@ -1,7 +1,9 @@
 """CT sinogram files (HDF5): measurements plus everything needed to rebuild the projector.
 
 Layout: dataset ``sinogram`` float32 ``(slices, views, detectors)`` (line integrals of attenuation,
-dimensionless), ``angles`` float64 ``(views,)`` radians, optional ``target_hu`` float32
+dimensionless), and/or ``counts`` float32 of the same shape (the pre-log detector counts of a low-dose scan,
+whose incident count ``I0`` is the ``photons`` attribute; a file with counts only is read as
+``log(I0 / max(counts, 1))``), ``angles`` float64 ``(views,)`` radians, optional ``target_hu`` float32
 ``(slices, H, W)`` and ``source_affine`` ``(4, 4)``/``slice_indices``; attributes ``geometry`` (JSON of
 the projector's ``geometry()``), ``mu_water`` (/mm), ``photons`` (0 = noiseless), ``seed``,
 ``source_space`` and ``source_name`` (a file name, never a patient identifier).
@@ -124,16 +126,28 @@ def read_sinogram(path) -> SinogramFile:
         raise InputError(f"{path.name} is not an HDF5 sinogram file")
     name = path.name
     with reader_errors(name, "sinogram HDF5"), memory_limit(), h5py.File(path, "r") as f:
-        if "sinogram" not in f or "geometry" not in f.attrs:
-            raise InputError(f"{name} lacks the 'sinogram' dataset or the 'geometry' attribute; "
+        key = "sinogram" if "sinogram" in f else "counts"
+        if key not in f or "geometry" not in f.attrs:
+            raise InputError(f"{name} lacks the 'sinogram' (or 'counts') dataset or the 'geometry' attribute; "
                              "make sinograms with `medrecon simulate ct`")
-        ds = f["sinogram"]
+        ds = f[key]
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or min(ds.shape) < 1 or ds.dtype.kind not in "fiu":
-            raise InputError(f"{name}: 'sinogram' must be real (slices, views, detectors), got "
+            raise InputError(f"{name}: '{key}' must be real (slices, views, detectors), got "
                              f"{getattr(ds, 'shape', None)} {getattr(ds, 'dtype', '')}")
-        check_size(nbytes_of(ds.shape, 4), f"sinogram {ds.shape}", name)
+        check_size(nbytes_of(ds.shape, 8), f"{key} {ds.shape}", name)
         geometry = check_geometry(json.loads(f.attrs["geometry"]), tuple(ds.shape), name)
-        sino = ds[()].astype(np.float32)
+        if key == "counts":
+            i0 = float(f.attrs.get("photons", 0.0))
+            if not (np.isfinite(i0) and i0 > 0):
+                raise InputError(f"{name}: a count sinogram needs the incident count I0 > 0 in its 'photons' "
+                                 "attribute; without it the counts cannot be turned into line integrals")
+            counts = ds[()].astype(np.float64)
+            if not np.isfinite(counts).all():
+                raise InputError(f"{name}: the counts contain NaN or Inf values")
+            # log(I0 / N), starved or negative counts clamped to one (operators.counts_to_line_integrals)
+            sino = np.log(i0 / np.maximum(counts, 1.0)).astype(np.float32)
+        else:
+            sino = ds[()].astype(np.float32)
         target = _read_target(f, tuple(ds.shape), name)
         extra = {}
         for k in ("source_affine", "slice_indices"):

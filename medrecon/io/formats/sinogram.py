@@ -19,7 +19,7 @@ __all__ = ["SPEC", "tiny_sinogram"]
 
 
 def sniff(p: Probe) -> bool:
-    return p.is_hdf5 and "sinogram" in p.h5_names()
+    return p.is_hdf5 and ("sinogram" in p.h5_names() or "counts" in p.h5_names())
 
 
 def read(path: Path, slices: Optional[str], axes: Optional[str]):
