@@ -122,7 +122,7 @@ def _config(method: str, modality: str, settings: dict, device: torch.device, se
         return int(v) if t in ("int", int) else v
 
     settings = {k: typed(k, v) for k, v in settings.items()}
-    run = {k: settings[k] for k in _RUN_INTS if k in settings}
+    run = {k: settings[k] for k in (*_RUN_INTS, "data_term") if k in settings}
     return config_for(recon_method(method, modality), settings, device=str(device), seed=seed, progress=progress,
                       **run)
 

@@ -26,6 +26,10 @@ def test_every_issue_suite_is_shipped_and_valid():
                 expected = expected - {"sense"}
             if name.split("-gpu")[0] in ("mri-4x", "mri-8x", "ct-60"):  # issue 18: every sampler, CPU and GPU suites
                 expected = expected | {"langevin", "daps"}
+            if name == "ct-lowdose":  # issue 21: FBP, (PWLS-)TV and the samplers, each data term its own dataset
+                expected = {"fbp", "cs-tv", "fast", "langevin"}
+                assert {ds.methods[m].get("data_term") for m in ("cs-tv", "fast", "langevin")} == \
+                    {ds.name.rsplit("-", 1)[1]}
             assert set(ds.methods) - {"bart-pics"} == expected, (name, ds.name)  # bart-pics: optional extra
             assert ds.file.licence
 
@@ -108,6 +112,8 @@ BAD = [
     ("empty slice list", lambda d: d["datasets"][0]["split"].update(test=[]), "split.test"),
     ("duplicate dataset", lambda d: d["datasets"].append(d["datasets"][0]), "used twice"),
     ("modality", lambda d: d["datasets"][0].update(modality="pet"), "modality"),
+    ("data term on MRI", lambda d: d["datasets"][0]["methods"]["fast"].update(data_term="pwls"), "CT only"),
+    ("unknown data term", lambda d: d["datasets"][1]["methods"]["fast"].update(data_term="poisson"), "'pwls'"),
 ]
 
 
