@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profile_samplers import _commit, _inputs  # noqa: E402
+from profile_samplers import _commit, _inputs
 
 
 def _forward_ms(prior, shape: tuple, t: int, repeat: int = 3) -> float:

@@ -9,7 +9,6 @@ import sys
 
 import h5py
 import numpy as np
-import pytest
 import torch
 
 from medrecon.io.sinogram import read_sinogram, write_sinogram
