@@ -18,11 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from medrecon.acquisition.mri import simulate_kspace
-from medrecon.priors import load_prior
-from medrecon.recon.problems import ct_problem, mri_problem
 from medrecon.sampling import posterior_sample
-from operators import ParallelBeamCT, birdcage_maps, hu_to_mu
+from medrecon.testing.problems import small_problem
 
 PINNED = Path(__file__).parent / "data" / "pinned_outputs.npz"
 SIZE = 32
@@ -36,22 +33,8 @@ def _one_thread(one_thread):
     """Pinned at one torch thread: CPU reductions are bit-reproducible only at equal thread counts."""
 
 
-def _image() -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, SIZE), torch.linspace(-1, 1, SIZE), indexing="ij")
-    disc = ((xx ** 2 + yy ** 2) < 0.6).float()
-    return (disc + 0.5 * ((xx - 0.2) ** 2 + yy ** 2 < 0.05).float())[None]
-
-
 def _problem(modality: str):
-    prior = load_prior(None, modality, torch.device("cpu"))
-    if modality == "mri":
-        maps = birdcage_maps(4, (SIZE, SIZE))
-        sim = simulate_kspace(_image(), 4, "equispaced", 4, 0.25, seed=0, noise_std=0.01, maps=maps)
-        problem, _ = mri_problem(prior, sim["kspace"], sim["mask"], maps=maps[None], noise_var=torch.full((1,), 1e-4))
-    else:
-        A = ParallelBeamCT((SIZE, SIZE), 12)
-        problem = ct_problem(prior, A, A(hu_to_mu((_image() - 1.0) * 1000.0)))
-    return prior, problem
+    return small_problem(modality, SIZE)
 
 
 def _outputs() -> dict[str, np.ndarray]:
