@@ -6,12 +6,11 @@ This is what ``medrecon recon`` calls; library users can call :func:`reconstruct
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-
-from dataclasses import replace
 
 from medrecon.app.memory import check_working_memory, fit_batch_size
 from medrecon.device import resolve_device
@@ -279,7 +278,8 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
     written = write_outputs(out, inp, res, cfg, fmt, like)
     inputs = [inp_path] if inp_path.exists() else [Path(str(inp_path) + ".cfl")]
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
-                     params={**res.params, "samples": cfg.samples, "slices": cfg.slices, "batch_size": res.info.get("batch_size", cfg.batch_size),
+                     params={**res.params, "samples": cfg.samples, "slices": cfg.slices,
+                             "batch_size": res.info.get("batch_size", cfg.batch_size),
                              "autocast": cfg.autocast, "compile": cfg.compile,
                              "data_term": res.info.get("data_term"), "mask": res.info.get("mask"),
                              "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
