@@ -67,6 +67,7 @@ def _precision(precision: str, device: str) -> bool:
 def _run_modality(modality: str, out: Path, device: str, full: bool, bf16: bool = False) -> tuple[list[dict], dict]:
     from medrecon.app.pipeline import load_input, reconstruct, write_outputs
     from medrecon.app.simulate import simulate_ct_file, simulate_mri_file
+    from medrecon import methods as registry
 
     out.mkdir(parents=True, exist_ok=True)
     meas = out / f"{modality}_measurements.h5"
@@ -93,7 +94,7 @@ def _run_modality(modality: str, out: Path, device: str, full: bool, bf16: bool 
         rows.append({"modality": modality, "method": method, "psnr": round(m["psnr"], 2), "ssim": round(m["ssim"], 4),
                      "nmse": round(m["nmse"], 5), "background": round(background_energy(gt, pred), 5),
                      "seconds": round(seconds, 2), "nfe": res.nfe,
-                     "samples": cfg.samples, "bf16": bf16 and _learned(method),
+                     "samples": cfg.samples, "bf16": bf16 and registry.is_learned(method),
                      **{k: v for k, v in res.params.items() if k in ("steps", "zeta", "cg_iters")}})
         images[method] = res.image
         if res.std is not None and cfg.samples > 1:
@@ -125,13 +126,6 @@ def _caption(method: str, row: dict, simplest: dict | None) -> str | None:
     if simplest is not None and method != simplest["method"] and row["psnr"] < simplest["psnr"] - CAPTION_PSNR_DROP_DB:
         return f"{simplest['psnr'] - row['psnr']:.0f} dB below {simplest['method']}: structure not in the data"
     return None
-
-
-def _learned(method: str) -> bool:
-    """Whether ``method`` runs a network (the only part bf16 touches)."""
-    from medrecon import methods as registry
-
-    return registry.get(method).learned
 
 
 def _figure(modality: str, images: dict, rows: list[dict], path: Path) -> None:

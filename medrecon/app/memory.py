@@ -88,7 +88,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 
-__all__ = ["estimate_working_bytes", "check_working_memory", "fit_batch_size", "MethodMemory", "MRI_METHODS", "CT_METHODS",
+__all__ = ["estimate_working_bytes", "check_working_memory", "fit_batch_size", "on_cuda", "MethodMemory", "MRI_METHODS", "CT_METHODS",
            "FIXED_BYTES", "NET_BYTES_PER_PIXEL"]
 
 _MIB = 2**20
@@ -172,7 +172,7 @@ def _method_memory(method: str, modality: str) -> MethodMemory:
                                             key=lambda m: m.copies)
 
 
-def _is_cuda(device: Union[str, Any, None]) -> bool:
+def on_cuda(device: Union[str, Any, None]) -> bool:
     return device is not None and str(getattr(device, "type", device)).startswith("cuda")
 
 
@@ -272,7 +272,7 @@ def estimate_working_bytes(inp, cfg, device: Union[str, Any, None] = None) -> in
     if data.ndim != want or data.size == 0:
         return int(data.nbytes)
     spec = _method_memory(cfg.method, inp.modality)
-    cuda = _is_cuda(device)
+    cuda = on_cuda(device)
     try:
         extra = _mri_bytes(inp, cfg, spec, cuda) if inp.modality == "mri" else _ct_bytes(inp, cfg, spec, cuda)
     except (TypeError, ValueError):  # a malformed recon size or geometry: the reconstruction reports it
@@ -308,7 +308,7 @@ def fit_batch_size(inp, cfg, device: Union[str, Any, None] = None) -> Optional[i
     if data.ndim != (4 if inp.modality == "mri" else 3) or data.size == 0:
         return None
     rows = int(data.shape[0]) * cfg.samples
-    if _is_cuda(device):
+    if on_cuda(device):
         import torch
 
         spec = _method_memory(cfg.method, inp.modality)

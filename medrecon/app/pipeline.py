@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from medrecon.app.memory import check_working_memory, fit_batch_size
+from medrecon.app.memory import check_working_memory, fit_batch_size, on_cuda
 from medrecon.device import resolve_device
 from medrecon.errors import InputError
 from medrecon import methods as registry
@@ -87,7 +87,7 @@ def _read_input_guarded(path: Path, slices: Optional[str], axes: Optional[str],
         cfg, device = budget
         # The batch reconstruct() will choose (fit_batch_size); on CUDA the network's batch is not in the host's
         # estimate, and CUDA must not be touched in this forked child.
-        fitted = None if str(getattr(device, "type", device)).startswith("cuda") else fit_batch_size(inp, cfg, device)
+        fitted = None if on_cuda(device) else fit_batch_size(inp, cfg, device)
         check_working_memory(inp, cfg if fitted is None else replace(cfg, batch_size=fitted), path.name, device)
     return inp
 

@@ -69,13 +69,15 @@ BENCH_METHODS = registry.bench_names()
 #: Methods that need an external program; a suite lists them, and they are skipped where it is missing.
 OPTIONAL_METHODS = tuple((m.bench_name or m.name) for m in registry.METHODS.values() if m.needs)
 #: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
-METHOD_KEYS = registry.param_names() + ("samples", "batch_size", "data_term")
+#: Run settings a method entry may carry beside the method's parameters (data_term: CT only).
+RUN_KEYS = ("samples", "batch_size", "data_term")
+METHOD_KEYS = registry.param_names() + RUN_KEYS
 
 
 def method_keys() -> tuple[str, ...]:
     """Settings a suite's method entry may carry: every registered parameter, plus samples, batch size and (CT)
     the data term (``ls`` or ``pwls``: recon.problems.ct_system)."""
-    return registry.param_names() + ("samples", "batch_size", "data_term")
+    return registry.param_names() + RUN_KEYS
 _ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
              "ct": {"views", "geometry", "photons", "seed", "mu_water"},
              "kspace": {"keep", "seed"}}
@@ -269,8 +271,10 @@ def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dic
                    f"(allowed: {', '.join(keys)})")
         for k, v in settings.items():
             if k == "data_term":
-                if modality != "ct" or v not in ("ls", "pwls"):
-                    c.fail(f"{where}.methods.{name}.{k}", f"must be 'ls' or 'pwls' (CT only), got {v!r}")
+                from medrecon.recon.problems import CT_DATA_TERMS
+
+                if modality != "ct" or v not in CT_DATA_TERMS:
+                    c.fail(f"{where}.methods.{name}.{k}", f"must be one of {CT_DATA_TERMS} (CT only), got {v!r}")
             elif not _setting_ok(k, v):
                 c.fail(f"{where}.methods.{name}.{k}", f"must be a positive number, got {v!r}")
         out[name] = dict(settings)

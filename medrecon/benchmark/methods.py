@@ -20,6 +20,7 @@ from medrecon import methods as registry
 from medrecon.recon.config import ReconConfig, config_for
 
 from .data import Case
+from .manifest import RUN_KEYS
 
 __all__ = ["MethodRun", "PeakMemory", "peak_mem_kind", "recon_method", "run_method"]
 
@@ -122,12 +123,12 @@ def _config(method: str, modality: str, settings: dict, device: torch.device, se
         return int(v) if t in ("int", int) else v
 
     settings = {k: typed(k, v) for k, v in settings.items()}
-    run = {k: settings[k] for k in (*_RUN_INTS, "data_term") if k in settings}
+    run = {k: settings[k] for k in RUN_KEYS if k in settings}
     return config_for(recon_method(method, modality), settings, device=str(device), seed=seed, progress=progress,
                       **run)
 
 
-_RUN_INTS = ("samples", "batch_size")  # run settings a manifest may give beside the method's parameters
+_RUN_INTS = ("samples", "batch_size")  # the integer ones of manifest.RUN_KEYS (JSON may give 50.0)
 
 
 def _chunks(n: int, size: int | None) -> list[slice]:

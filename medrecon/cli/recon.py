@@ -57,7 +57,7 @@ def _add_recon(sub) -> None:
                    "it has native bf16, AVX512-BF16 or AMX, and slower elsewhere)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network once per run (for the GPU; on a CPU it costs 20-50 s and gains nothing)")
-    p.add_argument("--data-term", choices=["ls", "pwls"], default="ls",
+    p.add_argument("--data-term", choices=["ls", "pwls"], default="ls",  # recon.problems.CT_DATA_TERMS
                    help="CT: least squares on the line integrals (ls), or weighted by each ray's counts (pwls; needs "
                         "the scan's photon count): tv becomes PWLS-TV, the samplers weight their likelihood")
     p.add_argument("--mask", default=None, help="undersample fully sampled k-space with a fastMRI mask kind")

@@ -144,8 +144,11 @@ def read_sinogram(path) -> SinogramFile:
             counts = ds[()].astype(np.float64)
             if not np.isfinite(counts).all():
                 raise InputError(f"{name}: the counts contain NaN or Inf values")
-            # log(I0 / N), starved or negative counts clamped to one (operators.counts_to_line_integrals)
-            sino = np.log(i0 / np.maximum(counts, 1.0)).astype(np.float32)
+            import torch
+
+            from operators import counts_to_line_integrals
+
+            sino = counts_to_line_integrals(torch.from_numpy(counts), i0).numpy().astype(np.float32)
         else:
             sino = ds[()].astype(np.float32)
         target = _read_target(f, tuple(ds.shape), name)

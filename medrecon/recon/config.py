@@ -97,8 +97,10 @@ class ReconConfig:
         unknown = set(self.given) - set(GIVEN_OPTIONS)
         if unknown:
             raise InputError(f"ReconConfig.given names {sorted(unknown)}; expected some of {list(GIVEN_OPTIONS)}")
-        if self.data_term not in ("ls", "pwls"):
-            raise InputError(f"--data-term must be ls or pwls, got {self.data_term!r}")
+        from medrecon.recon.problems import CT_DATA_TERMS
+
+        if self.data_term not in CT_DATA_TERMS:
+            raise InputError(f"--data-term must be one of {', '.join(CT_DATA_TERMS)}, got {self.data_term!r}")
         if self.maps not in ("auto", "espirit", "true"):
             raise InputError(f"--maps must be auto, espirit or true, got {self.maps!r}")
         # Run settings that used to fail late with a traceback, or run and give garbage (issue 23, defects 9-10).
