@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from medrecon.io.sinogram import read_sinogram, write_sinogram
@@ -82,3 +84,25 @@ def test_bad_count_files_are_one_line_errors(tmp_path, capsys):
     rc = main(["recon", str(plain), "--method", "tv", "--data-term", "pwls", "--out", str(tmp_path / "p.nii.gz")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "photon count" in err[0]
+
+
+@pytest.mark.slow
+def test_pwls_on_the_shipped_real_ct_through_the_cli(tmp_path):
+    """End to end on real data (the package's held-out body-CT slices): simulate at 2e3 photons per ray, then
+    `recon --method tv` with each data term; PWLS-TV must beat unweighted TV clearly (measured 30.9 vs 15.2 dB at
+    180 views, benchmarks/results/ct_lowdose_2026-12-07)."""
+    from medrecon.app.demo import SAMPLES
+
+    sim = tmp_path / "ct.h5"
+    run = [sys.executable, "-m", "medrecon"]
+    out = subprocess.run([*run, "simulate", "ct", "--image", str(SAMPLES["ct"]), "--views", "90", "--photons", "2000",
+                          "--seed", "0", "--out", str(sim)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    psnr = {}
+    for term in ("ls", "pwls"):
+        dst = tmp_path / f"tv_{term}.nii.gz"
+        rec = subprocess.run([*run, "recon", str(sim), "--method", "tv", "--data-term", term, "--out", str(dst)],
+                             capture_output=True, text=True, check=False)
+        assert rec.returncode == 0, rec.stderr
+        psnr[term] = json.loads(Path(str(dst) + ".run.json").read_text())["metrics"]["psnr"]
+    assert psnr["pwls"] > psnr["ls"] + 5.0, psnr
