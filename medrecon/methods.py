@@ -123,6 +123,9 @@ class MethodSpec:
             detectors)``, projector, mu_water); ``params`` is an instance of ``params``. It returns the MRI
             magnitude ``(S, H, W)`` or the CT attenuation ``mu`` ``(S, H, W)`` as a tensor.
         demo: shown by ``medrecon demo`` (its figure has room for four or five methods per modality).
+        z_term: volume mode can couple its slices along z (``--z-weight``): every learned method (the samplers'
+            z coupling, medrecon/sampling/zcouple.py) and the TV methods (3-D TV); the others reconstruct a
+            volume slice by slice.
         sampler: learned methods: the chain ``sampler(prior, problem, generator=, progress=, **params) ->
             (x0, nfe)`` that :func:`medrecon.sampling.posterior_sample` runs (the problem is built by the
             recon layer, the same for every sampler).
@@ -138,6 +141,12 @@ class MethodSpec:
     run: Mapping[str, Callable] = field(default_factory=dict)
     sampler: Optional[Callable] = None
     demo: bool = False
+    z_term: bool = False
+
+    @property
+    def couples_slices(self) -> bool:
+        """Whether volume mode's ``--z-weight`` acts on this method."""
+        return self.learned or self.z_term
 
     def runner(self, modality: str) -> Callable:
         """The classical ``run`` function for ``modality``."""
@@ -303,7 +312,8 @@ def _cs_wavelet(d, p):
 def _cs_tv(d, p):
     from medrecon.baselines import cs_tv
 
-    return cs_tv(d.A, d.kspace, _relative_lam(d, p), iters=p.iters, progress=d.progress).abs()
+    lam = _relative_lam(d, p)
+    return cs_tv(d.A, d.kspace, lam, iters=p.iters, progress=d.progress, z_lam=lam * d.z_weight).abs()
 
 
 def _bart_pics(d, p: BartPicsParams):
@@ -320,7 +330,8 @@ def _tv(d, p: TvParams):
     from medrecon.baselines import tv_iterative
 
     A, y = d.system()  # (A, y), or PWLS's weighted pair (--data-term pwls): PWLS-TV
-    return tv_iterative(A, y, p.lam * d.mu_water, iters=p.iters, progress=d.progress)
+    lam = p.lam * d.mu_water
+    return tv_iterative(A, y, lam, iters=p.iters, progress=d.progress, z_lam=lam * d.z_weight)
 
 
 def _dps_chain(*args, **kwargs):
@@ -354,12 +365,13 @@ for _spec in (
                run={"mri": _sense}, demo=True),
     MethodSpec("cs-wavelet", ("mri",), False, CsWaveletParams, "compressed sensing, l1-wavelet (FISTA)",
                run={"mri": _cs_wavelet}, demo=True),
-    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation", run={"mri": _cs_tv}),
+    MethodSpec("cs-tv", ("mri",), False, CsTvParams, "compressed sensing, total variation", run={"mri": _cs_tv},
+               z_term=True),
     MethodSpec("bart-pics", ("mri",), False, BartPicsParams, "BART `pics` l1-wavelet (needs the bart binary)",
                needs="bart", run={"mri": _bart_pics}),
     MethodSpec("fbp", ("ct",), False, NoParams, "filtered back-projection", run={"ct": _fbp}, demo=True),
     MethodSpec("tv", ("ct",), False, TvParams, "TV-regularized iterative reconstruction", bench_name="cs-tv",
-               run={"ct": _tv}, demo=True),
+               run={"ct": _tv}, demo=True, z_term=True),
     MethodSpec("dps", ("mri", "ct"), True, DpsParams, "diffusion posterior sampling (Chung et al., ICLR 2023)",
                sampler=_dps_chain, demo=True),
     MethodSpec("fast", ("mri", "ct"), True, FastParams,

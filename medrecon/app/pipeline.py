@@ -175,6 +175,12 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
     device = resolve_device(cfg.device)
     # All rows (slice x sample) in one network batch, unless that would not fit the memory budget (issue 22).
     fitted = fit_batch_size(inp, cfg, device)
+    if fitted is not None and cfg.volume:
+        # Volume mode samples a slab's rows in one batch: the memory budget sets the slab instead.
+        slab = cfg.slab if cfg.slab is not None else max(2, fitted // cfg.samples)
+        print(f"medrecon: volume mode in slabs of {slab} slices, to fit the memory budget (--slab sets it)",
+              file=sys.stderr, flush=True)
+        cfg, fitted = replace(cfg, slab=slab), None
     if fitted is not None:
         rows = int(inp.data.shape[0]) * cfg.samples
         print(f"medrecon: {fitted} of {rows} rows (slice x sample) per network batch, to fit the memory budget "
@@ -283,7 +289,7 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
                              "autocast": cfg.autocast, "compile": cfg.compile,
                              "data_term": res.info.get("data_term"), "mask": res.info.get("mask"),
                              "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
-                             "std": res.info.get("std")},
+                             "std": res.info.get("std"), "volume": res.info.get("volume")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},
                      device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics,
                      data_misfit=res.info.get("data_misfit"))

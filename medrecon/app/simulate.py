@@ -30,8 +30,11 @@ def _volume_slices(image_path, slices: Optional[str], modality: Optional[str]):
 
 
 def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "random", accel: int = 4,
-                      center_fraction: float = 0.08, coils: int = 8, noise_std: float = 0.0, seed: int = 0) -> dict:
-    """``medrecon simulate mri``: fastMRI-layout k-space h5 from a real image, at its own matrix size.
+                      center_fraction: float = 0.08, coils: int = 8, noise_std: float = 0.0, seed: int = 0,
+                      size: Optional[int] = None) -> dict:
+    """``medrecon simulate mri``: fastMRI-layout k-space h5 from a real image, at its own matrix size or, with
+    ``size``, resampled so that its longer side has ``size`` pixels (same field of view; the stored affine's
+    in-plane steps scale with it, so a volume's output keeps its geometry).
 
     Magnitudes are normalized by the volume's 99th percentile; ``noise_std`` is relative to that
     scale and in k-space units (the FFT is unitary, so it is also the image-domain noise level).
@@ -41,6 +44,10 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
     from medrecon.io.atomic import check_output
     from medrecon.io.fastmri import write_fastmri_kspace
 
+    if size is not None and not 8 <= size <= 4096:
+        from medrecon.errors import InputError
+
+        raise InputError(f"--size must be between 8 and 4096 pixels, got {size}")
     check_output(out)  # a device node, a read-only folder: refused before the image is read
     vol, data, idx, affine = _volume_slices(image, slices, None)
     if vol.kind == "hu":
@@ -48,6 +55,15 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
 
         raise InputError(f"{Path(image).name} is a CT volume; simulate ct instead")
     data = data / max(float(np.percentile(np.abs(data), 99)), 1e-8)
+    if size and max(data.shape[-2:]) != size:
+        h0, w0 = data.shape[-2:]
+        f = size / max(h0, w0)
+        shape = (max(1, round(h0 * f)), max(1, round(w0 * f)))
+        data = torch.nn.functional.interpolate(torch.from_numpy(data)[:, None], size=shape, mode="bilinear",
+                                               antialias=True)[:, 0].numpy()
+        affine = affine.copy()
+        affine[:3, 1] *= h0 / shape[0]
+        affine[:3, 2] *= w0 / shape[1]
     sim = simulate_kspace(torch.from_numpy(data), coils, mask, accel, center_fraction, seed, noise_std)
     h, w = data.shape[-2:]
     write_fastmri_kspace(out, sim["kspace"].numpy(), target=sim["target"].numpy(), mask=sim["mask"].numpy(),

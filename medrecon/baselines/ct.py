@@ -46,7 +46,7 @@ def fbp(A: LinearOperator, sinogram: torch.Tensor, filter: str = "ramp") -> torc
 
 def tv_iterative(A: LinearOperator, sinogram: torch.Tensor, lam: float, iters: int = 100, nonneg: bool = True,
                  x0: torch.Tensor | None = None, *, isotropic: bool = True, boundary: str = "neumann",
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, z_lam: float = 0.0) -> torch.Tensor:
     """TV-regularised least squares, ``min 0.5||Ax - y||^2 + lam TV(x)`` (``+ x >= 0`` if ``nonneg``).
 
     Chambolle-Pock primal-dual iterations (Chambolle & Pock 2011, Algorithm 1) on ``K = [A; grad]``
@@ -68,6 +68,7 @@ def tv_iterative(A: LinearOperator, sinogram: torch.Tensor, lam: float, iters: i
         isotropic: isotropic (default) or anisotropic TV.
         boundary: ``"neumann"`` (default) or ``"periodic"`` differences.
         progress: show a progress bar over the iterations.
+        z_lam: volume mode: TV along the slices (rows of ``sinogram``) with this weight; 0: slice by slice.
 
     Returns:
         The reconstructed attenuation image.
@@ -78,4 +79,4 @@ def tv_iterative(A: LinearOperator, sinogram: torch.Tensor, lam: float, iters: i
     if sinogram.is_complex():
         raise TypeError("tv_iterative: expected a real sinogram")
     return _tv_least_squares(A, sinogram, lam, iters, nonneg=nonneg, isotropic=isotropic, boundary=boundary,
-                             x0=x0, power_iters=0, diagonal=True, progress="tv" if progress else None)
+                             x0=x0, power_iters=0, diagonal=True, progress="tv" if progress else None, z_lam=z_lam)

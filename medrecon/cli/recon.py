@@ -60,6 +60,15 @@ def _add_recon(sub) -> None:
     p.add_argument("--data-term", choices=["ls", "pwls"], default="ls",  # recon.problems.CT_DATA_TERMS
                    help="CT: least squares on the line integrals (ls), or weighted by each ray's counts (pwls; needs "
                         "the scan's photon count): tv becomes PWLS-TV, the samplers weight their likelihood")
+    p.add_argument("--volume", action="store_true",
+                   help="reconstruct the slices as one volume: the samplers couple neighbouring slices by TV along z at "
+                        "every step, cs-tv/tv become 3-D TV (needs >= 2 contiguous slices)")
+    p.add_argument("--z-weight", type=float, default=None,
+                   help="--volume: weight along z (samplers: TV threshold per unit of the estimate's error; cs-tv/tv: "
+                        "relative to the in-plane TV weight; default: measured per method and modality; 0: slice by slice)")
+    p.add_argument("--slab", type=int, default=None,
+                   help="--volume: slices per slab (default: the whole study, or what fits the memory budget); "
+                        "slabs overlap by a quarter and are blended")
     p.add_argument("--mask", default=None, help="undersample fully sampled k-space with a fastMRI mask kind")
     # No argparse defaults: ReconConfig holds them, and an option the user gave for a file it cannot apply to
     # (already undersampled, or no --mask) is then reported instead of silently dropped (ReconConfig.given).
@@ -160,6 +169,7 @@ def _recon(a: argparse.Namespace) -> int:
                       lam=a.lam, iters=a.iters, samples=a.samples, seed=a.seed, device=a.device,
                       batch_size=a.batch_size, autocast=a.bf16, compile=a.compile, data_term=a.data_term, mask=a.mask, slices=a.slices,
                       noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps,
+                      volume=a.volume, z_weight=a.z_weight, slab=a.slab,
                       options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None},
                       given=tuple(given), **given)
     inp = Path(a.input)
@@ -226,6 +236,8 @@ def _add_simulate(sub) -> None:
     m.add_argument("--center-fraction", type=float, default=0.08)
     m.add_argument("--coils", type=int, default=8)
     m.add_argument("--noise-std", type=float, default=0.0, help="k-space noise std relative to the image scale")
+    m.add_argument("--size", type=int, default=None,
+                   help="resample slices so the longer side has SIZE pixels (same field of view)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)
     c = ss.add_parser("ct", help="sparse-view / low-dose sinogram from a HU image (NIfTI, DICOM file or folder)")
@@ -245,7 +257,7 @@ def _simulate(a: argparse.Namespace) -> int:
 
     if a.sim_kind == "mri":
         info = simulate_mri_file(a.image, a.out, a.slices, a.mask, a.accel, a.center_fraction, a.coils, a.noise_std,
-                                 a.seed)
+                                 a.seed, size=a.size)
     else:
         info = simulate_ct_file(a.image, a.out, a.views, a.geometry, a.photons, a.seed, a.slices, size=a.size)
     print(f"wrote {a.out}: " + ", ".join(f"{k} {v}" for k, v in info.items()))

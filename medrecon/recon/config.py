@@ -54,6 +54,12 @@ class ReconConfig:
             ``"espirit"`` (always estimate), ``"true"`` (the maps a ``medrecon simulate mri`` file carries).
         options: settings of registered methods that have no field here (a method added in one place
             brings its own parameter names; ``recon`` makes a flag for each).
+        volume: reconstruct the study's slices as one volume: the samplers move every slice through one schedule
+            with TV along z at each step, the TV methods become 3-D TV (``medrecon.recon.volume``).
+        z_weight: volume mode's weight along z (``None``: the measured default for the method and modality,
+            :func:`medrecon.recon.volume.z_weight_for`; 0: slice by slice).
+        slab: volume mode: slices per slab (``None``: the whole study in one pass); slabs overlap and are
+            blended (``medrecon.sampling.volume``).
         given: the acquisition options the user set explicitly (``"accel"``, ``"center_fraction"``,
             ``"mask_seed"``; ``recon`` fills it from its flags). ``accel`` and ``center_fraction`` have
             defaults, so only this tells an option given for an already undersampled file (or without
@@ -84,6 +90,9 @@ class ReconConfig:
     progress: bool = True
     support: str = "auto"
     maps: str = "auto"
+    volume: bool = False
+    z_weight: Optional[float] = None
+    slab: Optional[int] = None
     options: dict = field(default_factory=dict)
     given: tuple[str, ...] = ()
 
@@ -111,10 +120,41 @@ class ReconConfig:
         for name, seed in (("--seed", self.seed), ("--mask-seed", self.mask_seed)):
             if seed is not None and not 0 <= seed < 2**63:
                 raise InputError(f"{name} must be between 0 and 2^63 - 1, got {seed}")
+        self._check_volume()
         if self.mask is not None:  # the acquisition model's own checks (kind, acceleration, centre)
             from medrecon.acquisition.mri import CartesianSampling
 
             CartesianSampling(self.mask, self.accel, self.center_fraction)
+
+    def _check_volume(self) -> None:
+        """Volume mode's settings (one-line InputErrors)."""
+        from medrecon.errors import InputError
+
+        if self.z_weight is not None:
+            import math
+
+            if isinstance(self.z_weight, bool) or not isinstance(self.z_weight, (int, float)) \
+                    or not math.isfinite(self.z_weight) or self.z_weight < 0:
+                raise InputError(f"--z-weight must be a finite number >= 0, got {self.z_weight!r}")
+        if not self.volume and (self.z_weight is not None or self.slab is not None):
+            flag = "--z-weight" if self.z_weight is not None else "--slab"
+            raise InputError(f"{flag} acts only in volume mode; add --volume")
+        if self.slab is not None and self.slab < 2:
+            raise InputError(f"--slab must be at least 2 slices, got {self.slab}")
+        if self.volume and self.z_weight and not methods.get(self.method).couples_slices:
+            raise InputError(f"method {self.method} has no term along z (volume mode couples the learned methods, "
+                             "cs-tv and tv); use --z-weight 0 or another method")
+
+    def effective_z_weight(self, modality: str) -> float:
+        """The z weight this run uses: 0 outside volume mode or for methods without a z term, else the given
+        one or the measured default (:func:`medrecon.recon.volume.z_weight_for`)."""
+        if not self.volume or not methods.get(self.method).couples_slices:
+            return 0.0
+        if self.z_weight is not None:
+            return float(self.z_weight)
+        from medrecon.recon.volume import z_weight_for
+
+        return z_weight_for(self.method, modality)
 
     def method_settings(self, modality: Optional[str] = None):
         """The method's effective parameters as its registered dataclass: its defaults for ``modality`` (MRI

@@ -38,6 +38,7 @@ class MriData:
     given_maps: Optional[torch.Tensor] = None
     noise_var: Optional[torch.Tensor] = None
     progress: bool = False
+    z_weight: float = 0.0  # volume mode: TV along the slices, relative to the method's in-plane weight (cs-tv)
     _maps: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
     _A: Any = field(default=None, init=False, repr=False)
 
@@ -78,6 +79,7 @@ class CtData:
     photons: float = 0.0
     progress: bool = False  # iterative methods show a progress bar
     data_term: str = "ls"  # "ls" or "pwls" (medrecon.recon.problems.ct_system)
+    z_weight: float = 0.0  # volume mode: TV along the slices, relative to the in-plane TV weight (tv)
 
     def problem(self, prior, support: bool = True):
         """The sampler's inverse problem (see :func:`~.problems.ct_problem`); CT has no support rule."""

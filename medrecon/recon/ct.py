@@ -17,6 +17,7 @@ from .config import ReconConfig
 from .context import CtData
 from .problems import ct_measurement
 from .result import ReconResult, misfit_record, run_sampler, sampler_misfit
+from .volume import check_volume
 
 __all__ = ["reconstruct_sinogram"]
 
@@ -34,9 +35,14 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     if cfg.data_term == "pwls" and not photons:
         raise InputError("--data-term pwls needs the scan's photon count (I0), which this sinogram file does not give; "
                          "use --data-term ls")
-    data = CtData(y, A, mu_water, photons, progress=cfg.progress, data_term=cfg.data_term)
+    volume = None
+    if cfg.volume:
+        check_volume(int(y.shape[0]))
+        volume = {"z_weight": cfg.effective_z_weight("ct"), "slab": cfg.slab}
+    data = CtData(y, A, mu_water, photons, progress=cfg.progress, data_term=cfg.data_term,
+                  z_weight=cfg.effective_z_weight("ct"))
     if spec.learned:
-        res = run_sampler(cfg, prior, data.problem(prior), params)
+        res = run_sampler(cfg, prior, data.problem(prior), params, "ct")
         mu, nfe = res.mean, res.nfe
         std = res.std * (1000.0 / mu_water)
         # Under PWLS the sampler's misfit is the weighted one; the unweighted one below compares across methods.
@@ -51,4 +57,5 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
         misfit = misfit_record(data_misfit(prob, mu.float()).tolist(), noise_misfit(prob).tolist(),
                                res.info.get("final_dc", 0) if spec.learned else None)
     return ReconResult(hu.float().cpu().numpy(), None if std is None else std.float().cpu().numpy(), "ct", params,
-                       nfe, seconds, {"data_misfit": misfit, "data_term": cfg.data_term})
+                       nfe, seconds, {"data_misfit": misfit, "data_term": cfg.data_term,
+                                      **({"volume": volume} if volume else {})})

@@ -17,6 +17,7 @@ from medrecon.acquisition.mri import CartesianSampling
 from .config import ReconConfig
 from .context import MriData
 from .result import ReconResult, run_sampler, sampler_misfit, support_record
+from .volume import check_volume
 
 __all__ = ["reconstruct_kspace", "mask_for", "has_gaps"]
 
@@ -128,11 +129,14 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     if maps is not None:
         maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
     noise_var = None if noise_std is None else torch.full((k.shape[0],), float(noise_std) ** 2, device=device)
-    data = MriData(k, mask2d, m, maps, noise_var, progress=cfg.progress)
+    if cfg.volume:
+        check_volume(int(k.shape[0]))
+        info["volume"] = {"z_weight": cfg.effective_z_weight("mri"), "slab": cfg.slab}
+    data = MriData(k, mask2d, m, maps, noise_var, progress=cfg.progress, z_weight=cfg.effective_z_weight("mri"))
     if spec.learned:
         prob = data.problem(prior, support=cfg.support != "none")
         info["support"] = support_record(prob)
-        res = run_sampler(cfg, prior, prob, params)
+        res = run_sampler(cfg, prior, prob, params, "mri")
         img, std, nfe = res.mean.abs(), res.std, res.nfe
         info["data_misfit"] = sampler_misfit(res)
     else:

@@ -33,14 +33,20 @@ class ReconResult:
     info: dict = field(default_factory=dict)
 
 
-def run_sampler(cfg, prior, problem, params: dict):
+def run_sampler(cfg, prior, problem, params: dict, modality: str = "mri"):
     """Run the config's learned method (its registered sampler chain) with the seed, samples, batching and
-    autocast of ``cfg``; ``params`` are the method's resolved parameters.
+    autocast of ``cfg``; ``params`` are the method's resolved parameters. In volume mode (``cfg.volume``) the
+    slices are sampled together with the z coupling (:func:`medrecon.sampling.volume.volume_sample`).
 
     The precision is this call's (``prior.at_precision``): the prior, which batch workers share from a
     cache, is not changed.
     """
     net = prior.at_precision(torch.bfloat16 if cfg.autocast else None, compiled=cfg.compile)
+    if getattr(cfg, "volume", False):
+        from medrecon.sampling.volume import volume_sample
+
+        return volume_sample(registry.get(cfg.method).sampler, net, problem, cfg.effective_z_weight(modality),
+                             samples=cfg.samples, seed=cfg.seed, slab=cfg.slab, progress=cfg.progress, **params)
     res = posterior_sample(registry.get(cfg.method).sampler, net, problem, samples=cfg.samples, seed=cfg.seed,
                            batch_size=cfg.batch_size, progress=cfg.progress, **params)
     return res

@@ -10,7 +10,7 @@ import torch
 
 from medrecon.errors import SamplerDivergedError
 
-__all__ = ["SampleResult", "posterior_stats", "check_finite", "randn", "noise_like", "Timer", "ddpm_posterior",
+__all__ = ["RowStreams", "SampleResult", "posterior_stats", "check_finite", "randn", "noise_like", "Timer", "ddpm_posterior",
            "DivergenceGuard"]
 
 
@@ -114,8 +114,38 @@ class DivergenceGuard:
                                    "use more --steps, or check the prior and the data; no output was written")
 
 
-def randn(shape, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
-    """Seeded normal noise; the generator may live on CPU or on ``device``."""
+class RowStreams:
+    """One random stream per batch row, used where a sampler takes a ``torch.Generator``.
+
+    Volume mode draws each slice's noise from its own stream, seeded by the slice's index in the whole volume
+    and its sample number (:meth:`for_rows`), so a slice receives the same noise whether the volume is
+    sampled in one pass or in slabs (``medrecon.sampling.volume``). :func:`randn` draws row by row from it.
+    """
+
+    def __init__(self, generators: list) -> None:
+        self.generators = list(generators)
+        self.device = self.generators[0].device
+
+    @classmethod
+    def for_rows(cls, seed: int, slices: range, samples: int, device: torch.device) -> "RowStreams":
+        """Streams for slices ``slices`` (indices in the whole volume) x ``samples``, slice-major as
+        ``InverseProblem.repeat``: row ``(s, j)`` is seeded with ``seed + 1000003 s + 7919 j``."""
+        gens = [torch.Generator(device=device).manual_seed(int(seed) + 1000003 * s + 7919 * j)
+                for s in slices for j in range(samples)]
+        return cls(gens)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+
+def randn(shape, generator, device: torch.device) -> torch.Tensor:
+    """Seeded normal noise; the generator (a ``torch.Generator`` or :class:`RowStreams`, one stream per row of
+    ``shape[0]``) may live on CPU or on ``device``."""
+    if isinstance(generator, RowStreams):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} row streams for a batch of {shape[0]} rows")
+        rows = [torch.randn(tuple(shape[1:]), generator=g, device=g.device) for g in generator.generators]
+        return torch.stack(rows).to(device)
     gdev = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=gdev).to(device)
 

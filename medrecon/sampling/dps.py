@@ -66,7 +66,8 @@ def dps_chain(prior, problem: InverseProblem, steps: int = 1000, zeta: float = 3
             (grad,) = torch.autograd.grad(norm.sum(), x)
         with torch.no_grad():
             c_x0, c_xt, var = ddpm_posterior(abar_t, abar_prev)
-            x_new = c_x0 * x0.clamp(-4, 4) + c_xt * x
+            x0c = problem.couple(x0.detach().clamp(-4, 4), (1 - abar_t).sqrt())
+            x_new = c_x0 * x0c + c_xt * x  # volume mode couples x0_hat across slices (zcouple.py)
             if not lv.last:
                 x_new = x_new + var.sqrt() * randn(x.shape, generator, dev)
             x = x_new - step * grad

@@ -68,6 +68,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             # Outside the measurement's support the data term is flat: keep the image empty there.
             x0 = problem.constrain(prior.x0_from_eps(x, t, eps).clamp(-4, 4))
             r2 = (1 - abar_t) / (abar_t + (1 - abar_t) / prior_var)
+            x0 = problem.couple(x0, r2.sqrt())  # volume mode: TV along z across the slices (zcouple.py)
             lam = noise_var / (gain2 * r2)
             p0 = problem.to_phys(x0)
             rhs = aty

@@ -100,6 +100,7 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
                 final = lv.last and k + 1 == inner
                 x_t = lv.abar.sqrt() * z  # the network's (variance-preserving) input at this level
                 d = problem.constrain(prior.x0_from_eps(x_t, lv.t, prior.eps(x_t, lv.t)).clamp(-4, 4))
+                d = problem.couple(d, (sigma2 / (1 + sigma2)).sqrt())  # volume mode (zcouple.py)
                 if final:  # the last step returns the drift's target, without noise
                     start_p = problem.to_phys(d)
                     rhs = problem.A.adjoint(problem.y) + lam.view(-1, 1, 1) * start_p

@@ -6,7 +6,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from .common import SampleResult, Timer, posterior_stats
+from .common import RowStreams, SampleResult, Timer, posterior_stats
 from .consistency import data_misfit, noise_misfit
 from .consistency import final_dc as exact_dc
 from .daps import daps_chain
@@ -24,7 +24,7 @@ SAMPLERS = {"dps": dps_chain, "fast": fast_chain, "daps": daps_chain, "langevin"
 
 def posterior_sample(method: Union[str, Callable], prior, problem: InverseProblem, samples: int = 1, seed: int = 0,
                      batch_size: Optional[int] = None, keep_samples: bool = False, progress: bool = False,
-                     **kwargs) -> SampleResult:
+                     streams: Optional[RowStreams] = None, **kwargs) -> SampleResult:
     """Draw ``samples`` posterior samples for every slice of ``problem``.
 
     Rows (slice x sample, slice-major) are processed in chunks of ``batch_size`` (all at once by
@@ -41,6 +41,9 @@ def posterior_sample(method: Union[str, Callable], prior, problem: InverseProble
         batch_size: rows per network batch.
         keep_samples: also return every sample.
         progress: progress bars.
+        streams: one random stream per row (slice x sample) instead of the seeded chunk generators; all rows then
+            run as one chunk (volume mode, :mod:`.volume`, where the slices are coupled and a slice's noise must
+            not depend on which slab it is sampled in).
         **kwargs: sampler settings (``steps``, ``zeta``, ``cg_iters``, ``eta``, ...). ``final_dc`` (default 0) is
             not the chain's: it is the most CG iterations of a final exact data-consistency step on every
             sample (:func:`~.consistency.final_dc`, stopping at the noise level), applied here so that every
@@ -62,12 +65,12 @@ def posterior_sample(method: Union[str, Callable], prior, problem: InverseProble
     dev = prior.alphas_cumprod.device
     rows = problem.repeat(samples)
     n = rows.batch
-    bs = n if batch_size is None else max(1, int(batch_size))
+    bs = n if batch_size is None or streams is not None else max(1, int(batch_size))
     outs = []
     nfe = 0
     with Timer(dev) as timer:
         for j, start in enumerate(range(0, n, bs)):
-            gen = torch.Generator(device=dev).manual_seed(int(seed) + 1000003 * j)
+            gen = streams if streams is not None else torch.Generator(device=dev).manual_seed(int(seed) + 1000003 * j)
             sub = rows.select(slice(start, start + bs))
             x, nfe = chain(prior, sub, generator=gen, progress=progress, **kwargs)
             p = sub.to_phys(x).detach()

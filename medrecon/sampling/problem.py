@@ -22,6 +22,8 @@ import torch
 
 from operators.base import LinearOperator
 
+from .zcouple import ZCoupling
+
 __all__ = ["InverseProblem", "batched_dot"]
 
 
@@ -37,6 +39,8 @@ class InverseProblem:
         noise_var: ``(B,)`` measurement-noise variance per sample ``E|n|^2`` (0 if noiseless).
         is_complex: MRI (2 network channels, complex ``p``) or CT (1 channel, real ``p``).
         support: ``(B, H, W)`` bool, where the measurement has sensitivity; None: everywhere.
+        zcouple: the rows are the contiguous slices of a volume, coupled by TV along z
+            (:class:`~.zcouple.ZCoupling`, volume mode); None: every row alone.
     """
 
     A: LinearOperator
@@ -46,6 +50,7 @@ class InverseProblem:
     noise_var: torch.Tensor
     is_complex: bool
     support: Optional[torch.Tensor] = None
+    zcouple: Optional[ZCoupling] = None
 
     @property
     def channels(self) -> int:
@@ -81,6 +86,14 @@ class InverseProblem:
         keep = self.support[:, None].to(x.device)
         return torch.where(keep, x, empty)
 
+    def couple(self, x: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
+        """Clean-image estimates ``x`` ``(B, ch, H, W)`` (network space) coupled across the volume's slices, with
+        ``r`` the estimates' error std in network units (:class:`~.zcouple.ZCoupling`); the identity for
+        slice-by-slice problems. Every sampler applies it where it applies :meth:`constrain`."""
+        if self.zcouple is None:
+            return x
+        return self.constrain(self.zcouple(x, r))
+
     def support_fraction(self) -> Optional[float]:
         """Fraction of pixels inside the support (None without one), for run records."""
         return None if self.support is None else float(self.support.float().mean())
@@ -93,7 +106,8 @@ class InverseProblem:
         """Each slice repeated ``k`` times along dim 0, slice-major (posterior samples of one slice adjacent)."""
         r = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
         return replace(self, A=self.A.batch_repeat(k), y=r(self.y), gain=r(self.gain), offset=r(self.offset),
-                       noise_var=r(self.noise_var), support=None if self.support is None else r(self.support))
+                       noise_var=r(self.noise_var), support=None if self.support is None else r(self.support),
+                       zcouple=None if self.zcouple is None else self.zcouple.with_k(k))
 
     def select(self, idx: slice) -> "InverseProblem":
         """A sub-batch of rows."""

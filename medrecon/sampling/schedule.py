@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+from .common import randn
+
 __all__ = ["strided_timesteps", "geometric_timesteps", "ddim_update", "unconditional_ddim"]
 
 
@@ -61,7 +63,7 @@ def ddim_update(x0: torch.Tensor, eps: torch.Tensor, abar_prev: torch.Tensor, et
     mean = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).clamp_min(0).sqrt() * eps
     if eta == 0:
         return mean
-    z = torch.randn(x0.shape, generator=generator, device=generator.device if generator else "cpu").to(x0.device)
+    z = randn(x0.shape, generator, x0.device)
     return mean + sigma * z
 
 

@@ -1,0 +1,34 @@
+"""Volume mode's settings: the measured default z weights and the checks a study must pass.
+
+``--volume`` reconstructs a study's slices as one volume (issue 19): the samplers couple their clean-image
+estimates by TV along z at every step (:mod:`medrecon.sampling.zcouple`, :mod:`medrecon.sampling.volume`),
+and the TV methods add TV along z to their in-plane TV (3-D TV). The weight means, for a sampler, the TV
+threshold per unit of the Tweedie estimate's error std (network units); for ``cs-tv`` / ``tv``, the z weight
+relative to the in-plane TV weight. Either is 0 for the old slice-by-slice reconstruction.
+"""
+
+from __future__ import annotations
+
+from medrecon import methods as registry
+from medrecon.errors import InputError
+
+__all__ = ["Z_WEIGHTS", "z_weight_for", "check_volume"]
+
+#: Default z weights by method kind and modality, chosen on the tuning slabs of the volume suites
+#: (``medrecon benchmark --suite mri-vol-8x --tune``; benchmarks/results/volume_*/ and README "Volumes").
+Z_WEIGHTS = {"learned": {"mri": 0.5, "ct": 0.5}, "tv": {"mri": 1.0, "ct": 1.0}}
+
+
+def z_weight_for(method: str, modality: str) -> float:
+    """The default z weight of ``method`` on ``modality`` (0 for methods without a z term)."""
+    spec = registry.get(method)
+    if spec.learned:
+        return Z_WEIGHTS["learned"][modality]
+    return Z_WEIGHTS["tv"][modality] if spec.z_term else 0.0
+
+
+def check_volume(n_slices: int) -> None:
+    """A volume needs at least two slices (one-line :class:`InputError`)."""
+    if n_slices < 2:
+        raise InputError(f"volume mode needs at least 2 contiguous slices; this study has {n_slices} "
+                         "(drop --volume, or widen --slices)")
