@@ -174,7 +174,9 @@ def _mri_case(ds: Dataset, source, idx: list[int]) -> Case:
     m = sim["mask"].numpy()
     info = {"mask_kind": a["mask"], "acceleration": a["accel"], "achieved_acceleration": round(m.size / m.sum(), 2),
             "center_fraction": a["center_fraction"], "mask_seed": a.get("seed", 0), "coils": a.get("coils", 8),
-            "noise_std": noise, "image_size": list(ds.image_size)}
+            "noise_std": noise, "image_size": list(ds.image_size),
+            "slice_mm": round(float(vol.spacing[0]), 3),
+            "pixel_mm": round(float(vol.spacing[1]) * max(vol.data.shape[-2:]) / max(ds.image_size), 3)}
     return Case(ds.name, "mri", name, idx, sim["target"].numpy(), kspace=sim["kspace"].numpy(), mask=m,
                 recon_size=tuple(ds.image_size), noise_std=noise, info=info)
 
@@ -194,7 +196,8 @@ def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
     A = scan.operator((n, n))
     sino = scan.simulate(hu, A)
     info = {"views": a["views"], "geometry": a.get("geometry", "parallel"), "photons": photons,
-            "noise_seed": a.get("seed", 0), "pixel_mm": round(pix, 3), "image_size": [n, n], "mu_water": mu_water}
+            "noise_seed": a.get("seed", 0), "pixel_mm": round(pix, 3), "image_size": [n, n], "mu_water": mu_water,
+            "slice_mm": round(float(vol.spacing[0]), 3)}
     return Case(ds.name, "ct", name, idx, hu.numpy(), sinogram=sino.numpy(), projector=A, mu_water=mu_water,
                 photons=float(photons or 0.0), info=info)
 

@@ -58,6 +58,7 @@ __all__ = [
     "Dataset",
     "Suite",
     "load_suite",
+    "volume_label",
     "suite_names",
 ]
 
@@ -70,8 +71,16 @@ BENCH_METHODS = registry.bench_names()
 OPTIONAL_METHODS = tuple((m.bench_name or m.name) for m in registry.METHODS.values() if m.needs)
 #: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
 #: Run settings a method entry may carry beside the method's parameters (data_term: CT only).
-RUN_KEYS = ("samples", "batch_size", "data_term")
+RUN_KEYS = ("samples", "batch_size", "data_term", "volume", "z_weight", "slab")
+#: The run settings of volume mode (recon --volume / --z-weight / --slab); on a method entry they apply to its
+#: volume row only (a dataset's ``"volume": {"methods": [...]}`` adds one per listed method).
+VOLUME_KEYS = ("volume", "z_weight", "slab")
 METHOD_KEYS = registry.param_names() + RUN_KEYS
+
+
+def volume_label(method: str) -> str:
+    """The row name of ``method`` run in volume mode."""
+    return f"{method} (volume)"
 
 
 def method_keys() -> tuple[str, ...]:
@@ -118,6 +127,7 @@ class Dataset:
     max_volumes: int | None = None  # fastmri: cap on test volumes
     slice_chunk: int | None = None  # slices per reconstruction call (memory bound); None = all at once
     kspace: dict | None = None  # kspace source: {"data": name, "reference": name} inside file.path
+    volume_methods: tuple[str, ...] = ()  # methods run a second time in volume mode (rows "<method> (volume)")
 
 
 @dataclass
@@ -243,7 +253,12 @@ def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
 
 def _setting_ok(key: str, v) -> bool:
     """A suite setting is a positive number; a method parameter whose registered range starts at 0 may also be 0
-    (eta 0: deterministic DDIM; final_dc 0: off; geometric 0: DDIM's level spacing)."""
+    (eta 0: deterministic DDIM; final_dc 0: off; geometric 0: DDIM's level spacing). Volume mode: ``volume`` is
+    true, ``z_weight`` >= 0, ``slab`` a whole number >= 2."""
+    if key == "volume":
+        return v is True
+    if key in ("z_weight", "slab") and not isinstance(v, bool) and isinstance(v, (int, float)):
+        return v >= 0 if key == "z_weight" else (v == int(v) and v >= 2)
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return False
     try:
@@ -365,12 +380,22 @@ def _parse_dataset(c: _Checker, d: Any, i: int, names: set) -> Dataset:
     methods = _check_methods(c, c.get(d, "methods", where, dict), where, modality)
     grid = _check_grid(c, c.get(d, "tuning_grid", where, dict, required=False, default={}), where, methods)
     chunk = c.get(d, "slice_chunk", where, int, required=False)
+    vol = c.get(d, "volume", where, dict, required=False, default={})
+    vmethods = vol.get("methods", [])
+    if not isinstance(vmethods, list) or not all(isinstance(m, str) and m in methods for m in vmethods):
+        c.fail(f"{where}.volume.methods", "must list methods of this dataset")
+    if vmethods and source != "volume":
+        c.fail(f"{where}.volume", "applies to datasets simulated from a volume")
+    for s_name in ("test", "tuning"):
+        idx = split.get(s_name) or []
+        if vmethods and idx and any(b != a + 1 for a, b in zip(idx, idx[1:])):
+            c.fail(f"{where}.split.{s_name}", "must be contiguous, increasing slices for volume mode")
     slices = d.get("slices", "all")
     if not (slices == "all" or isinstance(slices, list) and c.int_list(slices, f"{where}.slices")
             or isinstance(slices, dict) and isinstance(slices.get("center"), int) and slices["center"] > 0):
         c.fail(f"{where}.slices", "must be \"all\", a list of slice indices or {\"center\": N}")
     return Dataset(name, modality, source, df, tuple(size) if size else None, split, acq, methods, grid,
-                   slices, c.get(d, "max_volumes", where, int, required=False), chunk, ks)
+                   slices, c.get(d, "max_volumes", where, int, required=False), chunk, ks, tuple(vmethods))
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

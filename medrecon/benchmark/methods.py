@@ -20,7 +20,7 @@ from medrecon import methods as registry
 from medrecon.recon.config import ReconConfig, config_for
 
 from .data import Case
-from .manifest import RUN_KEYS
+from .manifest import RUN_KEYS, VOLUME_KEYS
 
 __all__ = ["MethodRun", "PeakMemory", "peak_mem_kind", "recon_method", "run_method"]
 
@@ -124,11 +124,13 @@ def _config(method: str, modality: str, settings: dict, device: torch.device, se
 
     settings = {k: typed(k, v) for k, v in settings.items()}
     run = {k: settings[k] for k in RUN_KEYS if k in settings}
+    if not run.get("volume"):  # z_weight and slab on a method entry belong to its volume row
+        run = {k: v for k, v in run.items() if k not in VOLUME_KEYS}
     return config_for(recon_method(method, modality), settings, device=str(device), seed=seed, progress=progress,
                       **run)
 
 
-_RUN_INTS = ("samples", "batch_size")  # the integer ones of manifest.RUN_KEYS (JSON may give 50.0)
+_RUN_INTS = ("samples", "batch_size", "slab")  # the integer ones of manifest.RUN_KEYS (JSON may give 50.0)
 
 
 def _chunks(n: int, size: int | None) -> list[slice]:
@@ -154,6 +156,8 @@ def run_method(case: Case, method: str, settings: dict, device: torch.device, pr
     from medrecon.recon.mri import reconstruct_kspace
 
     cfg = _config(method, case.modality, settings, device, seed, progress)
+    if cfg.volume:
+        slice_chunk = None  # a volume is reconstructed in one call (its slabs are the sampler's)
     n = case.target.shape[0]
     images, nfe, params = [], 0, {}
     fits: list[dict | None] = []

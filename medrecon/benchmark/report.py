@@ -106,6 +106,28 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def volume_table(rows: list[dict]) -> list[str]:
+    """The volume metrics of contiguous test slabs (:mod:`medrecon.metrics3d`), one row per method that has them."""
+    have = [r for r in rows if r.get("volume3d") and not r.get("error")]
+    if not have:
+        return []
+    lines = ["Volume metrics of the contiguous test slab (`medrecon.metrics3d`): 3-D PSNR (= the fastMRI PSNR) and "
+             "3-D SSIM (7x7x7 window); the sagittal and coronal reformats' PSNR / SSIM, mean over the planes that "
+             "cross the object; dz PSNR: the slice-to-slice differences (stripes) against the reference's.", "",
+             "| method | 3-D PSNR dB | 3-D SSIM | sagittal PSNR / SSIM | coronal PSNR / SSIM | dz PSNR dB | s/slice |",
+             "|---|---|---|---|---|---|---|"]
+    for r in have:
+        v = r["volume3d"]
+
+        def f(k: str, fmt: str) -> str:
+            return f"{v[k]:{fmt}}" if v.get(k) is not None else "–"
+
+        lines.append(f"| {r['method']} | {f('psnr3d', '.2f')} | {f('ssim3d', '.4f')} | {f('sag_psnr', '.2f')} / "
+                     f"{f('sag_ssim', '.4f')} | {f('cor_psnr', '.2f')} / {f('cor_ssim', '.4f')} | {f('dz_psnr', '.2f')} "
+                     f"| {r['seconds_per_slice']:.2f} |")
+    return lines + [""]
+
+
 def format_report(results: dict, suite: Suite) -> str:
     """The report's markdown text."""
     lines = [f"# medrecon benchmark: suite `{results['suite']}`", ""]
@@ -129,10 +151,13 @@ def format_report(results: dict, suite: Suite) -> str:
     lines.append("")
     for name, rec in results["datasets"].items():
         rows = [r for r in results["rows"] if r["dataset"] == name]
-        lines += [f"## {name}", "", _describe(name, rec), ""] + _table(rows) + [""]
+        lines += [f"## {name}", "", _describe(name, rec), ""] + _table(rows) + [""] + volume_table(rows)
         fig = results.get("figures", {}).get(name)
         if fig:
             lines += [f"![{name}: representative slice and error maps]({fig})", ""]
+            reformats = Path(fig).with_name(f"{name}_reformats.png")
+            if any(r["method"].endswith("(volume)") for r in rows):
+                lines += [f"![{name}: sagittal and coronal reformats]({reformats.as_posix()})", ""]
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from medrecon.errors import InputError
 
 from .data import Case, data_root, dataset_source, describe_split, load_cases, register_identifiers, sha256_of
 from .excerpt import read_excerpt
-from .manifest import Dataset, Suite, load_suite
+from .manifest import VOLUME_KEYS, Dataset, Suite, load_suite, volume_label
 from .methods import peak_mem_kind
 from .params import read_params_files, settings_for
 from .scoring import finite_or_none
@@ -149,7 +149,7 @@ def _row(ds: Dataset, method: str, ev: Evaluation, settings: dict) -> dict:
            "peak_process_mb": max((r.peak_total_mb for r in ev.runs if r.peak_total_mb is not None), default=None),
            "psnr_std": s.get("psnr_std"), "ssim_std": s.get("ssim_std"), "nmse_std": s.get("nmse_std"),
            "background": s.get("background"), "background_std": s.get("background_std"),
-           "spread": s.get("spread"), "per_slice": s.get("per_slice"),
+           "spread": s.get("spread"), "per_slice": s.get("per_slice"), "volume3d": s.get("volume3d"),
            "misfit": _mean_over_slices(ev.runs, "misfit"), "noise_misfit": _mean_over_slices(ev.runs, "noise_misfit"),
            "n_volumes": len(ev.volumes), "n_slices": ev.n_slices, "seconds_total": ev.seconds,
            "params": ev.runs[-1].params if ev.runs else settings, "volumes": ev.volumes}
@@ -170,18 +170,26 @@ def _run_dataset(session: Session, ds: Dataset, methods: list[str], overrides: d
     rows, images = [], {}
     for method in methods:
         settings = settings_for(ds.methods[method], overrides, ds.name, method)
-        session.step(f"{ds.name} ({ds.modality.upper()}) {method} on {describe_split(cases)} {settings or ''}")
-        ev = session.evaluate(cases, method, settings, ds.slice_chunk)
-        rows.append(_row(ds, method, ev, settings))
-        if ev.runs:
-            images[method] = ev.runs[0].image
-        if on_method is not None:
-            on_method(list(rows), _dataset_record(ds, cases))
+        runs = [(method, {k: v for k, v in settings.items() if k not in VOLUME_KEYS})]
+        if method in ds.volume_methods:  # the same method in volume mode, its own row
+            runs.append((volume_label(method), {**settings, "volume": True}))
+        for label, s in runs:
+            session.step(f"{ds.name} ({ds.modality.upper()}) {label} on {describe_split(cases)} {s or ''}")
+            ev = session.evaluate(cases, method, s, ds.slice_chunk)
+            rows.append(_row(ds, label, ev, s))
+            if ev.runs:
+                images[label] = ev.runs[0].image
+            if on_method is not None:
+                on_method(list(rows), _dataset_record(ds, cases))
     fig = None
     if figures_dir is not None and images:
         from .figures import dataset_figure
 
         fig = dataset_figure(ds, cases[0], images, rows, figures_dir)
+        if ds.volume_methods and len(cases[0].slices) >= 3:
+            from .figures import reformat_figure
+
+            reformat_figure(ds, cases[0], images, rows, figures_dir)
     return rows, _dataset_record(ds, cases), fig
 
 
@@ -207,7 +215,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     from .tune import tune_steps, tune_suite
 
-    n_test = 0 if cfg.tune_only else sum(len(m) for _, m in plan)
+    n_test = 0 if cfg.tune_only else sum(len(m) + len(set(m) & set(ds.volume_methods)) for ds, m in plan)
     session = Session(suite, device, sources, cfg.progress, (tune_steps(plan) if cfg.tune else 0) + n_test,
                       priors=cfg.priors, excerpt_info=excerpt_info)
     session.log(f"medrecon benchmark: suite {suite.name} on {device} ({_device_name(device)}) -> {out}")

@@ -13,6 +13,9 @@ CT images are scored in HU + 1000 (air ~ 0), so the peak is the densest tissue a
 does (:func:`medrecon.metrics.fastmri_crop`), so ``recon``, ``evaluate`` and the benchmark give the same
 numbers for the same image (a no-op on the square images of every shipped suite).
 
+``volume3d`` (contiguous test slabs only, :mod:`medrecon.metrics3d`): 3-D SSIM, the sagittal and coronal
+reformats' PSNR/SSIM and the PSNR of the slice-to-slice differences, per volume and averaged over volumes.
+
 ``background``: the hallucination measure (:func:`medrecon.metrics.background_energy`), energy in the
 reference's background relative to the object's, per volume and averaged like NMSE.
 """
@@ -30,6 +33,12 @@ __all__ = ["CT_OFFSET", "aggregate", "score_volume"]
 CT_OFFSET = 1000.0
 _NAMES = ("psnr", "ssim", "nmse")
 _EXTRA = ("background",)  # fastMRI-convention only (no per-slice-normalized twin)
+VOLUME3D = ("psnr3d", "ssim3d", "sag_psnr", "sag_ssim", "cor_psnr", "cor_ssim", "dz_psnr")
+
+
+def contiguous(slices: list[int]) -> bool:
+    """Whether test slices form one contiguous slab of at least 3 slices (the volume metrics need one)."""
+    return len(slices) >= 3 and all(b == a + 1 for a, b in zip(slices, slices[1:]))
 
 
 def _prep(target: np.ndarray, image: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +76,12 @@ def score_volume(target: np.ndarray, image: np.ndarray, modality: str, slices: l
         per.append({"slice": int(s), "psnr": psnr(gt[i], pred[i], peak), "ssim": ssim(gt[i:i + 1], pred[i:i + 1], peak),
                     "nmse": nmse(gt[i], pred[i]), "background": background_energy(gt[i:i + 1], pred[i:i + 1]),
                     "psnr_norm": norm["psnr"], "ssim_norm": norm["ssim"], "nmse_norm": norm["nmse"]})
-    return {"psnr": vol["psnr"], "ssim": vol["ssim"], "nmse": vol["nmse"], "background": bg, "slices": per}
+    out = {"psnr": vol["psnr"], "ssim": vol["ssim"], "nmse": vol["nmse"], "background": bg, "slices": per}
+    if contiguous(list(slices)):
+        from medrecon.metrics3d import volume3d_metrics
+
+        out["volume3d"] = volume3d_metrics(gt, pred, peak)
+    return out
 
 
 def _std(values: list[float]) -> float | None:
@@ -93,6 +107,9 @@ def aggregate(volumes: list[dict]) -> dict:
         vals = [s[f"{k}_norm"] for s in slices]
         per[k], per[f"{k}_std"] = float(np.mean(vals)), _std(vals)
     out["per_slice"] = per
+    if volumes and all("volume3d" in v for v in volumes):
+        out["volume3d"] = {k: float(np.mean([v["volume3d"][k] for v in volumes])) for k in VOLUME3D
+                           if all(k in v["volume3d"] for v in volumes)}
     return out
 
 

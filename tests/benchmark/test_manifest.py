@@ -30,6 +30,12 @@ def test_every_issue_suite_is_shipped_and_valid():
                 expected = {"fbp", "cs-tv", "fast", "langevin"}
                 assert {ds.methods[m].get("data_term") for m in ("cs-tv", "fast", "langevin")} == \
                     {ds.name.rsplit("-", 1)[1]}
+            if "-vol-" in name:  # issue 19: slice-by-slice vs volume mode of the fast sampler and (3-D) TV
+                expected = {"zero-filled", "cs-wavelet", "cs-tv", "fast"} if ds.modality == "mri" else \
+                    {"fbp", "cs-tv", "fast"}
+                assert set(ds.volume_methods) == {"cs-tv", "fast"}
+                assert len(ds.split["test"]) >= 14 and ds.split["test"] == list(range(ds.split["test"][0],
+                                                                                     ds.split["test"][-1] + 1))
             assert set(ds.methods) - {"bart-pics"} == expected, (name, ds.name)  # bart-pics: optional extra
             assert ds.file.licence
 
