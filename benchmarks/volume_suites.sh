@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 19: volume mode against slice-by-slice on the contiguous held-out slabs (README "Volumes").
+# 1. the z weights of the fast sampler and of 3-D TV are tuned on each suite's tuning slab (mri-vol-4x reuses
+#    mri-vol-8x's, to fit a CPU session); 2. every suite's test slab runs every method slice by slice and the fast
+#    sampler and TV again in volume mode, with the reformat figures.
+# Usage: OUT=benchmarks/results/volume_cpu_DATE bash benchmarks/volume_suites.sh [tune|test|all]
+set -euo pipefail
+OUT=${OUT:-benchmarks/results/volume_cpu_$(date +%F)}
+DEV=${DEV:-cpu}
+PHASE=${1:-all}
+mkdir -p "$OUT"
+run() { echo "+ $*" >&2; "$@"; }
+if [[ $PHASE == tune || $PHASE == all ]]; then
+  for s in ct-vol-60 mri-vol-8x; do
+    [[ -f $OUT/tune-$s/tuned.json ]] || run python -m medrecon benchmark --suite $s --methods fast cs-tv --device $DEV \
+      --tune --tune-only --no-figures --quiet --out "$OUT/tune-$s"
+  done
+  # mri-vol-4x takes mri-vol-8x's z weights (same volume, same tuning slab), under its own dataset name
+  python - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+t = json.load(open(f"{out}/tune-mri-vol-8x/tuned.json"))
+p = {"vsseg001-t1-vol-4x": {m: {k: v for k, v in s.items() if k in ("volume", "z_weight")}
+                            for m, s in t["params"]["vsseg001-t1-vol-8x"].items()}}
+json.dump({**t, "suite": "mri-vol-4x", "params": p, "note": "z weights tuned on mri-vol-8x's tuning slab"},
+          open(f"{out}/mri-vol-4x-z-from-8x.json", "w"), indent=2)
+PY
+fi
+if [[ $PHASE == test || $PHASE == all ]]; then
+  run python -m medrecon benchmark --suite ct-vol-60 --device $DEV --quiet --params "$OUT/tune-ct-vol-60/tuned.json" --out "$OUT/ct-vol-60"
+  run python -m medrecon benchmark --suite mri-vol-8x --device $DEV --quiet --params "$OUT/tune-mri-vol-8x/tuned.json" --out "$OUT/mri-vol-8x"
+  run python -m medrecon benchmark --suite mri-vol-4x --device $DEV --quiet --params "$OUT/mri-vol-4x-z-from-8x.json" --out "$OUT/mri-vol-4x"
+fi
