@@ -29,6 +29,18 @@ def _volume_slices(image_path, slices: Optional[str], modality: Optional[str]):
     return vol, vol.data[s].astype(np.float32), idx, _slab_affine(np.asarray(vol.affine), int(idx[0]))
 
 
+def resampled_affine(affine: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
+    """The ``(slice, row, col)`` affine of slices resampled from ``before`` to ``after`` pixels over the same field
+    of view: the in-plane steps grow by ``before / after``, and the first pixel's centre moves to the centre of
+    the first coarse pixel, ``(f - 1) / 2`` fine pixels in (``f = before / after``)."""
+    out = np.array(affine, dtype=np.float64, copy=True)
+    for axis, (n0, n1) in zip((1, 2), zip(before, after)):
+        f = n0 / n1
+        out[:3, 3] = out[:3, 3] + out[:3, axis] * (f - 1) / 2
+        out[:3, axis] = out[:3, axis] * f
+    return out
+
+
 def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "random", accel: int = 4,
                       center_fraction: float = 0.08, coils: int = 8, noise_std: float = 0.0, seed: int = 0,
                       size: Optional[int] = None) -> dict:
@@ -61,9 +73,7 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
         shape = (max(1, round(h0 * f)), max(1, round(w0 * f)))
         data = torch.nn.functional.interpolate(torch.from_numpy(data)[:, None], size=shape, mode="bilinear",
                                                antialias=True)[:, 0].numpy()
-        affine = affine.copy()
-        affine[:3, 1] *= h0 / shape[0]
-        affine[:3, 2] *= w0 / shape[1]
+        affine = resampled_affine(affine, (h0, w0), shape)
     sim = simulate_kspace(torch.from_numpy(data), coils, mask, accel, center_fraction, seed, noise_std)
     h, w = data.shape[-2:]
     write_fastmri_kspace(out, sim["kspace"].numpy(), target=sim["target"].numpy(), mask=sim["mask"].numpy(),
@@ -101,8 +111,7 @@ def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", ph
         h, w = t.shape[-2:]
         pix = pix * max(h, w) / size
         t = torch.nn.functional.interpolate(t[:, None], size=(size, size), mode="bilinear", antialias=True)[:, 0]
-        affine = affine.copy()
-        affine[:3, 1:3] *= max(h, w) / size
+        affine = resampled_affine(affine, (h, w), (size, size))
     shape = tuple(t.shape[-2:])
     scan = dataclasses.replace(scan, pixel_mm=pix)
     A = scan.operator(shape)
