@@ -271,7 +271,8 @@ def fastmri_crop(target: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.
     return target, center_crop(recon, shape)
 
 
-def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: str | None = None) -> dict[str, Any]:
+def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: str | None = None,
+                     volume: bool = False) -> dict[str, Any]:
     """Score every ``recon_dir/*.h5`` against the same-named file in ``target_dir``.
 
     Targets are read from ``target_key``, or else ``reconstruction_rss`` then
@@ -279,8 +280,9 @@ def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: 
     fastMRI's evaluate.py does.
 
     Returns:
-        ``{"n_volumes", "target_keys": {name: key}, "fastmri": summary, "per_slice": summary}``
-        where a summary is ``{"volumes": {name: metrics}, "mean", "std", "two_std"}``
+        ``{"n_volumes", "target_keys": {name: key}, "fastmri": summary, "per_slice": summary}``, with ``volume``
+        also ``"volume3d": summary`` of :func:`medrecon.metrics3d.volume3d_metrics` (each file's slices taken as
+        one contiguous volume: 3-D SSIM, sagittal/coronal reformat PSNR and SSIM, slice-difference PSNR), where a summary is ``{"volumes": {name: metrics}, "mean", "std", "two_std"}``
         (``std`` is the sample std, NaN for a single volume).
 
     Raises:
@@ -298,6 +300,7 @@ def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: 
     fastmri_vals: dict[str, dict[str, float]] = {}
     slice_vals: dict[str, dict[str, float]] = {}
     used_keys: dict[str, str] = {}
+    vol_vals: dict[str, dict[str, float]] = {}
     from medrecon.io import privacy
 
     for recon_path in recon_files:
@@ -313,11 +316,20 @@ def evaluate_folders(target_dir: str | Path, recon_dir: str | Path, target_key: 
         target, recon = fastmri_crop(target, recon)
         fastmri_vals[recon_path.name] = volume_metrics(target, recon)
         slice_vals[recon_path.name] = per_slice_metrics(target, recon)
+        if volume:
+            from medrecon.metrics3d import volume3d_metrics
+
+            vol_vals[recon_path.name] = volume3d_metrics(target, recon)
+    extra = {}
+    if volume:
+        names = tuple(sorted(set.intersection(*(set(v) for v in vol_vals.values()))))
+        extra["volume3d"] = _summarize(vol_vals, names)
     return {
         "n_volumes": len(recon_files),
         "target_keys": used_keys,
         "fastmri": _summarize(fastmri_vals, _METRIC_NAMES),
         "per_slice": _summarize(slice_vals, ("nmse", "psnr", "ssim")),
+        **extra,
     }
 
 

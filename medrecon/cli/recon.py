@@ -269,6 +269,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--target", required=True, help="folder of target h5 files (reconstruction_rss/esc)")
     p.add_argument("--recon", required=True, help="folder of reconstruction h5 files (same names)")
     p.add_argument("--target-key", default=None)
+    p.add_argument("--volume", action="store_true",
+                   help="also the volume metrics of each file's slices as one contiguous volume: 3-D SSIM, the "
+                        "sagittal and coronal reformats' PSNR/SSIM, the slice-difference (stripe) PSNR")
     p.add_argument("--json", action="store_true")
 
 
@@ -276,13 +279,15 @@ def _add_evaluate(sub) -> None:
 def _evaluate(a: argparse.Namespace) -> int:
     from medrecon.metrics import evaluate_folders, format_summary
 
-    summary = evaluate_folders(a.target, a.recon, a.target_key)
+    summary = evaluate_folders(a.target, a.recon, a.target_key, volume=a.volume)
     if a.json:
         print(json.dumps(_no_nan(summary), indent=2, allow_nan=False))
     else:  # one line per convention (docs/benchmarks.md: the two are not comparable)
         print(f"{summary['n_volumes']} volume(s)")
         print("fastMRI convention (volume max): " + format_summary(summary["fastmri"]))
         print("per-slice convention:            " + format_summary(summary["per_slice"]))
+        if "volume3d" in summary:  # medrecon.metrics3d: each file as one contiguous volume
+            print("volume (3-D, reformats, dz):     " + format_summary(summary["volume3d"]))
     return 0
 
 

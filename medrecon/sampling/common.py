@@ -129,9 +129,15 @@ class RowStreams:
     @classmethod
     def for_rows(cls, seed: int, slices: range, samples: int, device: torch.device) -> "RowStreams":
         """Streams for slices ``slices`` (indices in the whole volume) x ``samples``, slice-major as
-        ``InverseProblem.repeat``: row ``(s, j)`` is seeded with ``seed + 1000003 s + 7919 j``."""
-        gens = [torch.Generator(device=device).manual_seed(int(seed) + 1000003 * s + 7919 * j)
-                for s in slices for j in range(samples)]
+        ``InverseProblem.repeat``: row ``(s, j)`` is seeded from NumPy's ``SeedSequence([seed, s, j])``, so no two
+        (seed, slice, sample) triples share a stream."""
+        import numpy as np
+
+        def row_seed(s: int, j: int) -> int:
+            return int(np.random.SeedSequence([int(seed), int(s), int(j)]).generate_state(2, np.uint32)
+                       .astype(np.uint64) @ np.array([1 << 32, 1], dtype=np.uint64)) & ((1 << 63) - 1)
+
+        gens = [torch.Generator(device=device).manual_seed(row_seed(s, j)) for s in slices for j in range(samples)]
         return cls(gens)
 
     def __len__(self) -> int:

@@ -93,7 +93,7 @@ def daps_chain(prior, problem: InverseProblem, steps: int = 50, ode_steps: int =
             x0, used = _ode_x0(prior, problem, x, lv.t, ode_steps)
             nfe += used
             r2 = (1 - lv.abar) / lv.abar  # r_t = sigma_t, in network units
-            x0 = problem.couple(x0, r2.sqrt())  # volume mode (zcouple.py)
+            x0 = problem.couple(x0, (1 - lv.abar).sqrt())  # volume mode (zcouple.py): the x0 estimate's error std
             curv = c * norm2 / noise_var + 1.0 / (gain2 * r2)
             frac = lv.i / max(1, len(schedule) - 1)
             eta = lr * (1 + frac * (lr_min_ratio - 1)) / curv  # (B,)
