@@ -18,6 +18,9 @@
 #                                           bundles on the CPU (benchmarks/priors_ledger.md says how).
 #   bash benchmarks/gpu_session.sh ablation four MRI augmentation arms (benchmarks/augment_ablation.sh), MIN_ARM
 #                                           minutes each (default 2, about 9 minutes in all with finalization)
+#   bash benchmarks/gpu_session.sh volume   (<= 300 s) issue 19: seconds per volume and peak memory of volume mode
+#                                           (benchmarks/volume_timing.py: 32 MRI slices at 160x160, 14 CT slices at
+#                                           192x192; slice by slice, one pass, slabs), bf16, as JSON
 #   bash benchmarks/gpu_session.sh time     (<= 540 s) per-slice timings of every method (benchmarks/gpu.py), seconds per
 #                                           training step NCHW vs channels_last (benchmarks/train_speed.py), and
 #                                           the sampler-step profile and step/forward ratios (profile_samplers.py,
@@ -82,6 +85,12 @@ suites)
     timeout "${SUITE_TIMEOUT:-180}" python3 -m medrecon benchmark --suite "$s" --excerpt "$ex" ${PRI[@]+"${PRI[@]}"} --device "$DEV" \
       --methods "$methods" --tune --quiet --out "$R/$s" 2>&1 | tail -n 12
   done
+  ;;
+volume)
+  timeout "${VOLUME_TIMEOUT:-170}" python3 benchmarks/volume_timing.py --modality mri --data .gpu/mri_held.npz --slices 32 \
+    --slab 16 --device "$DEV" --bf16 --out "$OUT/volume_timing_mri.json" 2>&1 | grep -v -i warn
+  timeout "${VOLUME_TIMEOUT:-120}" python3 benchmarks/volume_timing.py --modality ct --data .gpu/ct_held.npz --slices 14 \
+    --slab 8 --device "$DEV" --bf16 --out "$OUT/volume_timing_ct.json" 2>&1 | grep -v -i warn
   ;;
 time)
   timeout "${TIME_TIMEOUT:-200}" python3 benchmarks/gpu.py --mri-prior "$W/mri-brain" --ct-prior "$W/ct-body" \
