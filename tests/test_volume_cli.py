@@ -118,7 +118,7 @@ def test_bad_volumes_get_one_line_errors(tmp_path):
     # uneven spacing: move the last slice of the series 4 mm further along its axis
     import pydicom
 
-    last = sorted(series.glob("*.dcm"))[-1]
+    last = max(series.glob("*.dcm"))
     ds = pydicom.dcmread(last)
     ds.ImagePositionPatient = [float(v) + 4.0 * d for v, d in zip(ds.ImagePositionPatient, (0.0, 0.0, 1.0))]
     ds.save_as(last)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from medrecon import methods as registry
 from medrecon.errors import InputError
 
-__all__ = ["Z_WEIGHTS", "z_weight_for", "check_volume"]
+__all__ = ["Z_WEIGHTS", "check_volume", "z_weight_for"]
 
 #: Default z weights by method kind and modality, chosen on the tuning slabs of the volume suites
 #: (``medrecon benchmark --suite mri-vol-8x --tune``; benchmarks/results/volume_*/ and README "Volumes").

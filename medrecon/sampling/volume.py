@@ -13,8 +13,8 @@ first slice of the volume given: ``--slices 2:6`` and ``--slices 0:6`` draw diff
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, Optional, Union
 
 import torch
 
@@ -24,7 +24,7 @@ from .posterior import posterior_sample
 from .problem import InverseProblem
 from .zcouple import ZCoupling
 
-__all__ = ["slab_ranges", "slab_weights", "volume_sample", "default_overlap"]
+__all__ = ["default_overlap", "slab_ranges", "slab_weights", "volume_sample"]
 
 
 def default_overlap(slab: int) -> int:
@@ -32,7 +32,7 @@ def default_overlap(slab: int) -> int:
     return min(max(1, slab // 4), slab - 1)
 
 
-def slab_ranges(n: int, slab: Optional[int], overlap: Optional[int] = None) -> list[range]:
+def slab_ranges(n: int, slab: int | None, overlap: int | None = None) -> list[range]:
     """The slabs covering ``n`` slices: ``slab`` slices each, neighbours sharing ``overlap`` (the last slab
     ends at the last slice). ``slab`` None or ``>= n``: one slab.
 
@@ -40,7 +40,7 @@ def slab_ranges(n: int, slab: Optional[int], overlap: Optional[int] = None) -> l
         ValueError: ``slab < 2`` or an overlap outside ``[0, slab)``.
     """
     if slab is None or slab >= n:
-        return [range(0, n)]
+        return [range(n)]
     if slab < 2:
         raise ValueError(f"a slab needs at least 2 slices, got {slab}")
     ov = default_overlap(slab) if overlap is None else int(overlap)
@@ -67,8 +67,8 @@ def slab_weights(slabs: list[range], n: int) -> list[torch.Tensor]:
     return out
 
 
-def volume_sample(method: Union[str, Callable], prior, problem: InverseProblem, z_weight: float,
-                  samples: int = 1, seed: int = 0, slab: Optional[int] = None, overlap: Optional[int] = None,
+def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weight: float,
+                  samples: int = 1, seed: int = 0, slab: int | None = None, overlap: int | None = None,
                   keep_samples: bool = False, progress: bool = False, iters: int = 30, **kwargs) -> SampleResult:
     """Sample the rows of ``problem`` as the contiguous slices of one volume.
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["tv_z_prox", "ZCoupling"]
+__all__ = ["ZCoupling", "tv_z_prox"]
 
 
 def _dz(v: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ class ZCoupling:
         if not self.weight >= 0:
             raise ValueError(f"the z weight must be >= 0, got {self.weight}")
 
-    def with_k(self, k: int) -> "ZCoupling":
+    def with_k(self, k: int) -> ZCoupling:
         return replace(self, k=int(k))
 
     def __call__(self, x: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
