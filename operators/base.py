@@ -228,17 +228,19 @@ class RowWeighted(LinearOperator):
     Args:
         op: the operator ``A``.
         sqrt_weight: ``W^(1/2)``, shape ``(B, *op.out_shape)`` (one row per batch row) or ``op.out_shape``.
+        check: verify that the weights are finite and non-negative (two host syncs; a caller that rebuilds the
+            operator at every sampler step from weights it made non-negative itself passes False).
 
     Shapes:
         as ``op``.
     """
 
-    def __init__(self, op: LinearOperator, sqrt_weight: torch.Tensor) -> None:
+    def __init__(self, op: LinearOperator, sqrt_weight: torch.Tensor, check: bool = True) -> None:
         super().__init__(op.in_shape, op.out_shape, op.in_complex, op.out_complex)
         if sqrt_weight.is_complex() or tuple(sqrt_weight.shape[-len(op.out_shape):]) != tuple(op.out_shape):
             raise OperatorShapeError(f"RowWeighted: weights {_fmt_shape(sqrt_weight.shape)} do not fit the "
                                      f"measurement shape {_fmt_shape(op.out_shape)} (real values expected)")
-        if bool((sqrt_weight < 0).any()) or not bool(torch.isfinite(sqrt_weight).all()):
+        if check and (bool((sqrt_weight < 0).any()) or not bool(torch.isfinite(sqrt_weight).all())):
             raise ValueError("RowWeighted: weights must be finite and non-negative")
         self.op = op
         self.register_buffer("sqrt_weight", sqrt_weight, persistent=False)

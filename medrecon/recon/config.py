@@ -42,8 +42,10 @@ class ReconConfig:
         batch_size: rows (slice x sample) per network batch.
         autocast: bf16 autocast for the network (GPU, or a CPU with native bf16: ``cpu_has_native_bf16``).
         compile: run the network through ``torch.compile`` (``DiffusionPrior.compiled_net``; for the GPU).
-        data_term: CT's data term, ``ls`` (unweighted least squares on the line integrals) or ``pwls``
-            (weighted by each ray's counts; needs the scan's photon count): ``recon.problems.ct_system``.
+        data_term: CT's data term, ``ls`` (unweighted least squares on the line integrals), ``pwls``
+            (weighted by each ray's counts; needs the scan's photon count): ``recon.problems.ct_system``, or
+            ``poisson`` (the pre-log likelihood, re-expanded at every step: ``recon.problems.PoissonLinearization``;
+            the fast and Langevin samplers).
         mask, accel, center_fraction, mask_seed: retrospective undersampling of fully sampled k-space.
         slices: ``a:b`` slice range.
         noise_std: measurement noise (k-space std per sample); ``None``: from the file or estimated.
@@ -110,6 +112,11 @@ class ReconConfig:
 
         if self.data_term not in CT_DATA_TERMS:
             raise InputError(f"--data-term must be one of {', '.join(CT_DATA_TERMS)}, got {self.data_term!r}")
+        from medrecon.recon.problems import POISSON_METHODS
+
+        if self.data_term == "poisson" and self.method not in POISSON_METHODS:
+            raise InputError(f"--data-term poisson is re-expanded at every step by the {' and '.join(POISSON_METHODS)} "
+                             f"samplers; use --data-term pwls with {self.method}")
         if self.maps not in ("auto", "espirit", "true"):
             raise InputError(f"--maps must be auto, espirit or true, got {self.maps!r}")
         # Run settings that used to fail late with a traceback, or run and give garbage (issue 23, defects 9-10).

@@ -32,9 +32,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, A, cfg: ReconConfig, device: torc
     params = asdict(settings)
     t0 = time.perf_counter()
     std, nfe = None, 0
-    if cfg.data_term == "pwls" and not photons:
-        raise InputError("--data-term pwls needs the scan's photon count (I0), which this sinogram file does not give; "
-                         "use --data-term ls")
+    if cfg.data_term != "ls" and not photons:
+        raise InputError(f"--data-term {cfg.data_term} needs the scan's photon count (I0), which this sinogram file does "
+                         "not give; use --data-term ls")
     volume = None
     if cfg.volume:
         check_volume(int(y.shape[0]))

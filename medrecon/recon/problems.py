@@ -60,8 +60,11 @@ def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Opti
     return InverseProblem(A, y, scale, zero, noise_var.float().to(y.device), True, support=sup), maps
 
 
-#: The CT data terms: unweighted least squares on the line integrals, or penalized weighted least squares.
-CT_DATA_TERMS = ("ls", "pwls")
+#: The CT data terms: unweighted least squares on the line integrals, penalized weighted least squares, or the
+#: pre-log Poisson likelihood (relinearized at every step: the fast and Langevin samplers only).
+CT_DATA_TERMS = ("ls", "pwls", "poisson")
+#: The learned methods that take ``poisson``: their data step is a CG solve, which the linearization feeds.
+POISSON_METHODS = ("fast", "langevin")
 
 
 def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,
@@ -78,8 +81,64 @@ def ct_problem(prior, A, sinogram: torch.Tensor, mu_water: float = 0.019,
     dev = sinogram.device
     gain = torch.full((s, 1, 1), mu_water * rule.half_width / 1000.0, device=dev)
     offset = torch.full((s, 1, 1), mu_water * (1 + rule.center / 1000.0), device=dev)
-    Aw, yw, noise_var = ct_system(A, sinogram.float(), photons, data_term, electronic_std)
-    return InverseProblem(Aw, yw, gain, offset, noise_var, False)
+    Aw, yw, noise_var = ct_system(A, sinogram.float(), photons, "pwls" if data_term == "poisson" else data_term,
+                                  electronic_std)
+    relin = PoissonLinearization(A, sinogram.float(), float(photons), electronic_std) if data_term == "poisson" else None
+    return InverseProblem(Aw, yw, gain, offset, noise_var, False, linearize=relin)
+
+
+class PoissonLinearization:
+    """The pre-log Poisson likelihood of the counts, as the weighted least squares that matches it at an estimate.
+
+    Counts ``N_i ~ Poisson(I0 exp(-l_i))`` (``l = A mu``; with electronic noise, the shifted-Poisson model of
+    :mod:`medrecon.recon.poisson`). Around the line integrals ``l0 = A mu0`` of the current estimate, the second-order
+    expansion of ``h_i(l) = -log p(N_i | l)`` with the Fisher curvature ``ybar_i = I0 exp(-l0_i) + sigma^2`` is
+
+        h_i(l) ~ ybar_i / 2 (l - z_i)^2 + const,      z_i = l0_i + (ybar_i - N'_i) / ybar_i,
+
+    (its gradient at ``l0`` is exact: ``N'_i - ybar_i``), a weighted least squares with weights ``ybar_i`` and target
+    ``z_i``. A sampler that calls it at every step (``InverseProblem.linearized``) takes a Gauss-Newton step of the
+    exact likelihood inside its usual CG data consistency: iteratively reweighted least squares, whose fixed point is
+    the pre-log maximum (Sauer & Bouman 1993 derive PWLS as this expansion around the data, ``l0 = log(I0 / N)``,
+    where the weights become the counts). It differs from PWLS where the counts are low: there the log of a few
+    photons is biased and PWLS's weights come from the noisy counts themselves, while these come from the estimate.
+
+    ``l0`` is clamped to ``[0, max_i log(I0 / N_i)]`` per slice, so an early, rough estimate cannot give weights of
+    ``exp(-1000)``. Weights are normalized to mean 1 per row (as :func:`ct_system`); the noise variance is
+    ``1 / mean(ybar)``. The counts are taken as ``I0 exp(-l)`` of the post-log sinogram (``max(N, 1)`` of the file's
+    counts, which is what the log kept).
+
+    Shapes: sinogram ``(S, views, detectors)``; :meth:`__call__` takes physical images ``(B, H, W)``, ``B`` the rows.
+    """
+
+    def __init__(self, A, sinogram: torch.Tensor, photons: float, electronic_std: float = 0.0, k: int = 1,
+                 counts: Optional[torch.Tensor] = None, top: Optional[torch.Tensor] = None) -> None:
+        if not photons or photons <= 0:
+            raise ValueError(f"the Poisson likelihood needs the scan's photon count I0 > 0, got {photons}")
+        self.A, self.photons, self.s2, self.k = A, float(photons), float(electronic_std) ** 2, int(k)
+        self.counts = float(photons) * torch.exp(-sinogram.double()) if counts is None else counts
+        self.top = sinogram.amax(dim=(-2, -1), keepdim=True).clamp_min(0) if top is None else top
+
+    def repeat(self, k: int) -> "PoissonLinearization":
+        r = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
+        return PoissonLinearization(self.A.batch_repeat(k), None, self.photons, self.s2 ** 0.5, self.k * k,
+                                    r(self.counts), r(self.top))
+
+    def select(self, idx: slice) -> "PoissonLinearization":
+        return PoissonLinearization(self.A.batch_select(idx), None, self.photons, self.s2 ** 0.5, self.k,
+                                    self.counts[idx], self.top[idx])
+
+    def __call__(self, p: torch.Tensor) -> tuple:
+        """``(A', y', noise_var)`` of the expansion at the physical images ``p`` ``(B, H, W)``."""
+        from operators import RowWeighted
+
+        l0 = torch.minimum(self.A(p.float()).clamp_min(0), self.top.to(p.device, torch.float32)).double()
+        ybar = self.photons * torch.exp(-l0) + self.s2
+        n = (self.counts.to(p.device) + self.s2).clamp_min(0)
+        z = l0 + (ybar - n) / ybar
+        wbar = ybar.mean(dim=(-2, -1), keepdim=True)
+        root = (ybar / wbar).sqrt().float()
+        return RowWeighted(self.A, root, check=False), root * z.float(), (1.0 / wbar).flatten().float()
 
 
 def ct_weights(sinogram: torch.Tensor, photons: float, electronic_std: float = 0.0) -> torch.Tensor:

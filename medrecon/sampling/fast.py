@@ -69,18 +69,21 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             x0 = problem.constrain(prior.x0_from_eps(x, t, eps).clamp(-4, 4))
             r2 = (1 - abar_t) / (abar_t + (1 - abar_t) / prior_var)
             x0 = problem.couple(x0, r2.sqrt())  # volume mode: TV along z across the slices (zcouple.py)
-            lam = noise_var / (gain2 * r2)
             p0 = problem.to_phys(x0)
-            rhs = aty
+            # A non-Gaussian likelihood (CT's pre-log Poisson) is re-expanded at this step's estimate.
+            step = problem.linearized(p0) if problem.linearize is not None else problem
+            nv = noise_var if step is problem else step.noise_var.to(dev).float()
+            lam = nv / (gain2 * r2)
+            rhs = aty if step is problem else step.A.adjoint(step.y)
             if perturb:
                 x0p = problem.constrain(x0 + r2.sqrt() * randn(shape, generator, dev))
                 p0 = problem.to_phys(x0p)
-                yn = problem.y
-                std = noise_var.sqrt().view(-1, *([1] * (yn.dim() - 1)))
+                yn = step.y
+                std = nv.sqrt().view(-1, *([1] * (yn.dim() - 1)))
                 yn = yn + std * noise_like(yn, generator, dev)
-                rhs = problem.A.adjoint(yn)
+                rhs = step.A.adjoint(yn)
             rhs = rhs + lam.view(-1, 1, 1) * p0
-            p = cg_normal(problem.A, rhs, lam, p0, cg_iters)
+            p = cg_normal(step.A, rhs, lam, p0, cg_iters)
             x0c = problem.constrain(problem.to_net(p))
             guard.check(i, x0c)
             if not lv.last:

@@ -101,16 +101,22 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
                 x_t = lv.abar.sqrt() * z  # the network's (variance-preserving) input at this level
                 d = problem.constrain(prior.x0_from_eps(x_t, lv.t, prior.eps(x_t, lv.t)).clamp(-4, 4))
                 d = problem.couple(d, (sigma2 / (1 + sigma2)).sqrt())  # volume mode (zcouple.py)
+                step, lam_k, std_k = problem, lam, noise_std
+                if problem.linearize is not None:  # CT's pre-log Poisson likelihood, expanded at this denoised estimate
+                    step = problem.linearized(problem.to_phys(d))
+                    nv = step.noise_var.to(dev).float()
+                    lam_k = nv / (c * gain2 * sigma2)
+                    std_k = nv.sqrt().view(-1, *([1] * (step.y.dim() - 1)))
                 if final:  # the last step returns the drift's target, without noise
                     start_p = problem.to_phys(d)
-                    rhs = problem.A.adjoint(problem.y) + lam.view(-1, 1, 1) * start_p
+                    rhs = step.A.adjoint(step.y) + lam_k.view(-1, 1, 1) * start_p
                     gk, ak = 1.0, 0.0
                 else:
                     gk, ak = g, a
                     start_p = problem.to_phys(problem.constrain(d + ak * sigma2.sqrt() * randn(shape, generator, dev)))
-                    y_pert = problem.y + ak * noise_std * noise_like(problem.y, generator, dev)
-                    rhs = problem.A.adjoint(y_pert) + lam.view(-1, 1, 1) * start_p
-                q = cg_normal(problem.A, rhs, lam, start_p, cg_iters)
+                    y_pert = step.y + ak * std_k * noise_like(step.y, generator, dev)
+                    rhs = step.A.adjoint(y_pert) + lam_k.view(-1, 1, 1) * start_p
+                q = cg_normal(step.A, rhs, lam_k, start_p, cg_iters)
                 p = (1 - gk) * problem.to_phys(z) + gk * q if gk < 1 else q
                 z = problem.constrain(problem.to_net(p))
                 guard.check(n, z)

@@ -41,6 +41,10 @@ class InverseProblem:
         support: ``(B, H, W)`` bool, where the measurement has sensitivity; None: everywhere.
         zcouple: the rows are the contiguous slices of a volume, coupled by TV along z
             (:class:`~.zcouple.ZCoupling`, volume mode); None: every row alone.
+        linearize: a likelihood that is not Gaussian, as the weighted least squares that matches it at an estimate:
+            ``linearize(p) -> (A', y', noise_var)`` (CT's pre-log Poisson likelihood,
+            :class:`medrecon.recon.problems.PoissonLinearization`); None: ``(A, y, noise_var)`` hold at every step.
+            The samplers with a CG data step re-expand it at every step (:meth:`linearized`).
     """
 
     A: LinearOperator
@@ -51,6 +55,15 @@ class InverseProblem:
     is_complex: bool
     support: Optional[torch.Tensor] = None
     zcouple: Optional[ZCoupling] = None
+    linearize: Optional[object] = None
+
+    def linearized(self, p: torch.Tensor) -> "InverseProblem":
+        """The problem whose data term is the likelihood's quadratic expansion at the physical images ``p``
+        ``(B, H, W)``; ``self`` when the likelihood is Gaussian (no ``linearize``)."""
+        if self.linearize is None:
+            return self
+        A, y, noise_var = self.linearize(p)
+        return replace(self, A=A, y=y, noise_var=noise_var, linearize=None)
 
     @property
     def channels(self) -> int:
@@ -107,12 +120,14 @@ class InverseProblem:
         r = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
         return replace(self, A=self.A.batch_repeat(k), y=r(self.y), gain=r(self.gain), offset=r(self.offset),
                        noise_var=r(self.noise_var), support=None if self.support is None else r(self.support),
-                       zcouple=None if self.zcouple is None else self.zcouple.with_k(k))
+                       zcouple=None if self.zcouple is None else self.zcouple.with_k(k),
+                       linearize=None if self.linearize is None else self.linearize.repeat(k))
 
     def select(self, idx: slice) -> "InverseProblem":
         """A sub-batch of rows."""
         return replace(self, A=self.A.batch_select(idx), y=self.y[idx], gain=self.gain[idx], offset=self.offset[idx],
-                       noise_var=self.noise_var[idx], support=None if self.support is None else self.support[idx])
+                       noise_var=self.noise_var[idx], support=None if self.support is None else self.support[idx],
+                       linearize=None if self.linearize is None else self.linearize.select(idx))
 
 
 def batched_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -24,12 +24,15 @@ def test_every_issue_suite_is_shipped_and_valid():
                         else {"fbp", "cs-tv", "dps", "fast"})
             if name.startswith("robust"):  # issue 24 names zero-filled/FBP, CS, TV, fast and DPS (no SENSE)
                 expected = expected - {"sense"}
-            if name.split("-gpu")[0] in ("mri-4x", "mri-8x", "ct-60"):  # issue 18: every sampler, CPU and GPU suites
+            # issue 18: every sampler, CPU and GPU suites; ct-fan-60 (issue 21) runs ct-60's methods
+            if name.split("-gpu")[0] in ("mri-4x", "mri-8x", "ct-60", "ct-fan-60"):
                 expected = expected | {"langevin", "daps"}
+            if name == "ct-fan-60":  # issue 21's clinical fan beam: ct-60's data, methods and settings, fan geometry
+                assert ds.acquisition["geometry"] == "fan" and ds.acquisition["scanner"]
             if name == "ct-lowdose":  # issue 21: FBP, (PWLS-)TV and the samplers, each data term its own dataset
-                expected = {"fbp", "cs-tv", "fast", "langevin"}
-                assert {ds.methods[m].get("data_term") for m in ("cs-tv", "fast", "langevin")} == \
-                    {ds.name.rsplit("-", 1)[1]}
+                term = ds.name.rsplit("-", 1)[1]
+                expected = {"fast", "langevin"} if term == "poisson" else {"fbp", "cs-tv", "fast", "langevin"}
+                assert {ds.methods[m].get("data_term") for m in expected - {"fbp"}} == {term}
             if "-vol-" in name:  # issue 19: slice-by-slice vs volume mode of the fast sampler and (3-D) TV
                 expected = {"zero-filled", "cs-wavelet", "cs-tv", "fast"} if ds.modality == "mri" else \
                     {"fbp", "cs-tv", "fast"}
@@ -119,7 +122,8 @@ BAD = [
     ("duplicate dataset", lambda d: d["datasets"].append(d["datasets"][0]), "used twice"),
     ("modality", lambda d: d["datasets"][0].update(modality="pet"), "modality"),
     ("data term on MRI", lambda d: d["datasets"][0]["methods"]["fast"].update(data_term="pwls"), "CT only"),
-    ("unknown data term", lambda d: d["datasets"][1]["methods"]["fast"].update(data_term="poisson"), "'pwls'"),
+    ("unknown data term", lambda d: d["datasets"][1]["methods"]["fast"].update(data_term="gaussian"), "'pwls'"),
+    ("poisson for TV", lambda d: d["datasets"][1]["methods"]["cs-tv"].update(data_term="poisson"), "fast"),
 ]
 
 
