@@ -65,3 +65,28 @@ def test_reconstruct_batches_to_the_budget_with_the_same_answer(monkeypatch, cap
     same = reconstruct(inp, replace(cfg, batch_size=2))
     np.testing.assert_array_equal(res.image, same.image)
     assert "batch_size" not in same.info  # the user's own choice is in the config, not re-recorded
+
+
+def test_volume_mode_fits_the_budget_with_slabs(monkeypatch, capsys, one_thread):
+    """Issue 19: over the budget, volume mode samples in slabs (every slice of a slab in one batch) instead of
+    splitting a slab's batch, says so, and gives the answer of that --slab."""
+    from dataclasses import replace
+
+    import torch
+
+    from medrecon.acquisition.mri import simulate_kspace
+    from medrecon.app.pipeline import reconstruct
+    from operators import birdcage_maps
+
+    yy, xx = np.mgrid[-1:1:48j, -1:1:48j]
+    img = torch.from_numpy(np.stack([((xx ** 2 + yy ** 2) < 0.3 + 0.05 * k).astype(np.float32) for k in range(6)]))
+    sim = simulate_kspace(img, 4, "equispaced", 4, 0.25, seed=0, noise_std=0.01, maps=birdcage_maps(4, (48, 48)))
+    inp = LoadedInput("mri", sim["kspace"].numpy(), sim["mask"].numpy(), (48, 48), noise_std=0.01)
+    cfg = ReconConfig(method="fast", device="cpu", steps=2, progress=False, seed=1, volume=True)
+    _cap_between(monkeypatch, inp, cfg, 3)
+    res = reconstruct(inp, cfg)
+    assert "volume mode in slabs of 3 slices" in capsys.readouterr().err
+    assert res.image.shape[0] == 6
+    monkeypatch.delenv("MEDRECON_MAX_GB")
+    same = reconstruct(inp, replace(cfg, slab=3))
+    np.testing.assert_array_equal(res.image, same.image)

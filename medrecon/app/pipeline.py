@@ -187,7 +187,9 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
               "(--batch-size sets it)", file=sys.stderr, flush=True)
         cfg = replace(cfg, batch_size=fitted)
     # Before any heavy work: MEDRECON_MAX_GB bounds each input array, not what the method then allocates.
-    check_working_memory(inp, cfg, None, device)
+    # (Volume mode's network batch is one slab of slices x samples.)
+    check_working_memory(inp, replace(cfg, batch_size=cfg.slab * cfg.samples) if cfg.volume and cfg.slab else cfg,
+                         None, device)
     prior = None
     if registry.get(cfg.method).learned:
         if load_prior is None:
