@@ -1,4 +1,5 @@
-"""2-D CT projectors (parallel beam, flat-detector fan beam) with exact adjoints, plus FBP.
+"""2-D CT projectors (parallel beam here; fan beam, flat and curved, in :mod:`operators.ct_fan`) with exact
+adjoints, plus FBP.
 
 Conventions (docs/design.md, section 3): images hold linear attenuation ``mu`` in 1/mm, the pixel size is
 in mm, so sinograms are dimensionless line integrals. Pixel ``(i, j)`` of an ``(H, W)`` image sits at
@@ -28,8 +29,9 @@ still an exact adjoint pair because the transpose is the same matrix.
 
 FBP (``.fbp``) is the approximate inverse, never the adjoint: discrete spatial-domain ramp kernel
 with zero padding (Kak & Slaney sec. 3.3.3), optional Shepp-Logan or Hann apodisation, and a
-pixel-driven linearly interpolated backprojection; fan beam uses the flat-detector weighted
-algorithm of Kak & Slaney sec. 3.4.2 (full 2*pi scan, no short-scan weights).
+pixel-driven linearly interpolated backprojection; fan beam uses the weighted algorithms of Kak &
+Slaney sec. 3.4.1 (curved detector) and 3.4.2 (flat detector), with Parker's weights for short scans
+(:mod:`operators.ct_fan`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import torch.nn.functional as F
 
 from .base import LinearOperator, OperatorShapeError
 
-__all__ = ["FanBeamCT", "ParallelBeamCT", "hu_to_mu", "mu_to_hu", "ramp_filter", "transmission_noise"]
+__all__ = ["ParallelBeamCT", "hu_to_mu", "mu_to_hu", "ramp_filter", "transmission_noise"]
 
 _FILTERS = ("ramp", "shepp-logan", "hann")
 
@@ -114,7 +116,8 @@ def counts_to_line_integrals(counts: torch.Tensor, photons: float) -> torch.Tens
 
 # ----------------------------------------------------------------------------- filtering
 def ramp_filter(n: int, spacing: float, filter: str = "ramp", *, dtype: torch.dtype = torch.float64,
-                device: torch.device | str | None = None) -> torch.Tensor:
+                device: torch.device | str | None = None, equiangular: bool = False,
+                cutoff: float = 0.5) -> torch.Tensor:
     """Frequency response of the discrete ramp filter, ready for a length-``L`` FFT convolution.
 
     ``L`` is the next power of two >= ``2 n`` so the circular convolution of a zero-padded
@@ -123,6 +126,17 @@ def ramp_filter(n: int, spacing: float, filter: str = "ramp", *, dtype: torch.dt
     ``-1/(k pi tau)^2`` for odd k. Its FFT, times ``tau`` (the convolution sum is a Riemann sum),
     avoids the DC error of sampling ``|f|`` directly. Apodisations multiply the response:
     Shepp-Logan by ``sinc(f)``, Hann by ``(1 + cos 2 pi f) / 2`` (``f`` in cycles/sample).
+
+    ``equiangular=True`` gives the kernel of a curved (equiangular) fan-beam detector, ``spacing`` then being
+    the angular pitch in radians: each lag ``k`` of the kernel is multiplied by ``(k tau / sin(k tau))^2``
+    (Kak & Slaney sec. 3.4.1, the kernel ``g`` of the equiangular algorithm without its factor 1/2). Only lags
+    ``|k| < n`` reach a length-``n`` projection; they need ``n tau < pi`` (a fan narrower than 180 degrees).
+
+    ``cutoff`` (cycles/sample, at most the Nyquist 0.5) band-limits the filter below the detector's Nyquist: the
+    response is zero above it and the apodisations are stretched to end there (``f`` read as ``0.5 f / cutoff``).
+    Fan-beam FBP uses it when the detector samples the isocentre more finely than the image's pixels, so the
+    reconstruction holds no frequencies its pixel grid cannot represent (else they alias into streaks between
+    sparse views). The default changes nothing.
 
     Shapes:
         returns: ``(L // 2 + 1,)`` real, for use with ``torch.fft.rfft`` of length ``L``.
@@ -135,8 +149,18 @@ def ramp_filter(n: int, spacing: float, filter: str = "ramp", *, dtype: torch.dt
     h[0] = 0.25 / spacing ** 2
     odd = k.remainder(2) == 1
     h[odd] = -1.0 / (math.pi * k[odd] * spacing) ** 2
+    if equiangular:
+        if n * spacing >= math.pi:
+            raise ValueError(f"equiangular kernel: the fan n * spacing = {n * spacing:.3f} rad must be below pi")
+        lag = (k != 0) & (k.abs() < n)
+        h[lag] = h[lag] * (k[lag] * spacing / torch.sin(k[lag] * spacing)) ** 2
     resp = torch.fft.rfft(h).real * spacing
     f = torch.fft.rfftfreq(size, dtype=torch.float64)
+    if not 0 < cutoff <= 0.5:
+        raise ValueError(f"ramp_filter: cutoff must lie in (0, 0.5] cycles/sample, got {cutoff!r}")
+    if cutoff < 0.5:
+        resp = torch.where(f <= cutoff, resp, torch.zeros_like(resp))
+        f = f * (0.5 / cutoff)
     if filter == "shepp-logan":
         resp = resp * torch.sinc(f)
     elif filter == "hann":
@@ -144,10 +168,11 @@ def ramp_filter(n: int, spacing: float, filter: str = "ramp", *, dtype: torch.dt
     return resp.to(dtype=dtype, device=device)
 
 
-def _filter_rows(p: torch.Tensor, spacing: float, filter: str) -> torch.Tensor:
+def _filter_rows(p: torch.Tensor, spacing: float, filter: str, equiangular: bool = False,
+                 cutoff: float = 0.5) -> torch.Tensor:
     """Convolve the last axis with the discrete ramp (zero padded, linear not circular)."""
     n = p.shape[-1]
-    resp = ramp_filter(n, spacing, filter, dtype=p.dtype, device=p.device)
+    resp = ramp_filter(n, spacing, filter, dtype=p.dtype, device=p.device, equiangular=equiangular, cutoff=cutoff)
     size = 2 * (resp.shape[0] - 1)
     return torch.fft.irfft(torch.fft.rfft(p, n=size) * resp, n=size)[..., :n]
 
@@ -534,86 +559,10 @@ class ParallelBeamCT(_RayProjector):
                    float(d["pixel_size"]), float(d["detector_spacing"]))
 
 
-class FanBeamCT(_RayProjector):
-    """2-D fan-beam CT projector with a flat, equispaced detector (exact adjoint) and FBP.
+def __getattr__(name: str):
+    """The fan-beam projectors live in :mod:`operators.ct_fan`; ``from operators.ct import FanBeamCT`` still works."""
+    if name in ("FanBeamCT", "FanBeamCurvedCT"):
+        from . import ct_fan
 
-    At angle ``beta`` the source sits at ``-source_distance * r_beta`` with
-    ``r_beta = (-sin beta, cos beta)`` (beta = 0: source below the image), the detector is the line
-    through ``(detector_distance - source_distance) * r_beta`` along ``e_beta = (cos beta, sin beta)``;
-    bin ``k`` is at ``u_k = (k - (n_detectors-1)/2) * detector_spacing`` on it.
-
-    Args:
-        image_shape: ``(H, W)``.
-        angles: source angles in radians, or an int ``n`` for ``n`` equispaced angles in ``[0, 2 pi)``.
-        source_distance: source to isocentre (mm); must exceed the image's half diagonal.
-        detector_distance: source to detector (mm).
-        n_detectors: number of detector bins.
-        detector_spacing: bin spacing on the detector (mm).
-        pixel_size: pixel size in mm.
-
-    Shapes:
-        ``(..., H, W)`` real images; ``forward`` gives ``(..., n_angles, n_detectors)`` sinograms, ``adjoint``
-        and ``fbp`` take them back to ``(..., H, W)``.
-    """
-
-    geometry_type = "fan_flat"
-
-    def __init__(self, image_shape: tuple[int, int], angles: torch.Tensor | int, source_distance: float,
-                 detector_distance: float, n_detectors: int, detector_spacing: float,
-                 pixel_size: float = 1.0) -> None:
-        super().__init__(image_shape, _as_angles(angles, 2 * math.pi), n_detectors, pixel_size, detector_spacing)
-        self.source_distance = float(source_distance)
-        self.detector_distance = float(detector_distance)
-        if self.source_distance <= self.support_radius or self.detector_distance <= 0:
-            raise ValueError(f"FanBeamCT: source_distance {source_distance} must exceed the image half diagonal "
-                             f"{self.support_radius:.1f} mm and detector_distance must be positive")
-
-    def _rays(self, a0, a1):
-        # Source at -D_so r_beta; the ray to bin u has direction D_sd r_beta + u e_beta.
-        c, s = self._cos_sin(a0, a1, torch.float64)
-        u = self.detector_positions.double()[None, :]
-        dso, dsd = self.source_distance, self.detector_distance
-        return (dso * s).expand_as(u * c), (-dso * c).expand_as(u * c), -dsd * s + u * c, dsd * c + u * s
-
-    def fbp(self, sinogram: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
-        """Fan-beam FBP for a flat detector over a full 2 pi scan (approximate inverse).
-
-        Kak & Slaney sec. 3.4.2 (equally spaced collinear detectors): rescale the detector to the
-        isocentre (``s = u D / D_sd``, ``D`` = source_distance), pre-weight by ``D / sqrt(D^2 + s^2)``,
-        convolve with half the ramp kernel at spacing ``ds``, then backproject with the distance
-        weight ``1 / U^2``, ``U = (D + p . r_beta) / D``, at ``s' = D (p . e_beta) / (D + p . r_beta)``.
-
-        Args:
-            sinogram: line integrals ``(..., n_angles, n_detectors)``; returns ``(..., H, W)`` in image units.
-            filter: ``"ramp"``, ``"shepp-logan"`` or ``"hann"`` (as the parallel-beam FBP).
-        """
-        s, lead = self._check_sino(sinogram)
-        dso = self.source_distance
-        ds = self.detector_spacing * dso / self.detector_distance
-        sv = self.detector_positions.to(s) * (dso / self.detector_distance)
-        q = _filter_rows(s * (dso / torch.sqrt(dso ** 2 + sv ** 2)), ds, filter) * 0.5
-        q = q * _angle_weights(self.angles, 2 * math.pi).to(q)[:, None]
-        xx, yy = self._pixel_coords(q.dtype)
-        out = q.new_zeros((q.shape[0], xx.numel()))
-        for a0, a1 in self._chunks(q.shape[0], xx.numel()):
-            c, sn = self._cos_sin(a0, a1, q.dtype)
-            pe = xx * c + yy * sn        # p . e_beta
-            pr = -xx * sn + yy * c       # p . r_beta
-            u_ = (dso + pr) / dso
-            pos = (pe / u_) / ds + (self.n_detectors - 1) / 2
-            out = out + (_interp_rows(q[:, a0:a1], pos) / u_ ** 2).sum(1)
-        return out.reshape(*lead, *self.image_shape)
-
-    def geometry(self) -> dict[str, Any]:
-        d = super().geometry()
-        d.update(source_distance=self.source_distance, detector_distance=self.detector_distance)
-        return d
-
-    @classmethod
-    def from_geometry(cls, d: dict[str, Any]) -> FanBeamCT:
-        """Rebuild from :meth:`geometry` output."""
-        if d.get("type") != cls.geometry_type:
-            raise ValueError(f"not a flat-detector fan-beam geometry: type={d.get('type')!r}")
-        return cls(tuple(d["image_shape"]), torch.tensor(d["angles"], dtype=torch.float64),
-                   float(d["source_distance"]), float(d["detector_distance"]), int(d["n_detectors"]),
-                   float(d["detector_spacing"]), float(d["pixel_size"]))
+        return getattr(ct_fan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

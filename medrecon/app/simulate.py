@@ -89,10 +89,13 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
 
 def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", photons: Optional[float] = None,
                      seed: int = 0, slices: Optional[str] = None, mu_water: float = 0.019,
-                     size: Optional[int] = None) -> dict:
+                     size: Optional[int] = None, fan: Optional[dict] = None) -> dict:
     """``medrecon simulate ct``: a sinogram h5 from a HU image (NIfTI, DICOM file or series folder).
 
-    ``size`` optionally resamples slices to ``size x size`` (pixel size scaled to keep the field of view).
+    ``size`` optionally resamples slices to ``size x size`` (pixel size scaled to keep the field of view; a clinical
+    fan-beam geometry, in mm, stays as it is). ``fan`` holds :class:`CtScan`'s fan-beam settings (``scanner``,
+    ``sid_mm``, ``sdd_mm``, ``detector_pitch_mm``, ``detectors``, ``detector``, ``scan``; None = not given). The file
+    stores the projector's full geometry, and the preset's name in the ``scanner`` attribute.
     """
     from medrecon.io.sinogram import write_sinogram
 
@@ -100,7 +103,8 @@ def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", ph
         from medrecon.errors import InputError
 
         raise InputError(f"--size must be between 8 and 4096 pixels, got {size}")
-    scan = CtScan(geometry, views, 1.0, photons, mu_water, seed)  # settings are checked before the image is read
+    fan = {k: v for k, v in (fan or {}).items() if v is not None}
+    scan = CtScan(geometry, views, 1.0, photons, mu_water, seed, **fan)  # settings are checked before the image is read
     from medrecon.io.atomic import check_output
 
     check_output(out)
@@ -119,7 +123,14 @@ def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", ph
     extra = {"source_affine": affine, "slice_indices": idx}
     if counts is not None:  # the pre-log measurement too, with I0 in ``photons`` (issue 21)
         extra["counts"] = counts.numpy()
+    attrs = {"source_space": vol.space or "", "views": views}
+    if scan.scanner:
+        attrs["scanner"] = scan.scanner
     write_sinogram(out, sino.numpy(), A.geometry(), mu_water, photons or 0.0, seed, target_hu=t.numpy(),
-                   extra=extra,
-                   attrs={"source_space": vol.space or "", "views": views})
-    return {"slices": len(idx), "shape": list(shape), "views": views, "pixel_mm": pix}
+                   extra=extra, attrs=attrs)
+    info = {"slices": len(idx), "shape": list(shape), "views": views, "pixel_mm": pix}
+    if geometry == "fan":
+        g = A.geometry()
+        info.update(geometry=g["type"], detectors=g["n_detectors"], scan="short" if A.short_scan else "full",
+                    fov_mm=round(2 * A.fov_radius, 1))
+    return info

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medrecon.acquisition.ct import CtScan
+from medrecon.acquisition.ct import FAN_KEYS, CtScan
 from medrecon.acquisition.mri import simulate_kspace
 from medrecon.errors import InputError
 
@@ -192,12 +192,13 @@ def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
     a = ds.acquisition
     photons = a.get("photons")
     mu_water = float(a.get("mu_water", 0.019))
-    scan = CtScan(a.get("geometry", "parallel"), int(a["views"]), pix, photons, mu_water, int(a.get("seed", 0)))
+    fan = {k: a[k] for k in FAN_KEYS if k in a}  # a clinical fan beam (scanner preset, mm), fixed whatever n
+    scan = CtScan(a.get("geometry", "parallel"), int(a["views"]), pix, photons, mu_water, int(a.get("seed", 0)), **fan)
     A = scan.operator((n, n))
     sino = scan.simulate(hu, A)
     info = {"views": a["views"], "geometry": a.get("geometry", "parallel"), "photons": photons,
             "noise_seed": a.get("seed", 0), "pixel_mm": round(pix, 3), "image_size": [n, n], "mu_water": mu_water,
-            "slice_mm": round(float(vol.spacing[0]), 3)}
+            "slice_mm": round(float(vol.spacing[0]), 3), **fan}
     return Case(ds.name, "ct", name, idx, hu.numpy(), sinogram=sino.numpy(), projector=A, mu_water=mu_water,
                 photons=float(photons or 0.0), info=info)
 

@@ -88,7 +88,7 @@ def method_keys() -> tuple[str, ...]:
     the data term (``ls`` or ``pwls``: recon.problems.ct_system)."""
     return registry.param_names() + RUN_KEYS
 _ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
-             "ct": {"views", "geometry", "photons", "seed", "mu_water"},
+             "ct": {"views", "geometry", "photons", "seed", "mu_water", "scanner", "sid_mm", "sdd_mm", "detector_pitch_mm", "detectors", "detector", "scan"},
              "kspace": {"keep", "seed"}}
 FORMAT = "medrecon-suite/1"
 # Shipped inside the package, so `--suite NAME` works from an installed wheel as well as a checkout.
@@ -290,6 +290,10 @@ def _check_methods(c: _Checker, methods: dict, where: str, modality: str) -> dic
 
                 if modality != "ct" or v not in CT_DATA_TERMS:
                     c.fail(f"{where}.methods.{name}.{k}", f"must be one of {CT_DATA_TERMS} (CT only), got {v!r}")
+                from medrecon.recon.problems import POISSON_METHODS
+
+                if v == "poisson" and name not in POISSON_METHODS:
+                    c.fail(f"{where}.methods.{name}.{k}", f"poisson is for the {' and '.join(POISSON_METHODS)} samplers")
             elif not _setting_ok(k, v):
                 c.fail(f"{where}.methods.{name}.{k}", f"must be a positive number, got {v!r}")
         out[name] = dict(settings)

@@ -245,8 +245,27 @@ def _add_simulate(sub) -> None:
     c.add_argument("--slices", default=None)
     c.add_argument("--views", type=int, default=60)
     c.add_argument("--geometry", choices=["parallel", "fan"], default="parallel")
+    from medrecon.acquisition.scanners import SCANNERS
+
+    fan = c.add_argument_group("fan-beam geometry (with --geometry fan; docs/ct_geometry.md)",
+                               "a clinical geometry in mm, fixed whatever --size: a preset and/or all of --sid, "
+                               "--sdd, --detector-pitch, --detectors (flags override the preset); none of them: "
+                               "source and detector at 4 and 6 image widths")
+    fan.add_argument("--scanner", default=None, metavar="NAME",
+                     help="preset: " + "; ".join(f"{p.name} ({p.sid_mm:g}/{p.sdd_mm:g} mm, {p.detectors} x "
+                                                 f"{p.detector_pitch_mm:g} mm, {p.detector})" for p in SCANNERS.values()))
+    fan.add_argument("--sid", type=float, default=None, metavar="MM", help="source-to-isocentre distance (mm)")
+    fan.add_argument("--sdd", type=float, default=None, metavar="MM", help="source-to-detector distance (mm)")
+    fan.add_argument("--detector-pitch", type=float, default=None, metavar="MM",
+                     help="channel pitch at the detector (mm; arc length on a curved detector)")
+    fan.add_argument("--detectors", type=int, default=None, metavar="N", help="channels per view")
+    fan.add_argument("--detector", default=None, metavar="flat|curved",
+                     help="detector shape (default: the preset's, else flat)")
+    fan.add_argument("--scan", default="full", metavar="full|short",
+                     help="full: 2 pi; short: pi + the fan angle, FBP with Parker weights (default full)")
     c.add_argument("--photons", type=float, default=None, help="incident photons per ray (low dose); none = noiseless")
-    c.add_argument("--size", type=int, default=None, help="resample slices to SIZE x SIZE")
+    c.add_argument("--size", type=int, default=None,
+                   help="resample slices to SIZE x SIZE (same field of view; a clinical fan beam's mm stay as they are)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True)
 
@@ -259,7 +278,10 @@ def _simulate(a: argparse.Namespace) -> int:
         info = simulate_mri_file(a.image, a.out, a.slices, a.mask, a.accel, a.center_fraction, a.coils, a.noise_std,
                                  a.seed, size=a.size)
     else:
-        info = simulate_ct_file(a.image, a.out, a.views, a.geometry, a.photons, a.seed, a.slices, size=a.size)
+        info = simulate_ct_file(a.image, a.out, a.views, a.geometry, a.photons, a.seed, a.slices, size=a.size,
+                                fan={"scanner": a.scanner, "sid_mm": a.sid, "sdd_mm": a.sdd,
+                                     "detector_pitch_mm": a.detector_pitch, "detectors": a.detectors,
+                                     "detector": a.detector, "scan": a.scan})
     print(f"wrote {a.out}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     return 0
 

@@ -41,12 +41,13 @@ class SinogramFile:
 
 def projector_from_geometry(geometry: dict):
     """Rebuild the CT operator stored with a sinogram (the geometry is data, checked, never evaluated)."""
-    from operators import FanBeamCT, ParallelBeamCT
+    from operators import FanBeamCT, FanBeamCurvedCT, ParallelBeamCT
 
     kind = geometry.get("type") if isinstance(geometry, dict) else None
-    cls = {"parallel": ParallelBeamCT, "fan": FanBeamCT}.get(kind) if isinstance(kind, str) else None
+    classes = {"parallel": ParallelBeamCT, "fan_flat": FanBeamCT, "fan_curved": FanBeamCurvedCT}
+    cls = classes.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise InputError("unknown CT geometry type (not quoted: file contents); expected 'parallel' or 'fan'")
+        raise InputError(f"unknown CT geometry type (not quoted: file contents); expected {_EXPECTED}")
     try:
         return cls.from_geometry(geometry)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as exc:
@@ -54,8 +55,14 @@ def projector_from_geometry(geometry: dict):
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); regenerate the sinogram") from exc
 
 
+# Required positive numbers per geometry type (the projectors' geometry_type). A fan-beam geometry may also hold
+# scan_range (radians; absent = a full scan, as files written before short scans). There never was a type "fan":
+# the flat-detector projector has always written "fan_flat".
 _POSITIVE = {"parallel": ("pixel_size", "detector_spacing"),
-             "fan": ("pixel_size", "detector_spacing", "source_distance", "detector_distance")}
+             "fan_flat": ("pixel_size", "detector_spacing", "source_distance", "detector_distance"),
+             "fan_curved": ("pixel_size", "detector_spacing", "source_distance", "detector_distance")}
+_OPTIONAL_POSITIVE = ("scan_range",)
+_EXPECTED = "'parallel', 'fan_flat' or 'fan_curved'"
 
 
 def _finite(v) -> bool:
@@ -73,7 +80,7 @@ def check_geometry(geometry, sino_shape: tuple[int, ...], name: str) -> dict:
         raise InputError(f"{name}: the 'geometry' attribute is not a JSON object; regenerate the sinogram")
     kind = geometry.get("type")
     if kind not in _POSITIVE:
-        raise InputError(f"{name}: unknown CT geometry type (not quoted: file contents); expected 'parallel' or 'fan'")
+        raise InputError(f"{name}: unknown CT geometry type (not quoted: file contents); expected {_EXPECTED}")
     s, views, detectors = sino_shape
     angles = geometry.get("angles")
     if not isinstance(angles, list) or not all(_finite(a) for a in angles):
@@ -88,6 +95,9 @@ def check_geometry(geometry, sino_shape: tuple[int, ...], name: str) -> dict:
         raise InputError(f"{name}: the geometry's image_shape must be two positive integers")
     for key in _POSITIVE[kind]:
         if not (_finite(geometry.get(key)) and geometry[key] > 0):
+            raise InputError(f"{name}: the geometry's {key} must be a positive number")
+    for key in _OPTIONAL_POSITIVE if kind != "parallel" else ():
+        if geometry.get(key) is not None and not (_finite(geometry[key]) and geometry[key] > 0):
             raise InputError(f"{name}: the geometry's {key} must be a positive number")
     check_size(nbytes_of((s, *shape), 8), f"CT images ({s}, {shape[0]}, {shape[1]})", name)
     return geometry
