@@ -57,9 +57,10 @@ def _add_recon(sub) -> None:
                    "it has native bf16, AVX512-BF16 or AMX, and slower elsewhere)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network once per run (for the GPU; on a CPU it costs 20-50 s and gains nothing)")
-    p.add_argument("--data-term", choices=["ls", "pwls"], default="ls",  # recon.problems.CT_DATA_TERMS
-                   help="CT: least squares on the line integrals (ls), or weighted by each ray's counts (pwls; needs "
-                        "the scan's photon count): tv becomes PWLS-TV, the samplers weight their likelihood")
+    p.add_argument("--data-term", choices=["ls", "pwls", "poisson"], default="ls",  # recon.problems.CT_DATA_TERMS
+                   help="CT: least squares on the line integrals (ls), weighted by each ray's counts (pwls; needs "
+                        "the scan's photon count): tv becomes PWLS-TV, the samplers weight their likelihood; or the "
+                        "pre-log Poisson likelihood, re-expanded at every step (poisson; fast and langevin)")
     p.add_argument("--volume", action="store_true",
                    help="reconstruct the slices as one volume: the samplers couple neighbouring slices by TV along z at "
                         "every step, cs-tv/tv become 3-D TV (needs >= 2 contiguous slices)")
