@@ -143,5 +143,5 @@ def test_a_32_slice_mri_slab_runs_end_to_end_on_the_cpu(tmp_path, shared_data):
     out = load_volume(tmp_path / "slab.nii.gz")
     assert out.data.shape[0] == 32 and np.isfinite(out.data).all()
     record = json.loads((tmp_path / "slab.nii.gz.run.json").read_text())
-    assert record["params"]["volume"] == {"z_weight": 0.5, "slab": 12}
+    assert record["params"]["volume"] == {"z_weight": 1.0, "slab": 12}
     assert np.isfinite(record["metrics"]["psnr"]) and record["metrics"]["psnr"] > 15

@@ -15,8 +15,11 @@ from medrecon.errors import InputError
 __all__ = ["Z_WEIGHTS", "check_volume", "z_weight_for"]
 
 #: Default z weights by method kind and modality, chosen on the tuning slabs of the volume suites
-#: (``medrecon benchmark --suite mri-vol-8x --tune``; benchmarks/results/volume_*/ and README "Volumes").
-Z_WEIGHTS = {"learned": {"mri": 0.5, "ct": 0.5}, "tv": {"mri": 1.0, "ct": 1.0}}
+#: (``bash benchmarks/volume_suites.sh tune``; benchmarks/results/volume_cpu_2026-12-07/ and README "Volumes"):
+#: the fast sampler 1.0 on mri-vol-8x (grid 0.25/0.5/1: 23.93/24.04/24.09 dB, the grid's top) and 2.0 on ct-vol-60
+#: (0.5/1/2/4: 37.08/37.23/37.30/37.23 dB); TV 1.0 on mri-vol-8x (0.5-8) and 8 on ct-vol-60 (2-32). The other
+#: samplers take the fast sampler's weight (not tuned separately).
+Z_WEIGHTS = {"learned": {"mri": 1.0, "ct": 2.0}, "tv": {"mri": 1.0, "ct": 8.0}}
 
 
 def z_weight_for(method: str, modality: str) -> float:

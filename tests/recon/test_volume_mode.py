@@ -46,18 +46,18 @@ def test_config_rejects_bad_volume_settings(kwargs, match):
 def test_config_effective_z_weight():
     """``effective_z_weight``: 0 outside volume mode and for methods without a z term (which accept volume mode
     with no z weight, or with 0); the given weight when set; else the measured default of ``z_weight_for``
-    (learned methods 0.5, the TV methods 1.0)."""
+    (the values tuned on the volume suites' tuning slabs)."""
     sense = ReconConfig(method="sense", volume=True)
     assert sense.effective_z_weight("mri") == 0.0
     assert ReconConfig(method="sense", volume=True, z_weight=0.0).effective_z_weight("mri") == 0.0
     fast = ReconConfig(method="fast", volume=True)
-    assert fast.effective_z_weight("mri") == z_weight_for("fast", "mri") == Z_WEIGHTS["learned"]["mri"] == 0.5
+    assert fast.effective_z_weight("mri") == z_weight_for("fast", "mri") == Z_WEIGHTS["learned"]["mri"] == 1.0
     assert fast.effective_z_weight("ct") == z_weight_for("fast", "ct")
     assert ReconConfig(method="fast").effective_z_weight("mri") == 0.0
     assert ReconConfig(method="fast", volume=True, z_weight=0.25).effective_z_weight("ct") == 0.25
     assert ReconConfig(method="fast", volume=True, z_weight=0).effective_z_weight("mri") == 0.0
     assert ReconConfig(method="cs-tv", volume=True).effective_z_weight("mri") == z_weight_for("cs-tv", "mri") == 1.0
-    assert ReconConfig(method="tv", volume=True).effective_z_weight("ct") == z_weight_for("tv", "ct") == 1.0
+    assert ReconConfig(method="tv", volume=True).effective_z_weight("ct") == z_weight_for("tv", "ct") == 8.0
     assert ReconConfig(method="cs-tv").effective_z_weight("mri") == 0.0
     assert z_weight_for("sense", "mri") == 0.0 and z_weight_for("fbp", "ct") == 0.0
     assert ReconConfig(method="dps", volume=True, slab=2).slab == 2
