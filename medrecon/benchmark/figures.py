@@ -84,10 +84,19 @@ def _window(ds: Dataset, ref: np.ndarray) -> tuple[float, float]:
     return CT_WINDOW if ds.modality == "ct" else (0.0, float(np.percentile(ref, 99.5)))
 
 
+def _object_span(ref: np.ndarray, axis: int, level: float) -> slice:
+    """The index range along in-plane ``axis`` (1 rows, 2 columns) where the reference rises above ``level``."""
+    prof = np.abs(ref).max(axis=tuple(a for a in range(3) if a != axis))
+    idx = np.flatnonzero(prof > level)
+    return slice(0, ref.shape[axis]) if idx.size == 0 else slice(int(idx[0]), int(idx[-1]) + 1)
+
+
 def reformat_figure(ds: Dataset, case: Case, images: dict[str, np.ndarray], rows: list[dict], out_dir: Path) -> Path:
-    """The volume's sagittal and coronal reformats through its centre, reference and every method (slice-by-slice
-    and volume-mode rows side by side), drawn at the true slice-to-pixel aspect: stripes of independent slices
-    show as horizontal lines. Titles give the reformat PSNR / SSIM (mean over planes, :mod:`medrecon.metrics3d`).
+    """The volume's sagittal and coronal reformats through its centre: one row per image (reference, then every
+    method, slice-by-slice and volume-mode rows in order), cropped to the object. Slices are stretched along z by
+    an integer factor (nearest neighbour, said in the title) so a thin slab stays readable; stripes of
+    independent slices show as horizontal lines. Row labels give the reformat PSNR / SSIM (mean over the planes
+    that cross the object, :mod:`medrecon.metrics3d`).
 
     Returns:
         The PNG path ``<dataset>_reformats.png``.
@@ -99,31 +108,37 @@ def reformat_figure(ds: Dataset, case: Case, images: dict[str, np.ndarray], rows
 
     ref = case.target.astype(np.float64)
     vmin, vmax = _window(ds, ref)
+    level = vmin + 0.05 * (vmax - vmin) if ds.modality == "ct" else 0.05 * float(ref.max())
+    s, h, w = ref.shape
+    rows_span, cols_span = _object_span(ref, 1, level), _object_span(ref, 2, level)
     aspect = float(case.info.get("slice_mm", 1.0)) / float(case.info.get("pixel_mm", 1.0) or 1.0)
-    h, w = ref.shape[-2:]
-    views = (("sagittal", lambda v: v[:, :, w // 2], "sag"), ("coronal", lambda v: v[:, h // 2, :], "cor"))
+    width = max(rows_span.stop - rows_span.start, cols_span.stop - cols_span.start)
+    stretch = max(1, int(round(0.3 * width / (s * aspect))))
+    views = (("sagittal", lambda v: v[:, rows_span, w // 2], "sag"), ("coronal", lambda v: v[:, h // 2, cols_span], "cor"))
     names = ["reference", *images]
-    fig, axes = plt.subplots(2, len(names), figsize=(2.3 * len(names) + 0.4, 4.2), squeeze=False,
-                             layout="constrained")
     scores = {r["method"]: r.get("volume3d") or {} for r in rows}
-    for j, name in enumerate(names):
+    fig, axes = plt.subplots(len(names), 2, figsize=(9.0, 1.0 + 1.35 * len(names)), squeeze=False, layout="constrained")
+    for i, name in enumerate(names):
         vol = ref if name == "reference" else center_crop(images[name].astype(np.float64), ref.shape[-2:])
-        for i, (label, cut, key) in enumerate(views):
+        for j, (label, cut, key) in enumerate(views):
             ax = axes[i, j]
-            ax.imshow(cut(vol)[::-1], cmap="gray", vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
+            ax.imshow(cut(vol)[::-1], cmap="gray", vmin=vmin, vmax=vmax, aspect=aspect * stretch,
+                      interpolation="nearest")
             sc = scores.get(name, {})
-            extra = f"\n{sc[key + '_psnr']:.2f} dB / {sc[key + '_ssim']:.3f}" if f"{key}_psnr" in sc else ""
-            ax.set_title(f"{name}, {label}{extra}", fontsize=7)
+            extra = f": {sc[key + '_psnr']:.2f} dB / {sc[key + '_ssim']:.3f}" if f"{key}_psnr" in sc else ""
+            ax.set_title(f"{name}, {label}{extra}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     unit = f"window {vmin:.0f}..{vmax:.0f} HU" if ds.modality == "ct" else "magnitude"
-    fig.suptitle(f"{ds.name}: reformats of slices {case.slices[0]}-{case.slices[-1]} ({unit}); "
-                 "PSNR / SSIM: mean over the reformat planes that cross the object", fontsize=8)
+    z = f"z stretched {stretch}x, " if stretch > 1 else ""
+    fig.suptitle(f"{ds.name}: reformats of slices {case.slices[0]}-{case.slices[-1]} ({unit}; {z}"
+                 f"{case.info.get('slice_mm', '?')} mm slices)\nPSNR / SSIM: mean over the reformat planes that cross "
+                 "the object", fontsize=8)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{ds.name}_reformats.png"
     from medrecon.io.atomic import atomic_write
 
     with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
