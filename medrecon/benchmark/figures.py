@@ -70,10 +70,16 @@ def dataset_figure(ds: Dataset, case: Case, images: dict[str, np.ndarray], rows:
     unit = f"window {vmin:.0f}..{vmax:.0f} HU" if ds.modality == "ct" else "magnitude"
     fig.suptitle(f"{ds.name}: {case.volume} slice {case.slices[i]} ({unit})\n"
                  "PSNR / SSIM of this slice, volume max as peak (fastMRI convention)", fontsize=8)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{ds.name}_slice{case.slices[i]}.png"
+    return _save(fig, out_dir / f"{ds.name}_slice{case.slices[i]}.png")
+
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure atomically (100 dpi PNG), close it, return the path."""
+    import matplotlib.pyplot as plt
+
     from medrecon.io.atomic import atomic_write
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
@@ -134,11 +140,4 @@ def reformat_figure(ds: Dataset, case: Case, images: dict[str, np.ndarray], rows
     fig.suptitle(f"{ds.name}: reformats of slices {case.slices[0]}-{case.slices[-1]} ({unit}; {z}"
                  f"{case.info.get('slice_mm', '?')} mm slices)\nPSNR / SSIM: mean over the reformat planes that cross "
                  "the object", fontsize=8)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{ds.name}_reformats.png"
-    from medrecon.io.atomic import atomic_write
-
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / f"{ds.name}_reformats.png")

@@ -108,12 +108,10 @@ class ReconConfig:
         unknown = set(self.given) - set(GIVEN_OPTIONS)
         if unknown:
             raise InputError(f"ReconConfig.given names {sorted(unknown)}; expected some of {list(GIVEN_OPTIONS)}")
-        from medrecon.recon.problems import CT_DATA_TERMS
+        from medrecon.recon.problems import CT_DATA_TERMS, POISSON_METHODS
 
         if self.data_term not in CT_DATA_TERMS:
             raise InputError(f"--data-term must be one of {', '.join(CT_DATA_TERMS)}, got {self.data_term!r}")
-        from medrecon.recon.problems import POISSON_METHODS
-
         if self.data_term == "poisson" and self.method not in POISSON_METHODS:
             raise InputError(f"--data-term poisson is re-expanded at every step by the {' and '.join(POISSON_METHODS)} "
                              f"samplers; use --data-term pwls with {self.method}")

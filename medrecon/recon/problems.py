@@ -116,21 +116,20 @@ class PoissonLinearization:
     Shapes: sinogram ``(S, views, detectors)``; :meth:`__call__` takes physical images ``(B, H, W)``, ``B`` the rows.
     """
 
-    def __init__(self, A, sinogram: torch.Tensor, photons: float, electronic_std: float = 0.0, k: int = 1,
+    def __init__(self, A, sinogram: Optional[torch.Tensor], photons: float, electronic_std: float = 0.0,
                  counts: Optional[torch.Tensor] = None) -> None:
         if not photons or photons <= 0:
             raise ValueError(f"the Poisson likelihood needs the scan's photon count I0 > 0, got {photons}")
-        self.A, self.photons, self.s2, self.k = A, float(photons), float(electronic_std) ** 2, int(k)
+        self.A, self.photons, self.s2 = A, float(photons), float(electronic_std) ** 2
         self.counts = float(photons) * torch.exp(-sinogram.double()) if counts is None else counts
+        self.data_l = torch.log(self.photons / self.counts.clamp_min(1.0))  # the data's line integrals, once
 
     def repeat(self, k: int) -> "PoissonLinearization":
-        r = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
-        return PoissonLinearization(self.A.batch_repeat(k), None, self.photons, self.s2 ** 0.5, self.k * k,
-                                    r(self.counts))
+        return PoissonLinearization(self.A.batch_repeat(k), None, self.photons, self.s2 ** 0.5,
+                                    self.counts.repeat_interleave(k, dim=0))
 
     def select(self, idx: slice) -> "PoissonLinearization":
-        return PoissonLinearization(self.A.batch_select(idx), None, self.photons, self.s2 ** 0.5, self.k,
-                                    self.counts[idx])
+        return PoissonLinearization(self.A.batch_select(idx), None, self.photons, self.s2 ** 0.5, self.counts[idx])
 
     def __call__(self, p: torch.Tensor) -> tuple:
         """``(A', y', noise_var)`` of the expansion at the physical images ``p`` ``(B, H, W)``."""
@@ -138,7 +137,7 @@ class PoissonLinearization:
 
         # the expansion point: the estimate's line integrals, within one unit of the data's (a trust region where the
         # parabola is close to h: h'' = ybar changes by a factor e per unit of l)
-        data_l = torch.log(self.photons / self.counts.to(p.device).clamp_min(1.0))
+        data_l = self.data_l.to(p.device)
         l0 = torch.minimum(torch.maximum(self.A(p.float()).double(), data_l - 1), data_l + 1).clamp_min(0)
         ybar = self.photons * torch.exp(-l0) + self.s2
         n = (self.counts.to(p.device) + self.s2).clamp_min(0)

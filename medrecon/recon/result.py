@@ -42,7 +42,7 @@ def run_sampler(cfg, prior, problem, params: dict, modality: str = "mri"):
     cache, is not changed.
     """
     net = prior.at_precision(torch.bfloat16 if cfg.autocast else None, compiled=cfg.compile)
-    if getattr(cfg, "volume", False):
+    if cfg.volume:
         from medrecon.sampling.volume import volume_sample
 
         return volume_sample(registry.get(cfg.method).sampler, net, problem, cfg.effective_z_weight(modality),
