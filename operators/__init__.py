@@ -10,6 +10,17 @@ from .ct_fan import FanBeamCT, FanBeamCurvedCT, FanTruncationWarning, parker_wei
 from .fft import FFT2C, fft2c, ifft2c
 from .masks import MASK_KINDS, cartesian_mask, poisson_disc_mask
 from .mri import CoilExpand, MultiCoilMRI, Sample, SingleCoilMRI
+from .nufft import NUFFT, NonCartesianMRI, ndft_matrix
+from .trajectories import (
+    TrajectoryError,
+    check_trajectory,
+    golden_radial,
+    pipe_menon_dcf,
+    radial,
+    radial_dcf,
+    spiral,
+    to_radians,
+)
 
 __all__ = [
     "LinearOperator", "Composition", "Identity", "ScalarMultiply", "OperatorShapeError", "RowWeighted",
@@ -19,4 +30,7 @@ __all__ = [
     "counts_to_line_integrals",
     "MASK_KINDS", "cartesian_mask", "poisson_disc_mask",
     "rss", "sense_combine", "birdcage_maps", "espirit_maps", "coil_support",
+    "NUFFT", "NonCartesianMRI", "ndft_matrix",
+    "TrajectoryError", "check_trajectory", "to_radians", "radial", "golden_radial", "spiral", "radial_dcf",
+    "pipe_menon_dcf",
 ]
