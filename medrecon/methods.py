@@ -286,10 +286,7 @@ def describe() -> list[dict[str, Any]]:
 # `recon --help`) does not load the solvers.
 
 def _zero_filled(d, p):
-    from operators import rss
-    from operators.fft import ifft2c
-
-    return rss(ifft2c(d.kspace))
+    return d.zero_filled()  # Cartesian: RSS of the zero-filled coil images; non-Cartesian: gridding
 
 
 def _sense(d, p: SenseParams):
@@ -319,7 +316,7 @@ def _cs_tv(d, p):
 def _bart_pics(d, p: BartPicsParams):
     from medrecon.baselines.bart import bart_pics
 
-    return bart_pics(d.kspace, d.maps, p.lam, p.iters).abs()
+    return bart_pics(d.kspace, d.maps, p.lam, p.iters, trajectory=getattr(d, "trajectory", None)).abs()
 
 
 def _fbp(d, p):
@@ -359,7 +356,8 @@ def _langevin_chain(*args, **kwargs):
 
 
 for _spec in (
-    MethodSpec("zero-filled", ("mri",), False, NoParams, "root-sum-of-squares of the zero-filled coil images",
+    MethodSpec("zero-filled", ("mri",), False, NoParams,
+               "root-sum-of-squares of the zero-filled coil images (non-Cartesian: gridding with density compensation)",
                run={"mri": _zero_filled}, demo=True),
     MethodSpec("sense", ("mri",), False, SenseParams, "CG-SENSE, unregularized least squares with ESPIRiT maps",
                run={"mri": _sense}, demo=True),

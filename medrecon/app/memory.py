@@ -187,9 +187,30 @@ def _maps_given(inp, cfg) -> bool:
     return cfg.maps == "true" or (cfg.maps == "auto" and inp.maps is not None)
 
 
+def _noncartesian(inp) -> bool:
+    """Non-Cartesian MRI: k-space ``(S, C, M)`` with a trajectory, on the ``recon_size`` matrix (issue 20)."""
+    return inp.modality == "mri" and getattr(inp, "trajectory", None) is not None
+
+
+def _mri_dims(inp) -> tuple[int, int, int, int]:
+    """``(S, C, H, W)`` of the images an MRI method works on (non-Cartesian: the matrix, ``recon_size``)."""
+    if _noncartesian(inp):
+        s, c = (int(v) for v in inp.data.shape[:2])
+        h, w = (int(v) for v in inp.recon_size)
+        return s, c, h, w
+    return tuple(int(v) for v in inp.data.shape)
+
+
+def _data_ndim(inp) -> int:
+    """The number of dimensions a measurement of this modality has."""
+    return 3 if inp.modality == "ct" or _noncartesian(inp) else 4
+
+
 def _mri_bytes(inp, cfg, spec: MethodMemory, cuda: bool) -> int:
-    s, c, h, w = (int(v) for v in inp.data.shape)
-    x = s * c * h * w * 8  # the k-space as complex64, the dtype every method computes in
+    s, c, h, w = _mri_dims(inp)
+    # the k-space as complex64, the dtype every method computes in (non-Cartesian: the samples, or the coil
+    # images of the gridding, whichever is larger)
+    x = s * c * max(h * w, int(inp.data.shape[-1]) if _noncartesian(inp) else 0) * 8
     rh, rw = (int(v) for v in inp.recon_size) if len(inp.recon_size or ()) == 2 else (h, w)
     outputs = s * min(h, rh) * min(w, rw) * 4 * 2  # image and std map, float32
     mask_scan = x // 2 if inp.mask is None else 0  # |k| (float32) to find the sampled lines
@@ -267,7 +288,7 @@ def estimate_working_bytes(inp, cfg, device: Union[str, Any, None] = None) -> in
         dimensions), which the input checks refuse anyway.
     """
     data = inp.data
-    want = 4 if inp.modality == "mri" else 3
+    want = _data_ndim(inp)
     base = FIXED_BYTES + int(data.nbytes)
     if data.ndim != want or data.size == 0:
         return int(data.nbytes)
@@ -305,7 +326,7 @@ def fit_batch_size(inp, cfg, device: Union[str, Any, None] = None) -> Optional[i
             not registry.is_learned(cfg.method):
         return None
     data = inp.data
-    if data.ndim != (4 if inp.modality == "mri" else 3) or data.size == 0:
+    if data.ndim != _data_ndim(inp) or data.size == 0:
         return None
     rows = int(data.shape[0]) * cfg.samples
     if on_cuda(device):
@@ -313,7 +334,7 @@ def fit_batch_size(inp, cfg, device: Union[str, Any, None] = None) -> Optional[i
 
         spec = _method_memory(cfg.method, inp.modality)
         if inp.modality == "mri":
-            h, w = (int(v) for v in data.shape[-2:])
+            h, w = _mri_dims(inp)[2:]
         else:
             h, w = (int(v) for v in ((inp.geometry or {}).get("image_shape") or [0, 0]))
         free, _ = torch.cuda.mem_get_info(torch.device(device))

@@ -36,7 +36,8 @@ class Case:
 
     Shapes:
         target: ``(S, h, w)`` float32 (MRI: RSS magnitude; CT: HU).
-        kspace: ``(S, C, H, W)`` complex64, already masked (MRI).
+        kspace: ``(S, C, H, W)`` complex64, already masked (MRI); non-Cartesian: ``(S, C, M)`` samples.
+        trajectory: ``(M, 2)`` float32 radians per pixel (non-Cartesian MRI), else None.
         mask: ``(W,)`` bool column mask (MRI).
         sinogram: ``(S, views, detectors)`` float32 line integrals (CT).
     """
@@ -54,6 +55,7 @@ class Case:
     projector: Any = None
     mu_water: float = 0.019
     photons: float = 0.0
+    trajectory: np.ndarray | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -179,6 +181,26 @@ def _mri_case(ds: Dataset, source, idx: list[int]) -> Case:
             "pixel_mm": round(float(vol.spacing[1]) * max(vol.data.shape[-2:]) / max(ds.image_size), 3)}
     return Case(ds.name, "mri", name, idx, sim["target"].numpy(), kspace=sim["kspace"].numpy(), mask=m,
                 recon_size=tuple(ds.image_size), noise_std=noise, info=info)
+
+
+def _noncart_case(ds: Dataset, source, idx: list[int]) -> Case:
+    """A radial or spiral MRI case (issue 20): :func:`_mri_case`'s images, the trajectory's NUFFT in place of the
+    mask (:func:`medrecon.acquisition.noncart.simulate_noncartesian`, as ``simulate mri --trajectory``)."""
+    from medrecon.acquisition.noncart import NonCartesianSampling, simulate_noncartesian
+
+    vol, scale, name = _source(source, "mri")
+    img = _resize(torch.from_numpy(vol.data[idx] / scale).float(), ds.image_size)
+    a = ds.acquisition
+    noise = float(a.get("noise_std", 0.0))
+    sampling = NonCartesianSampling(a["trajectory"], int(a["spokes"]), a.get("readout"))
+    traj = sampling.trajectory(tuple(ds.image_size))
+    sim = simulate_noncartesian(img, int(a.get("coils", 8)), traj, int(a.get("seed", 0)), noise)
+    info = {"trajectory": a["trajectory"], "spokes": int(a["spokes"]), "readout": int(traj.shape[1]),
+            "coils": a.get("coils", 8), "noise_std": noise, "image_size": list(ds.image_size),
+            "slice_mm": round(float(vol.spacing[0]), 3),
+            "pixel_mm": round(float(vol.spacing[1]) * max(vol.data.shape[-2:]) / max(ds.image_size), 3)}
+    return Case(ds.name, "mri", name, idx, sim["target"].numpy(), kspace=sim["kspace"].numpy(),
+                recon_size=tuple(ds.image_size), noise_std=noise, trajectory=sim["trajectory"], info=info)
 
 
 def _ct_case(ds: Dataset, source, idx: list[int]) -> Case:
@@ -343,7 +365,9 @@ def load_cases(suite: Suite, ds: Dataset, path, split: str) -> list[Case]:
     if max(idx) >= n:
         raise InputError(f"suite {suite.name}: dataset {ds.name} asks for slice {max(idx)} but "
                          f"{ds.file.path} has {n} slices")
-    return [_mri_case(ds, path, idx) if ds.modality == "mri" else _ct_case(ds, path, idx)]
+    if ds.modality == "mri":
+        return [_noncart_case(ds, path, idx) if "trajectory" in ds.acquisition else _mri_case(ds, path, idx)]
+    return [_ct_case(ds, path, idx)]
 
 
 def describe_split(cases: list[Case]) -> str:

@@ -87,7 +87,8 @@ def method_keys() -> tuple[str, ...]:
     """Settings a suite's method entry may carry: every registered parameter, plus samples, batch size and (CT)
     the data term (``ls`` or ``pwls``: recon.problems.ct_system)."""
     return registry.param_names() + RUN_KEYS
-_ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std"},
+_ACQ_KEYS = {"mri": {"mask", "accel", "center_fraction", "seed", "coils", "noise_std", "trajectory", "spokes",
+                     "readout"},
              "ct": {"views", "geometry", "photons", "seed", "mu_water", "scanner", "sid_mm", "sdd_mm", "detector_pitch_mm", "detectors", "detector", "scan"},
              "kspace": {"keep", "seed"}}
 FORMAT = "medrecon-suite/1"
@@ -327,6 +328,20 @@ def _check_acquisition(c: _Checker, acq: dict, where: str, modality: str) -> dic
         if not 0 < keep <= 1:
             c.fail(f"{where}.acquisition.keep", "must lie in (0, 1]")
         c.get(acq, "seed", f"{where}.acquisition", int, required=False)
+    elif modality == "mri" and "trajectory" in acq:  # non-Cartesian (issue 20)
+        from medrecon.acquisition.noncart import TRAJECTORIES
+
+        if c.get(acq, "trajectory", f"{where}.acquisition", str) not in TRAJECTORIES:
+            c.fail(f"{where}.acquisition.trajectory", f"must be one of {', '.join(TRAJECTORIES)}")
+        cart = sorted({"mask", "accel", "center_fraction"} & set(acq))
+        if cart:
+            c.fail(f"{where}.acquisition", f"{', '.join(cart)} describe Cartesian masks; a trajectory has spokes")
+        if c.get(acq, "spokes", f"{where}.acquisition", int) < 1:
+            c.fail(f"{where}.acquisition.spokes", "must be at least 1")
+        c.get(acq, "readout", f"{where}.acquisition", int, required=False)
+        c.get(acq, "seed", f"{where}.acquisition", int, required=False)
+        c.get(acq, "coils", f"{where}.acquisition", int, required=False)
+        c.get(acq, "noise_std", f"{where}.acquisition", (int, float), required=False)
     elif modality == "mri":
         from operators.masks import MASK_KINDS
 

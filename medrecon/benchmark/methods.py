@@ -154,6 +154,7 @@ def run_method(case: Case, method: str, settings: dict, device: torch.device, pr
     """
     from medrecon.recon.ct import reconstruct_sinogram
     from medrecon.recon.mri import reconstruct_kspace
+    from medrecon.recon.noncart import reconstruct_noncartesian
 
     cfg = _config(method, case.modality, settings, device, seed, progress)
     if cfg.volume:
@@ -164,7 +165,10 @@ def run_method(case: Case, method: str, settings: dict, device: torch.device, pr
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()
         for sl in _chunks(n, slice_chunk):
-            if case.modality == "mri":
+            if case.modality == "mri" and case.trajectory is not None:
+                res = reconstruct_noncartesian(case.kspace[sl], case.trajectory, case.recon_size, cfg, device, prior,
+                                               case.noise_std)
+            elif case.modality == "mri":
                 res = reconstruct_kspace(case.kspace[sl], case.mask, case.recon_size, cfg, device, prior,
                                          case.noise_std)
             else:

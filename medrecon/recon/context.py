@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 import torch
 
-from .problems import coil_maps_for, ct_problem, ct_system, mri_problem
+from .problems import coil_maps_for, ct_problem, ct_system, mri_problem, noncart_problem
 
-__all__ = ["MriData", "CtData"]
+__all__ = ["MriData", "NonCartesianData", "CtData"]
 
 
 @dataclass
@@ -63,6 +63,79 @@ class MriData:
         prob, _ = mri_problem(prior, self.kspace, self.mask, maps=self.maps, noise_var=self.noise_var,
                               support=support)
         return prob
+
+    def zero_filled(self) -> torch.Tensor:
+        """Root-sum-of-squares of the zero-filled coil images ``(S, H, W)``."""
+        from operators import rss
+        from operators.fft import ifft2c
+
+        return rss(ifft2c(self.kspace))
+
+
+@dataclass
+class NonCartesianData:
+    """Multi-coil non-Cartesian (radial, spiral) k-space, ready for any method: the same interface as
+    :class:`MriData`, so the classical methods and the samplers need no second code path (issue 20).
+
+    Shapes:
+        kspace: ``(S, C, M)`` complex64 samples in the trajectory's order.
+        trajectory: ``(M, 2)`` float32, radians per pixel (docs/noncartesian.md).
+        shape: the image matrix ``(H, W)``.
+        dcf: ``(M,)`` density compensation (the file's, else Pipe-Menon), for gridding and the scale.
+        given_maps: ``(S, C, H, W)`` coil maps, or None (ESPIRiT on the gridded k-space centre).
+        noise_var: ``(S,)`` noise variance per sample, or None (estimated from the outermost samples).
+    """
+
+    kspace: torch.Tensor
+    trajectory: torch.Tensor
+    shape: tuple
+    dcf: torch.Tensor
+    given_maps: Optional[torch.Tensor] = None
+    noise_var: Optional[torch.Tensor] = None
+    progress: bool = False
+    z_weight: float = 0.0
+    _maps: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
+    _A: Any = field(default=None, init=False, repr=False)
+
+    def _operator(self, maps: torch.Tensor):
+        from operators.nufft import NonCartesianMRI
+
+        return NonCartesianMRI(maps, self.trajectory, dcf=self.dcf)
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """Coil maps ``(S, C, H, W)``: the given ones, else ESPIRiT on the gridded centre
+        (:func:`medrecon.acquisition.noncart.noncart_coil_maps`)."""
+        if self._maps is None:
+            if self.given_maps is not None:
+                self._maps = self.given_maps
+            else:
+                from medrecon.acquisition.noncart import noncart_coil_maps
+
+                c = self.kspace.shape[-2]
+                ones = torch.ones((c, *self.shape), dtype=self.kspace.dtype, device=self.kspace.device)
+                self._maps = noncart_coil_maps(self._operator(ones), self.kspace)
+        return self._maps
+
+    @property
+    def A(self):
+        """The non-Cartesian SENSE operator on images ``(S, H, W)`` (:class:`operators.nufft.NonCartesianMRI`)."""
+        if self._A is None:
+            self._A = self._operator(self.maps)
+        return self._A
+
+    def problem(self, prior, support: bool = True):
+        """The sampler's inverse problem (see :func:`~.problems.noncart_problem`)."""
+        return noncart_problem(prior, self.A, self.kspace, noise_var=self.noise_var, support=support)
+
+    def zero_filled(self) -> torch.Tensor:
+        """Gridding: root-sum-of-squares of the density-compensated adjoint per coil ``(S, H, W)``, the
+        non-Cartesian counterpart of zero filling (no coil maps needed)."""
+        from operators import rss
+
+        c = self.kspace.shape[-2]
+        ones = torch.ones((c, *self.shape), dtype=self.kspace.dtype, device=self.kspace.device)
+        return rss(self._operator(ones).gridding(self.kspace))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from medrecon.sampling import InverseProblem
 from operators import MultiCoilMRI, coil_support, sense_combine
 from operators.fft import ifft2c
 
-__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "ct_problem", "ct_noise_var", "ct_measurement",
+__all__ = ["coil_maps_for", "estimate_kspace_noise", "mri_problem", "noncart_problem", "ct_problem", "ct_noise_var", "ct_measurement",
            "calib_size", "calib_block", "espirit_kernel", "ESPIRIT_THRESHOLD", "ESPIRIT_CROP"]
 
 
@@ -58,6 +58,31 @@ def mri_problem(prior, kspace: torch.Tensor, mask_cols: torch.Tensor, maps: Opti
     zero = torch.zeros_like(scale)
     sup = coil_support(maps) if support else None
     return InverseProblem(A, y, scale, zero, noise_var.float().to(y.device), True, support=sup), maps
+
+
+def noncart_problem(prior, A, kspace: torch.Tensor, noise_var: Optional[torch.Tensor] = None,
+                    support: bool = True) -> InverseProblem:
+    """The non-Cartesian MRI inverse problem for S slices (issue 20): :func:`mri_problem` with the NUFFT SENSE
+    operator. The prior's scale is read from the SENSE-combined gridded image (density-compensated adjoint, the
+    counterpart of the zero-filled image), the noise from the outermost samples when not given.
+
+    Args:
+        prior: MRI prior (for its normalization rule).
+        A: :class:`operators.nufft.NonCartesianMRI` with the slices' coil maps ``(S, C, H, W)`` and a density
+            compensation.
+        kspace: ``(S, C, M)`` complex.
+        noise_var: ``(S,)`` or None.
+        support: restrict the image to the coil maps' support.
+    """
+    from medrecon.acquisition.noncart import estimate_noncart_noise
+
+    zf = sense_combine(A.gridding(kspace), A.coil_maps)
+    scale = prior.scale_of(zf).reshape(-1, 1, 1).to(torch.float32)
+    if noise_var is None:
+        noise_var = estimate_noncart_noise(kspace, A.trajectory)
+    zero = torch.zeros_like(scale)
+    sup = coil_support(A.coil_maps) if support else None
+    return InverseProblem(A, kspace, scale, zero, noise_var.float().to(kspace.device), True, support=sup)
 
 
 #: The CT data terms: unweighted least squares on the line integrals, penalized weighted least squares, or the
