@@ -25,8 +25,10 @@ def test_every_issue_suite_is_shipped_and_valid():
             if name.startswith("robust"):  # issue 24 names zero-filled/FBP, CS, TV, fast and DPS (no SENSE)
                 expected = expected - {"sense"}
             # issue 18: every sampler, CPU and GPU suites; ct-fan-60 (issue 21) runs ct-60's methods
-            if name.split("-gpu")[0] in ("mri-4x", "mri-8x", "ct-60", "ct-fan-60"):
+            if name.split("-gpu")[0] in ("mri-4x", "mri-8x", "ct-60", "ct-fan-60", "mri-radial"):
                 expected = expected | {"langevin", "daps"}
+            if name == "mri-radial":  # issue 20: golden-angle radial, every method
+                assert ds.acquisition["trajectory"] == "golden-radial" and ds.acquisition["spokes"] in (64, 32)
             if name == "ct-fan-60":  # issue 21's clinical fan beam: ct-60's data, methods and settings, fan geometry
                 assert ds.acquisition["geometry"] == "fan" and ds.acquisition["scanner"]
             if name == "ct-lowdose":  # issue 21: FBP, (PWLS-)TV and the samplers, each data term its own dataset
