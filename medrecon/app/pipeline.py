@@ -32,7 +32,8 @@ def _coil_maps(inp: "LoadedInput", choice: str) -> tuple[Optional[np.ndarray], s
         if inp.true_maps is None:
             raise InputError("--maps true needs the simulation's coil maps (the 'true_maps' dataset that "
                              "`medrecon simulate mri` writes); this file has none")
-        return np.ascontiguousarray(np.broadcast_to(inp.true_maps, inp.data.shape)), "true (from the simulation)"
+        shape = (*inp.data.shape[:2], *inp.recon_size) if inp.trajectory is not None else inp.data.shape
+        return np.ascontiguousarray(np.broadcast_to(inp.true_maps, shape)), "true (from the simulation)"
     if choice == "auto" and inp.maps is not None:
         return inp.maps, "from the file"
     return None, "ESPIRiT (recon.problems.coil_maps_for)"
@@ -100,8 +101,10 @@ def check_measurement(inp: LoadedInput, name: str) -> None:
             fit the k-space or selects nothing, or coil maps that do not match the k-space.
     """
     data = inp.data
-    want = 4 if inp.modality == "mri" else 3
-    what = "k-space (slices, coils, H, W)" if inp.modality == "mri" else "sinogram (slices, views, detectors)"
+    noncart = inp.modality == "mri" and inp.trajectory is not None
+    want = 4 if inp.modality == "mri" and not noncart else 3
+    what = ("sinogram (slices, views, detectors)" if inp.modality == "ct" else
+            "k-space (slices, coils, samples)" if noncart else "k-space (slices, coils, H, W)")
     if data.ndim != want or data.size == 0:
         raise InputError(f"{name}: the {what} has shape {data.shape}; expected {want} non-empty dimensions")
     bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
@@ -113,6 +116,9 @@ def check_measurement(inp: LoadedInput, name: str) -> None:
     if not np.any(data):
         raise InputError(f"{name}: the k-space is all zeros, so there is nothing to reconstruct; check that the "
                          "file was exported with its data")
+    if noncart:
+        _check_noncartesian(inp, name)
+        return
     h, w = data.shape[-2:]
     if inp.mask is not None:
         mask = np.asarray(inp.mask)
@@ -128,6 +134,22 @@ def check_measurement(inp: LoadedInput, name: str) -> None:
                              "recompute the maps for this k-space or remove them")
         if not np.isfinite(inp.maps).all() or not np.any(inp.maps):
             raise InputError(f"{name}: the coil maps are all zero or hold NaN/Inf values; recompute them")
+
+
+def _check_noncartesian(inp: LoadedInput, name: str) -> None:
+    """Non-Cartesian k-space ``(S, C, M)``: a trajectory ``(M, 2)`` (the readers checked its values), a matrix
+    ``recon_size`` ``(H, W)``, and coil maps ``(S, C, H, W)`` if the file has them."""
+    s, c, m = inp.data.shape
+    traj = np.asarray(inp.trajectory)
+    if traj.shape != (m, 2):
+        raise InputError(f"{name}: the trajectory has {traj.shape[0] if traj.ndim else 0} samples but the k-space "
+                         f"has {m} per coil")
+    if len(inp.recon_size or ()) != 2 or min(int(v) for v in inp.recon_size) < 2:
+        raise InputError(f"{name}: non-Cartesian k-space needs the image matrix (H, W); the file gives none")
+    h, w = (int(v) for v in inp.recon_size)
+    if inp.maps is not None and tuple(inp.maps.shape) != (s, c, h, w):
+        raise InputError(f"{name}: the coil maps have shape {inp.maps.shape} but the data need {(s, c, h, w)}; "
+                         "recompute the maps or remove them")
 
 
 def _read_input(path: Path, slices: Optional[str], axes: Optional[str]) -> LoadedInput:
@@ -203,7 +225,16 @@ def reconstruct(inp: LoadedInput, cfg: ReconConfig, load_prior: Optional[Callabl
         # gives 30, and larger step sizes diverge; the CT prior's structures are not pulled back by the data.
         print("medrecon: warning: DPS on CT below its 1000 steps invents structure (far below FBP in our "
               "measurements); use --method fast for CT", file=sys.stderr, flush=True)
-    if inp.modality == "mri":
+    if inp.modality == "mri" and inp.trajectory is not None:
+        from medrecon.recon.noncart import reconstruct_noncartesian
+
+        noise = cfg.noise_std if cfg.noise_std is not None else inp.noise_std
+        maps, maps_label = _coil_maps(inp, cfg.maps)
+        res = reconstruct_noncartesian(inp.data, inp.trajectory, tuple(inp.recon_size), cfg, device, prior, noise,
+                                       maps=maps, dcf=inp.dcf)
+        if cfg.method != "zero-filled":
+            res.info["coil_maps"] = maps_label if maps is not None else "ESPIRiT on the gridded k-space centre"
+    elif inp.modality == "mri":
         from medrecon.recon.mri import mask_for, reconstruct_kspace
 
         mask, mask_info = mask_for(inp.data, inp.mask, cfg)
@@ -285,13 +316,17 @@ def reconstruct_file(inp_path: Path, out: Path, cfg: ReconConfig, fmt: Optional[
         res.info["metrics"] = metrics
     written = write_outputs(out, inp, res, cfg, fmt, like)
     inputs = [inp_path] if inp_path.exists() else [Path(str(inp_path) + ".cfl")]
+    traj = Path(str(inp_path.with_suffix("") if inp_path.suffix in (".cfl", ".hdr") else inp_path) + "_traj.cfl")
+    if inp.trajectory is not None and traj.exists():  # a BART pair's trajectory is an input too
+        inputs.append(traj)
     write_run_record(out, command=command or sys.argv, inputs=inputs, outputs=written, method=cfg.method,
                      params={**res.params, "samples": cfg.samples, "slices": cfg.slices,
                              "batch_size": res.info.get("batch_size", cfg.batch_size),
                              "autocast": cfg.autocast, "compile": cfg.compile,
                              "data_term": res.info.get("data_term"), "mask": res.info.get("mask"),
                              "support": res.info.get("support"), "coil_maps": res.info.get("coil_maps"),
-                             "std": res.info.get("std"), "volume": res.info.get("volume")},
+                             "std": res.info.get("std"), "volume": res.info.get("volume"),
+                             "trajectory": res.info.get("trajectory")},
                      prior=res.info.get("prior"), seeds={"sampler": cfg.seed, "mask": (res.info.get("mask") or {}).get("seed")},
                      device=res.info["device"], seconds=res.seconds, nfe=res.nfe, metrics=metrics,
                      data_misfit=res.info.get("data_misfit"))

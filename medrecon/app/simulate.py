@@ -51,20 +51,35 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
     Magnitudes are normalized by the volume's 99th percentile; ``noise_std`` is relative to that
     scale and in k-space units (the FFT is unitary, so it is also the image-domain noise level).
     """
-    from pathlib import Path
-
     from medrecon.io.atomic import check_output
     from medrecon.io.fastmri import write_fastmri_kspace
 
-    if size is not None and not 8 <= size <= 4096:
-        from medrecon.errors import InputError
-
-        raise InputError(f"--size must be between 8 and 4096 pixels, got {size}")
     check_output(out)  # a device node, a read-only folder: refused before the image is read
+    data, affine, idx, space = _mri_slices(image, slices, size)
+    sim = simulate_kspace(torch.from_numpy(data), coils, mask, accel, center_fraction, seed, noise_std)
+    h, w = data.shape[-2:]
+    write_fastmri_kspace(out, sim["kspace"].numpy(), target=sim["target"].numpy(), mask=sim["mask"].numpy(),
+                         recon_size=(h, w),
+                         attrs={"acceleration": accel, "center_fraction": center_fraction, "mask_kind": mask,
+                                "seed": seed, "noise_std": float(noise_std), "acquisition": "simulated"},
+                         extra={"source_affine": affine, "slice_indices": idx,
+                                "source_space": np.bytes_(space or ""),
+                                # the coil maps of the simulation, for `recon --maps true` (not read otherwise)
+                                "true_maps": sim["maps"].numpy().astype(np.complex64)})
+    return {"slices": len(idx), "shape": [h, w], "acceleration": round(float(sim["mask"].numel() / sim["mask"].sum()), 2)}
+
+
+def _mri_slices(image, slices: Optional[str], size: Optional[int]):
+    """The MRI image slices ``(S, H, W)`` normalized by their 99th percentile, resampled with ``size``, and their
+    affine, slice indices and space (shared by the Cartesian and non-Cartesian simulations)."""
+    from pathlib import Path
+
+    from medrecon.errors import InputError
+
+    if size is not None and not 8 <= size <= 4096:
+        raise InputError(f"--size must be between 8 and 4096 pixels, got {size}")
     vol, data, idx, affine = _volume_slices(image, slices, None)
     if vol.kind == "hu":
-        from medrecon.errors import InputError
-
         raise InputError(f"{Path(image).name} is a CT volume; simulate ct instead")
     data = data / max(float(np.percentile(np.abs(data), 99)), 1e-8)
     if size and max(data.shape[-2:]) != size:
@@ -74,17 +89,58 @@ def simulate_mri_file(image, out, slices: Optional[str] = None, mask: str = "ran
         data = torch.nn.functional.interpolate(torch.from_numpy(data)[:, None], size=shape, mode="bilinear",
                                                antialias=True)[:, 0].numpy()
         affine = resampled_affine(affine, (h0, w0), shape)
-    sim = simulate_kspace(torch.from_numpy(data), coils, mask, accel, center_fraction, seed, noise_std)
+    return data, affine, idx, vol.space
+
+
+#: ``simulate mri --trajectory``'s output formats, by the output's suffix.
+NONCART_SUFFIXES = (".npz", ".h5", ".cfl")
+
+
+def simulate_noncartesian_file(image, out, trajectory: str, spokes: int = 64, readout: Optional[int] = None,
+                               slices: Optional[str] = None, coils: int = 8, noise_std: float = 0.0, seed: int = 0,
+                               size: Optional[int] = None) -> dict:
+    """``medrecon simulate mri --trajectory radial|golden-radial|spiral``: non-Cartesian multi-coil k-space of a
+    real image (:func:`medrecon.acquisition.noncart.simulate_noncartesian`), written by the output's suffix:
+    ``.npz`` (kspace, traj, matrix, true_maps, target), ``.h5`` (ISMRMRD acquisitions with their trajectory) or
+    ``.cfl`` (a BART pair and its ``_traj`` pair; one slice). Normalization and ``noise_std`` as
+    :func:`simulate_mri_file`.
+    """
+    from pathlib import Path
+
+    from medrecon.acquisition.noncart import NonCartesianSampling, simulate_noncartesian
+    from medrecon.errors import InputError
+    from medrecon.io.atomic import check_output
+
+    sampling = NonCartesianSampling(trajectory, spokes, readout)  # settings are checked before the image is read
+    suffix = Path(out).suffix.lower()
+    if suffix not in NONCART_SUFFIXES:
+        raise InputError(f"--out for non-Cartesian k-space must end in {', '.join(NONCART_SUFFIXES)}, got "
+                         f"{Path(out).name!r}")
+    check_output(out)
+    data, affine, idx, space = _mri_slices(image, slices, size)
+    if suffix == ".cfl" and data.shape[0] != 1:
+        raise InputError(f"a BART pair holds one slice here; select one with --slices (got {data.shape[0]})")
     h, w = data.shape[-2:]
-    write_fastmri_kspace(out, sim["kspace"].numpy(), target=sim["target"].numpy(), mask=sim["mask"].numpy(),
-                         recon_size=(h, w),
-                         attrs={"acceleration": accel, "center_fraction": center_fraction, "mask_kind": mask,
-                                "seed": seed, "noise_std": float(noise_std), "acquisition": "simulated"},
-                         extra={"source_affine": affine, "slice_indices": idx,
-                                "source_space": np.bytes_(vol.space or ""),
-                                # the coil maps of the simulation, for `recon --maps true` (not read otherwise)
-                                "true_maps": sim["maps"].numpy().astype(np.complex64)})
-    return {"slices": len(idx), "shape": [h, w], "acceleration": round(float(sim["mask"].numel() / sim["mask"].sum()), 2)}
+    traj = sampling.trajectory((h, w))
+    sim = simulate_noncartesian(torch.from_numpy(data), coils, traj, seed, noise_std)
+    k = sim["kspace"].numpy()
+    if suffix == ".npz":
+        from medrecon.io.numpy_kspace import write_noncartesian_npz
+
+        write_noncartesian_npz(out, k, traj, (h, w), true_maps=sim["maps"].numpy().astype(np.complex64),
+                               target=sim["target"].numpy())
+    elif suffix == ".h5":
+        from medrecon.io.ismrmrd_io import write_ismrmrd_noncartesian
+
+        # ISMRMRD's trajectory names: golden-angle radial is "goldenangle"
+        write_ismrmrd_noncartesian(out, k, traj, (h, w),
+                                   trajectory_name={"golden-radial": "goldenangle"}.get(trajectory, trajectory))
+    else:
+        from medrecon.io.bart import write_bart_noncartesian
+
+        write_bart_noncartesian(str(Path(out).with_suffix("")), k, traj, (h, w))
+    return {"slices": len(idx), "shape": [h, w], "trajectory": trajectory, "spokes": spokes,
+            "readout": int(traj.shape[1]), "samples": int(k.shape[-1])}
 
 
 def simulate_ct_file(image, out, views: int = 60, geometry: str = "parallel", photons: Optional[float] = None,

@@ -239,6 +239,12 @@ def _add_simulate(sub) -> None:
     m.add_argument("--noise-std", type=float, default=0.0, help="k-space noise std relative to the image scale")
     m.add_argument("--size", type=int, default=None,
                    help="resample slices so the longer side has SIZE pixels (same field of view)")
+    m.add_argument("--trajectory", default=None, metavar="radial|golden-radial|spiral",
+                   help="non-Cartesian k-space instead of masked Cartesian (docs/noncartesian.md): --out FILE.npz "
+                        "(npz with kspace, traj, matrix), FILE.h5 (ISMRMRD) or FILE.cfl (BART pair + FILE_traj)")
+    m.add_argument("--spokes", type=int, default=64, help="radial spokes or spiral interleaves (with --trajectory)")
+    m.add_argument("--readout", type=int, default=None,
+                   help="samples per spoke or interleave (default: twice the matrix, readout oversampling 2)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)
     c = ss.add_parser("ct", help="sparse-view / low-dose sinogram from a HU image (NIfTI, DICOM file or folder)")
@@ -275,7 +281,12 @@ def _add_simulate(sub) -> None:
 def _simulate(a: argparse.Namespace) -> int:
     from medrecon.app.simulate import simulate_ct_file, simulate_mri_file
 
-    if a.sim_kind == "mri":
+    if a.sim_kind == "mri" and a.trajectory:
+        from medrecon.app.simulate import simulate_noncartesian_file
+
+        info = simulate_noncartesian_file(a.image, a.out, a.trajectory, a.spokes, a.readout, a.slices, a.coils,
+                                          a.noise_std, a.seed, size=a.size)
+    elif a.sim_kind == "mri":
         info = simulate_mri_file(a.image, a.out, a.slices, a.mask, a.accel, a.center_fraction, a.coils, a.noise_std,
                                  a.seed, size=a.size)
     else:

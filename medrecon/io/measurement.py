@@ -35,6 +35,9 @@ class LoadedInput:
     maps: Optional[np.ndarray] = None
     true_maps: Optional[np.ndarray] = None  # (C, H, W): the coil maps a simulation used (`recon --maps true`)
     pixel_mm: Optional[float] = None  # finest in-plane pixel size of the image, when the file says
+    # Non-Cartesian k-space (medrecon.io.noncartesian): data is then (S, C, M), mask None, recon_size (H, W).
+    trajectory: Optional[np.ndarray] = None  # (M, 2) float32 radians per pixel in [-pi, pi]; col 0 along H
+    dcf: Optional[np.ndarray] = None  # (M,) float32 density compensation the file gives, else None
 
 
 def checked_true_maps(maps, kspace_shape: tuple, name: str) -> Optional[np.ndarray]:

@@ -64,9 +64,13 @@ def make_seed(kind: str, folder: Path) -> Path:
 
 
 def seed_files(path: Path) -> list[Path]:
-    """The files a seed path stands for (a BART base name is two files)."""
+    """The files a seed path stands for (a BART base name is two files; four with its ``_traj`` pair)."""
     if path.suffix == "" and path.with_name(path.name + ".cfl").exists():
-        return [path.with_name(path.name + ".hdr"), path.with_name(path.name + ".cfl")]
+        files = [path.with_name(path.name + ".hdr"), path.with_name(path.name + ".cfl")]
+        traj = path.with_name(path.name + "_traj")
+        if traj.with_name(traj.name + ".cfl").exists():
+            files += [traj.with_name(traj.name + ".hdr"), traj.with_name(traj.name + ".cfl")]
+        return files
     return [path]
 
 

@@ -1,4 +1,5 @@
-"""ISMRMRD raw data (HDF5 ``/dataset/xml`` + ``/dataset/data`` acquisitions), 2-D Cartesian multi-coil.
+"""ISMRMRD raw data (HDF5 ``/dataset/xml`` + ``/dataset/data`` acquisitions), 2-D multi-coil: Cartesian, or
+non-Cartesian when the imaging acquisitions carry a trajectory (:mod:`medrecon.io.ismrmrd_io`).
 
 Duties: the encoded matrix and acquisition count from the XML header are bounded before the k-space is
 allocated (:mod:`medrecon.io.ismrmrd_io`); the XML is parsed with defusedxml; parsed in the sandbox;
@@ -16,7 +17,7 @@ from . import register
 from .base import FormatSpec, Probe, Sample, subject_xml, tiny_kspace
 from .hdf5 import hdf5_identifiers, read_h5_image
 
-__all__ = ["SPEC", "tiny_ismrmrd"]
+__all__ = ["SPEC", "tiny_ismrmrd", "tiny_noncartesian_ismrmrd"]
 
 
 def sniff(p: Probe) -> bool:
@@ -24,9 +25,13 @@ def sniff(p: Probe) -> bool:
 
 
 def read(path: Path, slices: Optional[str], axes: Optional[str]):
-    from medrecon.io.ismrmrd_io import read_ismrmrd
+    from medrecon.io.ismrmrd_io import has_trajectory, read_ismrmrd, read_ismrmrd_noncartesian
     from medrecon.io.measurement import from_kspace_volume
 
+    if has_trajectory(path):  # acquisitions with a trajectory: (S, C, M) k-space, the Cartesian path untouched
+        from medrecon.io.noncartesian import to_loaded_input
+
+        return to_loaded_input(read_ismrmrd_noncartesian(path), slices, path.name)
     return from_kspace_volume(read_ismrmrd(path), slices, path.name)
 
 
@@ -49,8 +54,17 @@ def tiny_ismrmrd(path, planted: bool = False, **kw) -> Path:
     return Path(path)
 
 
+def tiny_noncartesian_ismrmrd(path, **kw) -> Path:
+    """An ISMRMRD raw-data file of radial k-space, one acquisition (with its trajectory) per spoke."""
+    from medrecon.io.ismrmrd_io import write_ismrmrd_noncartesian
+    from medrecon.io.noncartesian import tiny_noncartesian
+
+    k, traj, matrix, _, _ = tiny_noncartesian(**kw)
+    return write_ismrmrd_noncartesian(path, k, traj, matrix)
+
+
 SPEC = register(FormatSpec(
     "ismrmrd", sniff, order=30, read_measurement=read, read_image=read_h5_image, identifiers=hdf5_identifiers,
-    samples={"ismrmrd": Sample(tiny_ismrmrd, "x.h5")},
+    samples={"ismrmrd": Sample(tiny_ismrmrd, "x.h5"), "ismrmrd_noncart": Sample(tiny_noncartesian_ismrmrd, "x.h5")},
     duties="XML header sizes bounded before allocation; defusedxml; sandboxed parse; identifiers: "
            "subjectInformation, identifying attrs"))

@@ -1,4 +1,5 @@
-"""numpy k-space: ``.npy`` arrays and ``.npz`` archives (``kspace`` and an optional ``mask``), axes by ``--axes``.
+"""numpy k-space: ``.npy`` arrays and ``.npz`` archives (``kspace`` and an optional ``mask``), axes by ``--axes``;
+or non-Cartesian ``.npz`` archives (a ``traj`` member; :mod:`medrecon.io.numpy_kspace`), axes fixed.
 
 Duties: the array header's shape and dtype are read and bounded before the data (:mod:`medrecon.io.
 numpy_kspace`); object arrays (pickles) are refused; parsed in the sandbox; no identifying fields.
@@ -15,13 +16,17 @@ import numpy as np
 from . import register
 from .base import FormatSpec, Probe, Sample, tiny_kspace
 
-__all__ = ["NPY", "NPZ", "tiny_npy", "tiny_npz"]
+__all__ = ["NPY", "NPZ", "tiny_noncartesian_npz", "tiny_npy", "tiny_npz"]
 
 
 def read(path: Path, slices: Optional[str], axes: Optional[str]):
     from medrecon.io.measurement import LoadedInput, slice_range
-    from medrecon.io.numpy_kspace import read_numpy_kspace
+    from medrecon.io.numpy_kspace import is_noncartesian_npz, read_numpy_kspace, read_numpy_noncartesian
 
+    if is_noncartesian_npz(path):  # a 'traj' member: (S, C, M) k-space with its trajectory; --axes is not used
+        from medrecon.io.noncartesian import to_loaded_input
+
+        return to_loaded_input(read_numpy_noncartesian(path), slices, path.name)
     k, m = read_numpy_kspace(path, axes)
     s = slice_range(slices, k.shape[0])
     return LoadedInput("mri", k[s], m, tuple(k.shape[-2:]))
@@ -56,8 +61,20 @@ def tiny_npz(path, **kw) -> Path:
     return Path(path)
 
 
+def tiny_noncartesian_npz(path, **kw) -> Path:
+    """Radial multi-coil k-space with its trajectory, matrix, coil maps and target as ``.npz``
+    (:func:`medrecon.io.noncartesian.tiny_noncartesian`)."""
+    from medrecon.io.noncartesian import tiny_noncartesian
+    from medrecon.io.numpy_kspace import write_noncartesian_npz
+
+    k, traj, matrix, maps, target = tiny_noncartesian(**kw)
+    return write_noncartesian_npz(path, k, traj, matrix, true_maps=maps, target=target)
+
+
 _DUTIES = "array header shape/dtype bounded before reading; no pickles; sandboxed parse; no identifying fields"
 NPY = register(FormatSpec("npy", sniff_npy, order=70, read_measurement=read, samples={"npy": Sample(tiny_npy, "x.npy")},
                           duties=_DUTIES))
-NPZ = register(FormatSpec("npz", sniff_npz, order=80, read_measurement=read, samples={"npz": Sample(tiny_npz, "x.npz")},
+NPZ = register(FormatSpec("npz", sniff_npz, order=80, read_measurement=read,
+                          samples={"npz": Sample(tiny_npz, "x.npz"),
+                                   "npz_noncart": Sample(tiny_noncartesian_npz, "x.npz")},
                           duties=_DUTIES))
