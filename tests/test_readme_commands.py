@@ -32,6 +32,7 @@ REWRITES = [
     (r"--slices 70:72", "--slices 70:71", "one MRI slice"),
     (r"--slices 8:10", "--slices 8:9", "one CT slice"),
     (r"--slices 56:88 --size 160", "--slices 56:60 --size 48 --center-fraction 0.16", "a 4-slice 48-px slab"),
+    (r"--slices 60:62 --size 160 --trajectory", "--slices 60:61 --size 48 --trajectory", "one 48-px radial slice"),
     (r"(--method fast\b.*?)( --out)", r"\1 --steps 3\2", "3 fast-sampler steps"),
     (r"--method dps --steps 1000", "--method dps --steps 3", "3 DPS steps"),
     (r"--samples 4", "--samples 2", "2 posterior samples (still a std map)"),
