@@ -19,7 +19,7 @@ from .context import MriData
 from .result import ReconResult, run_sampler, sampler_misfit, support_record
 from .volume import check_volume
 
-__all__ = ["reconstruct_kspace", "mask_for", "has_gaps"]
+__all__ = ["reconstruct_kspace", "run_mri_method", "mask_for", "has_gaps"]
 
 
 #: The flags of the acquisition options :attr:`ReconConfig.given` records, as the user typed them.
@@ -119,12 +119,8 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
     k = k * mask2d + 0.0
     if not bool(k.abs().amax() > 0):
         raise InputError("the k-space is all zeros")
-    spec = registry.get(cfg.method)
-    settings = cfg.method_settings("mri")
-    params = asdict(settings)
+    cfg.method_settings("mri")  # invalid settings fail before any work
     t0 = time.perf_counter()
-    std = None
-    nfe = 0
     info: dict = {}
     if maps is not None:
         maps = torch.from_numpy(np.ascontiguousarray(maps)).to(device, torch.complex64)
@@ -133,6 +129,18 @@ def reconstruct_kspace(kspace: np.ndarray, mask: np.ndarray, recon_size: tuple[i
         check_volume(int(k.shape[0]))
         info["volume"] = {"z_weight": cfg.effective_z_weight("mri"), "slab": cfg.slab}
     data = MriData(k, mask2d, m, maps, noise_var, progress=cfg.progress, z_weight=cfg.effective_z_weight("mri"))
+    return run_mri_method(data, cfg, prior, recon_size, info, t0)
+
+
+def run_mri_method(data, cfg: ReconConfig, prior, recon_size: tuple[int, int], info: dict,
+                   t0: float) -> ReconResult:
+    """Run ``cfg.method`` on prepared MRI data (:class:`~.context.MriData` or :class:`~.context.NonCartesianData`)
+    and crop the magnitude (and std) to ``recon_size``: the one place a Cartesian and a non-Cartesian
+    reconstruction meet. ``t0`` is when the reconstruction started (``time.perf_counter``)."""
+    spec = registry.get(cfg.method)
+    settings = cfg.method_settings("mri")
+    params = asdict(settings)
+    std, nfe = None, 0
     if spec.learned:
         prob = data.problem(prior, support=cfg.support != "none")
         info["support"] = support_record(prob)

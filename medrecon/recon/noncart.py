@@ -8,19 +8,17 @@ gridding (the density-compensated adjoint).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Optional
 
 import numpy as np
 import torch
 
-from medrecon import methods as registry
 from medrecon.errors import InputError
-from medrecon.metrics import center_crop
 
 from .config import ReconConfig
 from .context import NonCartesianData
-from .result import ReconResult, run_sampler, sampler_misfit, support_record
+from .mri import run_mri_method
+from .result import ReconResult
 from .volume import check_volume
 
 __all__ = ["reconstruct_noncartesian", "density_compensation"]
@@ -68,9 +66,7 @@ def reconstruct_noncartesian(kspace: np.ndarray, trajectory: np.ndarray, shape: 
     t = torch.from_numpy(np.ascontiguousarray(trajectory, dtype=np.float32)).reshape(-1, 2).to(device)
     if t.shape[0] != k.shape[-1]:
         raise InputError(f"the trajectory has {t.shape[0]} samples but the k-space has {k.shape[-1]} per coil")
-    spec = registry.get(cfg.method)
-    settings = cfg.method_settings("mri")
-    params = asdict(settings)
+    cfg.method_settings("mri")  # invalid settings fail before any work
     t0 = time.perf_counter()
     info: dict = {"trajectory": {"samples": int(t.shape[0]), "matrix": [int(shape[0]), int(shape[1])],
                                  "dcf": "from the file" if dcf is not None else "Pipe-Menon"}}
@@ -83,17 +79,4 @@ def reconstruct_noncartesian(kspace: np.ndarray, trajectory: np.ndarray, shape: 
         info["volume"] = {"z_weight": cfg.effective_z_weight("mri"), "slab": cfg.slab}
     data = NonCartesianData(k, t, tuple(int(s) for s in shape), w, maps, noise_var, progress=cfg.progress,
                             z_weight=cfg.effective_z_weight("mri"))
-    std, nfe = None, 0
-    if spec.learned:
-        prob = data.problem(prior, support=cfg.support != "none")
-        info["support"] = support_record(prob)
-        res = run_sampler(cfg, prior, prob, params, "mri")
-        img, std, nfe = res.mean.abs(), res.std, res.nfe
-        info["data_misfit"] = sampler_misfit(res)
-    else:
-        img = spec.runner("mri")(data, settings)
-    seconds = time.perf_counter() - t0
-    crop = tuple(min(a, b) for a, b in zip(recon_size or shape, img.shape[-2:]))
-    out = center_crop(img.float().cpu().numpy(), crop)
-    std_np = None if std is None else center_crop(std.float().cpu().numpy(), crop)
-    return ReconResult(out.astype(np.float32), std_np, "mri", params, nfe, seconds, info)
+    return run_mri_method(data, cfg, prior, tuple(recon_size or shape), info, t0)
