@@ -186,8 +186,9 @@ def _rows(f: h5py.File) -> h5py.Dataset:
     return rows
 
 
-def _acquisitions(f: h5py.File, ismrmrd: Any) -> Iterator[tuple[Any, np.ndarray]]:
-    """``(ismrmrd.Acquisition header object, (channels, samples) complex64 data)`` per row.
+def _acquisitions(f: h5py.File, ismrmrd: Any) -> Iterator[tuple[Any, np.ndarray, Any]]:
+    """``(ismrmrd.Acquisition header object, (channels, samples) complex64 data, the raw row)`` per row (the row
+    gives non-Cartesian readers the acquisition's ``traj``).
 
     Rows are read from ``/dataset/data`` in blocks (one HDF5 read per block instead of two per
     acquisition as ``ismrmrd.Dataset.read_acquisition`` does), then unpacked exactly as that
@@ -198,30 +199,39 @@ def _acquisitions(f: h5py.File, ismrmrd: Any) -> Iterator[tuple[Any, np.ndarray]
         for row in rows[start : start + _BLOCK]:
             acq = ismrmrd.Acquisition(row["head"])
             data = np.asarray(row["data"], dtype=np.float32).view(np.complex64)
-            yield acq, data.reshape(acq.active_channels, acq.number_of_samples)
+            yield acq, data.reshape(acq.active_channels, acq.number_of_samples), row
+
+
+def _imaging(acq: Any, data: np.ndarray, out: _Lines, ismrmrd: Any, skip_flags: list, separate_calibration: bool,
+             name: str) -> bool:
+    """Whether an acquisition is imaging data; noise scans go to ``out.noise``, skipped scans are counted (the rule
+    the Cartesian and non-Cartesian readers share)."""
+    if data.size == 0:
+        # Real acquisitions always hold samples; an empty one is an unwritten (fill-value) row of a
+        # damaged or crafted table, and walking millions of them would look like a hang.
+        raise InputError(f"{name} holds an acquisition without samples; the ISMRMRD file is damaged")
+    if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+        out.noise.append(data)
+        out.noise_dwell = float(acq.sample_time_us)
+        return False
+    calibration_only = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) and not acq.is_flag_set(
+        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
+    )
+    if (
+        any(acq.is_flag_set(flag) for flag in skip_flags)
+        or (calibration_only and separate_calibration)
+        or acq.encoding_space_ref != 0  # a second encoding space (e.g. separate reference scan)
+    ):
+        out.skipped += 1
+        return False
+    return True
 
 
 def _gather(f: h5py.File, ismrmrd: Any, header: _Header, name: str) -> _Lines:
     skip_flags = [getattr(ismrmrd, flag) for flag in _SKIP_FLAG_NAMES if hasattr(ismrmrd, flag)]
     out = _Lines()
-    for acq, data in _acquisitions(f, ismrmrd):
-        if data.size == 0:
-            # Real acquisitions always hold samples; an empty one is an unwritten (fill-value) row of a
-            # damaged or crafted table, and walking millions of them would look like a hang.
-            raise InputError(f"{name} holds an acquisition without samples; the ISMRMRD file is damaged")
-        if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-            out.noise.append(data)
-            out.noise_dwell = float(acq.sample_time_us)
-            continue
-        calibration_only = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) and not acq.is_flag_set(
-            ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
-        )
-        if (
-            any(acq.is_flag_set(flag) for flag in skip_flags)
-            or (calibration_only and header.separate_calibration)
-            or acq.encoding_space_ref != 0  # a second encoding space (e.g. separate reference scan)
-        ):
-            out.skipped += 1
+    for acq, data, _ in _acquisitions(f, ismrmrd):
+        if not _imaging(acq, data, out, ismrmrd, skip_flags, header.separate_calibration, name):
             continue
         _check_counters(acq, name)
         if acq.is_flag_set(ismrmrd.ACQ_IS_REVERSE):
@@ -544,33 +554,19 @@ def _gather_noncart(f: h5py.File, ismrmrd: Any, separate_calibration: bool, name
     """``({slice: [(data (C, n), traj (n, 2))]}, noise and skip count, imaging dwell time)`` from one pass
     over the acquisitions (``_Lines.lines`` stays empty: the spokes are in the dict)."""
     skip_flags = [getattr(ismrmrd, flag) for flag in _SKIP_FLAG_NAMES if hasattr(ismrmrd, flag)]
-    rows = _rows(f)
     per_slice: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     out = _Lines()
     data_dwell = 0.0
-    for start in range(0, rows.shape[0], _BLOCK):
-        for row in rows[start : start + _BLOCK]:
-            acq = ismrmrd.Acquisition(row["head"])
-            data = np.asarray(row["data"], dtype=np.float32).view(np.complex64)
-            data = data.reshape(acq.active_channels, acq.number_of_samples)
-            if data.size == 0:
-                raise InputError(f"{name} holds an acquisition without samples; the ISMRMRD file is damaged")
-            if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-                out.noise.append(data)
-                out.noise_dwell = float(acq.sample_time_us)
-                continue
-            calibration_only = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) and not acq.is_flag_set(
-                ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
-            if any(acq.is_flag_set(flag) for flag in skip_flags) or (calibration_only and separate_calibration) \
-                    or acq.encoding_space_ref != 0:
-                out.skipped += 1
-                continue
+    for acq, data, row in _acquisitions(f, ismrmrd):
+        if _imaging(acq, data, out, ismrmrd, skip_flags, separate_calibration, name):
             dims = int(acq.trajectory_dimensions)
             if dims == 0:
                 raise InputError(f"{name} mixes Cartesian acquisitions with non-Cartesian ones (with a trajectory)")
             if dims != 2:
                 raise InputError(f"{name}: acquisitions have {dims}-D trajectories; medrecon reads 2-D (kx, ky)")
             _check_noncart_counters(acq, name)
+            if "traj" not in (row.dtype.names or ()):
+                raise InputError(f"{name}: the acquisition table has no 'traj' field; the ISMRMRD file is damaged")
             traj = np.asarray(row["traj"], dtype=np.float32)
             if traj.size != data.shape[1] * 2:
                 raise InputError(f"{name}: an acquisition has {traj.size // 2} trajectory points for "
