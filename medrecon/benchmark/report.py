@@ -63,6 +63,10 @@ def _describe(name: str, rec: dict) -> str:
                f"centre plus {a['keep']:.0%} of the other samples kept ({a['kept_fraction']:.1%}, "
                f"{a['acceleration']}x, seed {a['mask_seed']}); reference `{a['reference']}`")
         size = a.get("image_size")
+    elif rec["modality"] == "mri" and "trajectory" in a:  # non-Cartesian (issue 20)
+        acq = (f"{a['trajectory']} trajectory, {a['spokes']} spokes of {a['readout']} samples, {a['coils']} coils, "
+               f"k-space noise std {a['noise_std']}")
+        size = a.get("image_size")
     elif rec["modality"] == "mri":
         acq = (f"{a['mask_kind']} mask {a['acceleration']}x (achieved {a['achieved_acceleration']}x), centre fraction "
                f"{a['center_fraction']}, mask seed {a['mask_seed']}, {a['coils']} coils")
