@@ -43,6 +43,7 @@ class NonCartesianKspace:
         dcf: ``(M,)`` float32 density compensation stored in the file, or None.
         true_maps: ``(C, H, W)`` complex64 coil maps a simulation used, or None.
         target: ``(S, H, W)`` float32 reference image, or None.
+        maps: ``(S, C, H, W)`` or ``(C, H, W)`` complex coil maps the file gives (used by ``--maps auto``), or None.
         attrs: what else the reader learnt (``trajectory`` name, ``noise_whitened``, ...).
         pixel_mm: the finest in-plane pixel size when the file says, else None.
     """
@@ -53,6 +54,7 @@ class NonCartesianKspace:
     dcf: Optional[np.ndarray] = None
     true_maps: Optional[np.ndarray] = None
     target: Optional[np.ndarray] = None
+    maps: Optional[np.ndarray] = None
     attrs: Optional[dict] = None
     pixel_mm: Optional[float] = None
 
@@ -169,10 +171,21 @@ def to_loaded_input(nc: NonCartesianKspace, slices: Optional[str], name: str) ->
     h, w = nc.matrix
     sel = slice_range(slices, s_count)
     target = checked_target(nc.target, s_count, (h, w), name)
+    maps = None
+    if nc.maps is not None:
+        maps = np.asarray(nc.maps)
+        if maps.ndim == 3:
+            maps = np.broadcast_to(maps, (s_count, *maps.shape))
+        if maps.shape != (s_count, coils, h, w) or maps.dtype.kind != "c" or not np.isfinite(maps).all() \
+                or not np.any(maps):
+            raise InputError(f"{name}: 'maps' must be finite, non-zero complex coil maps of shape "
+                             f"{(s_count, coils, h, w)} or {(coils, h, w)}, got {maps.dtype} {maps.shape}")
+        maps = np.ascontiguousarray(maps[sel], dtype=np.complex64)
     return LoadedInput(
         "mri", np.ascontiguousarray(nc.kspace[sel]), None, (h, w),
         None if target is None else target[sel],
         true_maps=checked_true_maps(nc.true_maps, (s_count, coils, h, w), name),
+        maps=maps,
         pixel_mm=nc.pixel_mm,
         trajectory=nc.traj,
         dcf=checked_dcf(nc.dcf, m, name),

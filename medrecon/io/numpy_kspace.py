@@ -9,7 +9,7 @@ Non-Cartesian k-space (issue 20) is an ``.npz`` with a ``traj`` member (the key 
 then not needed and ignored): ``kspace`` ``(S, C, M)`` or ``(C, M)`` complex, ``traj`` ``(..., 2)`` whose
 leading axes flatten (C order) to ``M``, ``traj_convention`` (``"radians"`` by default, ``"cycles"``, or
 ``"bart"`` with ``traj`` ``(3, readout, spokes)``), ``matrix`` ``(H, W)`` (required: the image size cannot
-be told from samples), and optionally ``dcf`` ``(M,)``, ``true_maps`` ``(C, H, W)``, ``target``
+be told from samples), and optionally ``dcf`` ``(M,)``, ``true_maps`` ``(C, H, W)``, ``maps`` ``(S, C, H, W)`` or ``(C, H, W)`` (precomputed coil maps, used by ``--maps auto``), ``target``
 ``(S, H, W)``. :func:`write_noncartesian_npz` writes one; :func:`read_numpy_noncartesian` reads it.
 """
 
@@ -98,7 +98,7 @@ def _reorder(arr: np.ndarray, axes: str, mask: np.ndarray | None, name: str) -> 
 
 # ----------------------------------------------------------------------------- non-Cartesian .npz
 
-_NONCART_KEYS = ("kspace", "traj", "traj_convention", "matrix", "dcf", "true_maps", "target")
+_NONCART_KEYS = ("kspace", "traj", "traj_convention", "matrix", "dcf", "true_maps", "target", "maps")
 _MAX_CONVENTION_BYTES = 64  # a convention name is a short word; a huge string member is not one
 
 
@@ -167,6 +167,7 @@ def read_numpy_noncartesian(path: str | os.PathLike) -> "NonCartesianKspace":
             dcf=z["dcf"] if "dcf" in names else None,
             true_maps=z["true_maps"] if "true_maps" in names else None,
             target=z["target"] if "target" in names else None,
+            maps=z["maps"] if "maps" in names else None,
             attrs={"source_format": "npz", "traj_convention": convention},
         )
 
