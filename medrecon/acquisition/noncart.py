@@ -27,9 +27,17 @@ TRAJECTORIES = ("radial", "golden-radial", "spiral")
 MAX_SPOKES = 100_000
 
 
-def default_readout(shape: tuple[int, int]) -> int:
-    """Readout samples per spoke: twice the matrix (readout oversampling 2, as scanners acquire radial spokes)."""
-    return 2 * max(int(shape[0]), int(shape[1]))
+def default_readout(shape: tuple[int, int], kind: str = "radial", spokes: int = 1) -> int:
+    """Samples per spoke or interleave when none are given.
+
+    Radial: twice the matrix (readout oversampling 2, as scanners acquire radial spokes; the spokes set the
+    undersampling). Spiral: the samples that make ``spokes`` interleaves reach Nyquist density over the disc,
+    ``pi N^2 / (4 n)`` (:func:`operators.trajectories.spiral`); fewer (``--readout``) undersample it.
+    """
+    n = max(int(shape[0]), int(shape[1]))
+    if kind == "spiral":
+        return max(2, math.ceil(math.pi * n * n / (4 * max(1, int(spokes)))))
+    return 2 * n
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class NonCartesianSampling:
         """The trajectory ``(spokes, readout, 2)`` float32 in radians per pixel for an ``(H, W)`` matrix."""
         from operators import trajectories as T
 
-        n_ro = int(self.readout or default_readout(shape))
+        n_ro = int(self.readout or default_readout(shape, self.kind, self.spokes))
         if self.kind == "radial":
             t = T.radial(self.spokes, n_ro)
         elif self.kind == "golden-radial":
