@@ -28,7 +28,7 @@ def _train_prior(a: argparse.Namespace) -> int:
                       lr_scaling=a.lr_scaling, init_from=a.init_from,
                       pixel_mm=tuple(a.pixel_mm) if a.pixel_mm else None, kind=a.kind,
                       patch=_patch_settings(a), augment=tuple(a.augment.split(",")) if a.augment else (),
-                      n_samples=a.n_samples, sample_steps=a.sample_steps)
+                      n_samples=a.n_samples, sample_steps=a.sample_steps, objective=a.objective)
     bundle = train_prior(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes the bundle
         print(f"prior bundle written to {bundle}")
@@ -149,6 +149,10 @@ def _add_train_prior(sub) -> None:
                    help="extra MONAI augmentations, comma-separated: rotate (up to 10 degrees), elastic, gamma and "
                         "bias (MRI only: CT numbers are calibrated); default none, beyond the zoom, crop, flips, "
                         "intensity jitter and (MRI) smooth phase that every run uses. Recorded in the metadata")
+    p.add_argument("--objective", choices=["epsilon", "edm"], default=None,
+                   help="what the network learns: epsilon (noise prediction, DDPM; the default and the shipped "
+                        "priors') or edm (Karras et al. 2022 preconditioning with their noise-level distribution; "
+                        "sigma_data measured on the training crops). With --init-from or --resume, the source's")
     p.add_argument("--n-samples", type=_positive_int, default=4, metavar="N",
                    help="unconditional samples drawn for the model card's figure (default 4)")
     p.add_argument("--sample-steps", type=_positive_int, default=250, metavar="N",

@@ -296,6 +296,10 @@ def _check_metadata_bounds(meta: dict, bundle_dir: Path) -> None:
         for key in ("beta_start", "beta_end"):
             if key in schedule and not (_is_real(schedule[key]) and 0 < schedule[key] < 1):
                 raise bad(f"schedule.{key}", "a finite number in (0, 1)", schedule[key])
+        if "prediction" in schedule and schedule["prediction"] not in ("epsilon", "edm"):
+            raise bad("schedule.prediction", "epsilon or edm", schedule["prediction"])
+        if "sigma_data" in schedule and not (_is_real(schedule["sigma_data"]) and 0 < schedule["sigma_data"] <= 10):
+            raise bad("schedule.sigma_data", "a finite number in (0, 10]", schedule["sigma_data"])
 
     norm = meta.get("normalization")
     if norm is not None:

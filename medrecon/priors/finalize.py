@@ -147,10 +147,12 @@ def _model_card(meta_training: dict, evaluation: list, prior: DiffusionPrior, pa
         f"- warm start: from `{init['name']}` (weights sha256 `{init['sha256'][:16]}...`, {init['steps']} steps, "
         f"{init['minutes']:.1f} min on `{init['device']}`); in all {meta_training['total_steps']} steps and "
         f"{meta_training['total_minutes']:.1f} minutes of training\n")
+    objective = ("epsilon prediction" if prior.prediction == "epsilon" else
+                 f"EDM preconditioning (Karras et al. 2022, sigma_data {prior.sigma_data:g})")
     return f"""# Model card: {prior.name}
 
 A {prior.modality.upper()} diffusion prior for medrecon: MONAI `DiffusionModelUNet`
-({params / 1e6:.1f} M parameters, channels {prior.network_config['channels']}), epsilon prediction,
+({params / 1e6:.1f} M parameters, channels {prior.network_config['channels']}), {objective},
 {prior.schedule['num_train_timesteps']}-step {prior.schedule['schedule']} DDPM schedule.
 Normalization: `{prior.rule.to_dict()}`.
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from medrecon.errors import InputError
 
-from .prior import DiffusionPrior, run_network
+from .prior import DiffusionPrior
 
 __all__ = ["PatchDiffusionPrior", "DEFAULT_PATCH", "check_patch_config", "position_channels", "tile_eps",
            "expand_input_channels"]
@@ -162,7 +162,7 @@ class PatchDiffusionPrior(DiffusionPrior):
             noise = torch.randn(shape, generator=generator).to(x_t.device, x_t.dtype)
             return abar.sqrt() * bg + (1 - abar).sqrt() * noise
 
-        return tile_eps(lambda inp, t: run_network(net, inp, t, autocast_dtype), x_t, tt, tile, off, fill)
+        return tile_eps(lambda inp, t: self.call_network(net, inp, t, autocast_dtype), x_t, tt, tile, off, fill)
 
     def training_patches(self, x0: torch.Tensor, gen: torch.Generator, per_image: Optional[int] = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,18 @@ Samplers use only this interface (docs/design.md, section 1): the cumulative sch
 ``x0(x_t, t) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (Chung et al. 2023, eq. 7 for the
 variance-preserving SDE) and the score ``-eps / sqrt(1 - abar_t)``; plus the normalization rule
 that maps physical images to and from the network's space.
+
+What the network itself predicts is the schedule's ``prediction`` (docs/design.md, section 5):
+
+* ``"epsilon"`` (the default, every bundle before it existed): the network output is the noise (Ho et
+  al. 2020, eq. 14).
+* ``"edm"``: Karras et al. 2022 (EDM), Table 1 preconditioning on the VP schedule. With
+  ``sigma_t = sqrt((1 - abar_t) / abar_t)`` and ``y = x_t / sqrt(abar_t) = x0 + sigma_t eps``, the network
+  ``F`` sees ``c_in y`` (``c_in = 1 / sqrt(sigma^2 + sigma_data^2)``) and the denoiser is
+  ``D = c_skip y + c_out F`` (``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)``,
+  ``c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``); the noise prediction is then
+  ``(y - D) / sigma``. With ``sigma_data = 1`` this is v-prediction (Salimans & Ho 2022).
+  :meth:`DiffusionPrior.call_network` does the conversion, so the samplers see the same ``eps`` either way.
 """
 
 from __future__ import annotations
@@ -19,7 +31,11 @@ from torch import nn
 from .network import build_network
 from .normalization import NormalizationRule, rule_from_dict
 
-__all__ = ["DiffusionPrior", "DEFAULT_SCHEDULE"]
+__all__ = ["DiffusionPrior", "DEFAULT_SCHEDULE", "PREDICTIONS", "EDM_P_MEAN", "EDM_P_STD"]
+
+PREDICTIONS = ("epsilon", "edm")
+# EDM's training noise levels: ln(sigma) ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1)
+EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 
 DEFAULT_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "schedule": "linear_beta",
                                     "beta_start": 1e-4, "beta_end": 2e-2}
@@ -67,6 +83,10 @@ class DiffusionPrior(nn.Module):
         self.net = build_network(self.network_config, self.channels + self.extra_in_channels, self.channels)
         self.scheduler = make_scheduler(self.schedule)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+        self.prediction = str(self.schedule.get("prediction", "epsilon"))
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"schedule prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        self.sigma_data = float(self.schedule.get("sigma_data", 0.5))
 
     @property
     def num_timesteps(self) -> int:
@@ -81,6 +101,32 @@ class DiffusionPrior(nn.Module):
         if t.dim() == 0:
             t = t.expand(batch)
         return t.long()
+
+    def edm_coefficients(self, tt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """EDM preconditioning at timesteps ``tt (B,)``, each ``(B, 1, 1, 1)``: ``(abar, sigma, c_in_xt, c_skip,
+        c_out)``, where ``c_in_xt = c_in / sqrt(abar) = 1 / sqrt(1 - abar + abar sigma_data^2)`` multiplies
+        ``x_t`` (so that the network sees ``c_in y``)."""
+        abar = self.alphas_cumprod[tt].view(-1, 1, 1, 1)
+        sd2 = self.sigma_data ** 2
+        s2 = (1 - abar) / abar
+        c_in_xt = (1 - abar + abar * sd2).rsqrt()
+        c_skip = sd2 / (s2 + sd2)
+        c_out = s2.sqrt() * self.sigma_data / (s2 + sd2).sqrt()
+        return abar, s2.sqrt(), c_in_xt, c_skip, c_out
+
+    def call_network(self, net: nn.Module, x: torch.Tensor, tt: torch.Tensor,
+                     autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """The noise prediction of ``net`` for network inputs ``x (N, channels + extra, h, w)`` (noisy image
+        channels first, then any noise-free extra channels such as a patch prior's positions) at ``tt (N,)``:
+        the raw output for ``epsilon`` priors, EDM's denoiser converted to noise for ``edm`` priors."""
+        if self.prediction == "epsilon":
+            return run_network(net, x, tt, autocast_dtype)
+        abar, sigma, c_in_xt, c_skip, c_out = (c.to(x.dtype) for c in self.edm_coefficients(tt))
+        img = x[:, :self.channels]
+        inp = img * c_in_xt if x.shape[1] == self.channels else torch.cat([img * c_in_xt, x[:, self.channels:]], 1)
+        f = run_network(net, inp, tt, autocast_dtype)
+        y = img / abar.sqrt()
+        return (y - (c_skip * y + c_out * f)) / sigma
 
     def at_precision(self, dtype: Optional[torch.dtype], compiled: bool = False) -> "DiffusionPrior":
         """This prior with its network run under autocast (CUDA, or bf16 on the CPU) at ``dtype`` (None: full
@@ -129,7 +175,7 @@ class DiffusionPrior(nn.Module):
         m = 2 ** (len(self.network_config["channels"]) - 1)
         ph, pw = (-h) % m, (-w) % m
         x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect") if ph or pw else x_t
-        out = run_network(net, x, tt, autocast_dtype)
+        out = self.call_network(net, x, tt, autocast_dtype)
         return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w] if ph or pw else out
 
     def x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from .data import PIXEL_MM, SliceSampler, SliceVolume, check_pixel_range, load_t
 from .finalize import SAMPLE_STEPS
 from .network import DEFAULT_NETWORK
 from .patch import build_prior, expand_input_channels, prior_from_description
-from .prior import DiffusionPrior
+from .prior import EDM_P_MEAN, EDM_P_STD, DiffusionPrior
 
 __all__ = ["TrainConfig", "train_prior", "resolve_device", "shard_indices", "validation_loss", "weights_digest"]
 
@@ -79,6 +79,7 @@ class TrainConfig:
     kind: Optional[str] = None  # "whole" or "patch" (PaDIS); None: the --init-from source's kind, else whole
     patch: dict = field(default_factory=dict)  # patch-prior settings over patch.DEFAULT_PATCH
     augment: tuple = ()  # extra augmentations by name (priors.augment: rotate, elastic, gamma, bias)
+    objective: Optional[str] = None  # "epsilon" or "edm" (prior.PREDICTIONS); None: the source's, else epsilon
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -149,16 +150,49 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
 
 def _diffusion_loss(prior: DiffusionPrior, net: torch.nn.Module, x0: torch.Tensor, gen: torch.Generator,
                     autocast: bool, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Epsilon-prediction loss (Ho et al. 2020, eq. 14) of clean ``x0 (B, C, H, W)``; ``cond (B, K, H, W)``
-    are extra, noise-free input channels (a patch prior's positions)."""
+    """The training loss of clean ``x0 (B, C, H, W)``; ``cond (B, K, H, W)`` are extra, noise-free input
+    channels (a patch prior's positions).
+
+    ``epsilon`` priors: the noise-prediction loss (Ho et al. 2020, eq. 14), timesteps uniform.
+    ``edm`` priors: EDM's loss (Karras et al. 2022, eq. 2 with Table 1's weighting), which is unweighted in the
+    network's own output: ``|F - (x0 - c_skip y) / c_out|^2``; noise levels ``ln sigma ~ N(-1.2, 1.2^2)``,
+    each rounded to the schedule's nearest timestep (the network is conditioned on the timestep).
+    """
     b = x0.shape[0]
-    t = torch.randint(0, prior.num_timesteps, (b,), generator=gen, device="cpu").to(x0.device)
+    if prior.prediction == "edm":
+        t = edm_timesteps(prior, b, gen).to(x0.device)
+    else:
+        t = torch.randint(0, prior.num_timesteps, (b,), generator=gen, device="cpu").to(x0.device)
     noise = torch.randn(x0.shape, generator=gen, device="cpu").to(x0.device)
     x_t = prior.scheduler.add_noise(x0, noise, t)
+    if prior.prediction == "edm":
+        abar, sigma, c_in_xt, c_skip, c_out = prior.edm_coefficients(t)
+        target = (x0 - c_skip * (x0 + sigma * noise)) / c_out
+        x_t = x_t * c_in_xt
+    else:
+        target = noise
     inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
     with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=autocast):
         pred = net(inp, t)
-    return torch.mean((pred.float() - noise) ** 2)
+    return torch.mean((pred.float() - target) ** 2)
+
+
+def edm_timesteps(prior: DiffusionPrior, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` training timesteps for an ``edm`` prior: ``ln sigma ~ N(EDM_P_MEAN, EDM_P_STD^2)`` mapped to the
+    schedule's timestep of nearest ``ln sigma_t`` (``sigma_t = sqrt((1 - abar_t) / abar_t)``, increasing in t)."""
+    log_sig = EDM_P_MEAN + EDM_P_STD * torch.randn(n, generator=gen)
+    ac = prior.alphas_cumprod.detach().double().cpu()
+    log_st = (0.5 * torch.log((1 - ac) / ac)).float()
+    i = torch.searchsorted(log_st, log_sig).clamp(1, len(log_st) - 1)
+    nearer_lower = (log_sig - log_st[i - 1]) < (log_st[i] - log_sig)
+    return torch.where(nearer_lower, i - 1, i).long()
+
+
+def estimate_sigma_data(prior: DiffusionPrior, sampler, batches: int = 4, batch_size: int = 16) -> float:
+    """The standard deviation of the training crops in network units (EDM's ``sigma_data``), from ``batches``
+    batches of ``sampler``, rounded to 3 decimals (recorded in the bundle's schedule)."""
+    xs = [prior.to_network(sampler.batch(batch_size), 1.0).float() for _ in range(batches)]
+    return round(float(torch.cat(xs).std()), 3)
 
 
 @torch.no_grad()
@@ -271,6 +305,13 @@ def _warm_prior(cfg: TrainConfig, src: DiffusionPrior, name: str) -> DiffusionPr
                        cfg.name or name, kind=kind, patch=patch)
 
 
+def _check_objective(cfg: TrainConfig, prior: DiffusionPrior, what: str, hint: str) -> None:
+    """A one-line error when ``--objective`` asks for another objective than ``prior`` (resumed or warm-start
+    source) was trained with."""
+    if cfg.objective and cfg.objective != prior.prediction:
+        raise InputError(f"--objective {cfg.objective} differs from {what} ({prior.prediction}); {hint}")
+
+
 def _pixel_range(cfg: TrainConfig, src: Optional[DiffusionPrior], arch: Optional[dict] = None) -> tuple[float, float]:
     """The training pixel-size range: ``--pixel-mm``, else the resumed run's, else a warm-start source's,
     else the modality's default."""
@@ -330,11 +371,19 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
             raise InputError(f"--kind {cfg.kind} differs from the run being resumed in {out} "
                              f"({arch.get('kind', 'whole')}); drop --kind to continue it")
         prior = prior_from_description({**arch, "modality": cfg.modality}, name=cfg.name or out.name)
+        _check_objective(cfg, prior, f"the run being resumed in {out}", "drop --objective to continue it")
     elif src is None:
-        prior = build_prior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network}, name=cfg.name or out.name,
-                            kind=cfg.kind or "whole", patch=cfg.patch)
+        objective = cfg.objective or "epsilon"
+        prior = build_prior(cfg.modality, {**DEFAULT_NETWORK, **cfg.network},
+                            {"prediction": objective} if objective != "epsilon" else None,
+                            name=cfg.name or out.name, kind=cfg.kind or "whole", patch=cfg.patch)
+        if objective == "edm":  # the same crops on every rank, so every rank gets the same value
+            probe = SliceSampler(train_vols, cfg.modality, cfg.size, cfg.pixel_mm, seed=cfg.seed * 1000 + 99991)
+            prior.sigma_data = estimate_sigma_data(prior, probe)
+            prior.schedule["sigma_data"] = prior.sigma_data
     else:
         prior = _warm_prior(cfg, src, out.name)
+        _check_objective(cfg, prior, f"the --init-from prior {src.name!r}", "a warm start keeps the source's objective")
         if ck is None:  # a checkpoint, when there is one, overrides them below
             # the source's (EMA) weights are the starting point; a whole-image source's first convolution
             # gains zero weights for a patch prior's position channels
