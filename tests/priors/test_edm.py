@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from medrecon.cli import main as cli_main
 from medrecon.errors import InputError, PriorError
 from medrecon.priors import DiffusionPrior, load_bundle, save_bundle
-from medrecon.priors.data import SliceVolume
 from medrecon.priors.patch import build_prior
 from medrecon.priors.prior import EDM_P_MEAN, EDM_P_STD
 from medrecon.priors.train import TrainConfig, _diffusion_loss, edm_timesteps, train_prior
@@ -119,16 +117,9 @@ def test_an_edm_bundle_round_trips_and_old_bundles_stay_epsilon(tmp_path):
         load_bundle(out)
 
 
-def _volume(name: str, n: int = 4, size: int = 40, seed: int = 0) -> SliceVolume:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size] / size - 0.5
-    disc = (xx ** 2 + yy ** 2 < 0.16).astype(np.float32)
-    slices = np.stack([disc * (1 + 0.2 * rng.random()) for _ in range(n)]).astype(np.float32)
-    return SliceVolume(name, slices, 1.2, [{"file": name, "sha256": "0" * 64, "licence": "test"}])
 
-
-def test_train_an_edm_prior_and_refuse_to_switch_objective(tmp_path):
-    vols = [_volume("a.nii.gz"), _volume("b.nii.gz", seed=1)]
+def test_train_an_edm_prior_and_refuse_to_switch_objective(tmp_path, disc_volume):
+    vols = [disc_volume("a.nii.gz"), disc_volume("b.nii.gz", seed=1)]
     cfg = TrainConfig(modality="mri", data=[], out=str(tmp_path / "edm"), size=32, steps=2, batch_size=2, warmup=1,
                       device="cpu", network=TINY, n_samples=1, sample_steps=5, progress=False,
                       weights_dtype="float32", objective="edm")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,7 +11,6 @@ from medrecon.cli import main as cli_main
 from medrecon.errors import InputError, PriorError
 from medrecon.priors import DiffusionPrior, load_bundle, read_metadata
 from medrecon.priors.bundle import save_bundle
-from medrecon.priors.data import SliceVolume
 from medrecon.priors.patch import (PatchDiffusionPrior, build_prior, check_patch_config, expand_input_channels,
                                    position_channels, tile_eps)
 from medrecon.priors.train import TrainConfig, train_prior
@@ -174,19 +172,12 @@ def test_samplers_run_with_a_patch_prior():
         assert torch.isfinite(res.mean).all()
 
 
-def _volume(name: str, n: int = 4, size: int = 40, seed: int = 0) -> SliceVolume:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size] / size - 0.5
-    disc = (xx ** 2 + yy ** 2 < 0.16).astype(np.float32)
-    slices = np.stack([disc * (1 + 0.2 * rng.random()) for _ in range(n)]).astype(np.float32)
-    return SliceVolume(name, slices, 1.2, [{"file": name, "sha256": "0" * 64, "licence": "test"}])
 
-
-def test_train_a_patch_prior_warm_from_a_whole_image_bundle_then_resume(tmp_path):
+def test_train_a_patch_prior_warm_from_a_whole_image_bundle_then_resume(tmp_path, disc_volume):
     torch.manual_seed(0)
     src = _randomize(DiffusionPrior("mri", TINY, name="src"))
     save_bundle(src, tmp_path / "src", training={"steps": 7, "minutes": 1.0}, weights_dtype="float32")
-    vols = [_volume("a.nii.gz"), _volume("b.nii.gz", seed=1)]
+    vols = [disc_volume("a.nii.gz"), disc_volume("b.nii.gz", seed=1)]
     out = tmp_path / "patch"
     cfg = TrainConfig(modality="mri", data=[], out=str(out), size=32, steps=2, batch_size=2, warmup=1, device="cpu",
                       n_samples=1, sample_steps=4, progress=False, weights_dtype="float32",
