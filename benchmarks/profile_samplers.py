@@ -92,7 +92,6 @@ class ExclusiveClock:
 @contextlib.contextmanager
 def instrumented(clock: ExclusiveClock):
     """Patch the network, operator, CG, autograd and chain entry points with the clock's timers."""
-    import medrecon.priors.patch as patch_mod
     import medrecon.priors.prior as prior_mod
     import medrecon.sampling as sampling_pkg
     from operators.base import LinearOperator
@@ -107,7 +106,6 @@ def instrumented(clock: ExclusiveClock):
     for name in ("forward", "adjoint", "normal"):
         patch(LinearOperator, name, "operator")
     patch(prior_mod, "run_network", "network")
-    patch(patch_mod, "run_network", "network")
     patch(torch.autograd, "grad", "backward")
     import importlib
     import pkgutil
