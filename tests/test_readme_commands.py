@@ -37,8 +37,8 @@ REWRITES = [
     (r"--method dps --steps 1000", "--method dps --steps 3", "3 DPS steps"),
     (r"--samples 4", "--samples 2", "2 posterior samples (still a std map)"),
     (r"(priors samples \S+)", r"\1 --n 1 --steps 3 --size 32", "one 32-px sample, 3 steps"),
-    (r"(train-prior .*?--out \S+)", r"\1 --size 32 --batch-size 2 --network " + shlex.quote(TINY_NET),
-     "a tiny network on 32-px crops"),
+    (r"(train-prior .*?--out \S+)", r"\1 --size 32 --batch-size 2 --n-samples 1 --sample-steps 5 --network "
+     + shlex.quote(TINY_NET), "a tiny network on 32-px crops, one 5-step model-card sample"),
     (r"--steps 2000 --max-minutes 30", "--steps 2", "2 training steps"),
     (r"--steps 4000 --resume", "--steps 3 --resume", "1 more training step"),
 ]
