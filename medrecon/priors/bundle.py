@@ -46,6 +46,7 @@ _MAX_LEVELS = 8
 _MAX_RES_BLOCKS = 8
 _MAX_WIDTH = 1024
 _SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta")  # the MONAI ones taking beta_start/end
+PREDICTIONS = ("epsilon", "edm")  # what a network predicts (priors.prior); a schedule without one is epsilon
 _MAX_ABS_HU = 1e6
 
 
@@ -296,8 +297,8 @@ def _check_metadata_bounds(meta: dict, bundle_dir: Path) -> None:
         for key in ("beta_start", "beta_end"):
             if key in schedule and not (_is_real(schedule[key]) and 0 < schedule[key] < 1):
                 raise bad(f"schedule.{key}", "a finite number in (0, 1)", schedule[key])
-        if "prediction" in schedule and schedule["prediction"] not in ("epsilon", "edm"):
-            raise bad("schedule.prediction", "epsilon or edm", schedule["prediction"])
+        if "prediction" in schedule and schedule["prediction"] not in PREDICTIONS:
+            raise bad("schedule.prediction", " or ".join(PREDICTIONS), schedule["prediction"])
         if "sigma_data" in schedule and not (_is_real(schedule["sigma_data"]) and 0 < schedule["sigma_data"] <= 10):
             raise bad("schedule.sigma_data", "a finite number in (0, 10]", schedule["sigma_data"])
 

@@ -28,12 +28,12 @@ from monai.networks.schedulers import DDPMScheduler
 import torch.nn.functional as F
 from torch import nn
 
+from .bundle import PREDICTIONS
 from .network import build_network
 from .normalization import NormalizationRule, rule_from_dict
 
-__all__ = ["DiffusionPrior", "DEFAULT_SCHEDULE", "PREDICTIONS", "EDM_P_MEAN", "EDM_P_STD"]
+__all__ = ["DiffusionPrior", "DEFAULT_SCHEDULE", "EDM_P_MEAN", "EDM_P_STD"]
 
-PREDICTIONS = ("epsilon", "edm")
 # EDM's training noise levels: ln(sigma) ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1)
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 
@@ -83,10 +83,18 @@ class DiffusionPrior(nn.Module):
         self.net = build_network(self.network_config, self.channels + self.extra_in_channels, self.channels)
         self.scheduler = make_scheduler(self.schedule)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
-        self.prediction = str(self.schedule.get("prediction", "epsilon"))
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"schedule prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        self.sigma_data = float(self.schedule.get("sigma_data", 0.5))
+
+    @property
+    def prediction(self) -> str:
+        """What the network predicts: the schedule's ``prediction`` (``epsilon`` when absent)."""
+        return str(self.schedule.get("prediction", "epsilon"))
+
+    @property
+    def sigma_data(self) -> float:
+        """EDM's data standard deviation, from the schedule (0.5, EDM's default, when absent)."""
+        return float(self.schedule.get("sigma_data", 0.5))
 
     @property
     def num_timesteps(self) -> int:

@@ -79,7 +79,7 @@ class TrainConfig:
     kind: Optional[str] = None  # "whole" or "patch" (PaDIS); None: the --init-from source's kind, else whole
     patch: dict = field(default_factory=dict)  # patch-prior settings over patch.DEFAULT_PATCH
     augment: tuple = ()  # extra augmentations by name (priors.augment: rotate, elastic, gamma, bias)
-    objective: Optional[str] = None  # "epsilon" or "edm" (prior.PREDICTIONS); None: the source's, else epsilon
+    objective: Optional[str] = None  # "epsilon" or "edm" (bundle.PREDICTIONS); None: the source's, else epsilon
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -379,8 +379,7 @@ def _train(cfg: TrainConfig, volumes: Optional[list[SliceVolume]], backend: Opti
                             name=cfg.name or out.name, kind=cfg.kind or "whole", patch=cfg.patch)
         if objective == "edm":  # the same crops on every rank, so every rank gets the same value
             probe = SliceSampler(train_vols, cfg.modality, cfg.size, cfg.pixel_mm, seed=cfg.seed * 1000 + 99991)
-            prior.sigma_data = estimate_sigma_data(prior, probe)
-            prior.schedule["sigma_data"] = prior.sigma_data
+            prior.schedule["sigma_data"] = estimate_sigma_data(prior, probe)
     else:
         prior = _warm_prior(cfg, src, out.name)
         _check_objective(cfg, prior, f"the --init-from prior {src.name!r}", "a warm start keeps the source's objective")

@@ -117,7 +117,6 @@ def test_an_edm_bundle_round_trips_and_old_bundles_stay_epsilon(tmp_path):
         load_bundle(out)
 
 
-
 def test_train_an_edm_prior_and_refuse_to_switch_objective(tmp_path, disc_volume):
     vols = [disc_volume("a.nii.gz"), disc_volume("b.nii.gz", seed=1)]
     cfg = TrainConfig(modality="mri", data=[], out=str(tmp_path / "edm"), size=32, steps=2, batch_size=2, warmup=1,

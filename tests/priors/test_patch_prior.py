@@ -172,7 +172,6 @@ def test_samplers_run_with_a_patch_prior():
         assert torch.isfinite(res.mean).all()
 
 
-
 def test_train_a_patch_prior_warm_from_a_whole_image_bundle_then_resume(tmp_path, disc_volume):
     torch.manual_seed(0)
     src = _randomize(DiffusionPrior("mri", TINY, name="src"))
