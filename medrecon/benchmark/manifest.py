@@ -71,10 +71,10 @@ BENCH_METHODS = registry.bench_names()
 OPTIONAL_METHODS = tuple((m.bench_name or m.name) for m in registry.METHODS.values() if m.needs)
 #: Settings a method entry may carry (the rest of ReconConfig is fixed by the suite).
 #: Run settings a method entry may carry beside the method's parameters (data_term: CT only).
-RUN_KEYS = ("samples", "batch_size", "data_term", "volume", "z_weight", "slab")
+RUN_KEYS = ("samples", "batch_size", "data_term", "volume", "z_weight", "slab", "z_solve", "z_rho")
 #: The run settings of volume mode (recon --volume / --z-weight / --slab); on a method entry they apply to its
 #: volume row only (a dataset's ``"volume": {"methods": [...]}`` adds one per listed method).
-VOLUME_KEYS = ("volume", "z_weight", "slab")
+VOLUME_KEYS = ("volume", "z_weight", "slab", "z_solve", "z_rho")
 METHOD_KEYS = registry.param_names() + RUN_KEYS
 
 
@@ -255,9 +255,11 @@ def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
 def _setting_ok(key: str, v) -> bool:
     """A suite setting is a positive number; a method parameter whose registered range starts at 0 may also be 0
     (eta 0: deterministic DDIM; final_dc 0: off; geometric 0: DDIM's level spacing). Volume mode: ``volume`` is
-    true, ``z_weight`` >= 0, ``slab`` a whole number >= 2."""
+    true, ``z_weight`` >= 0, ``slab`` a whole number >= 2, ``z_solve`` prox or admm, ``z_rho`` > 0."""
     if key == "volume":
         return v is True
+    if key == "z_solve":
+        return v in ("prox", "admm")
     if key in ("z_weight", "slab") and not isinstance(v, bool) and isinstance(v, (int, float)):
         return v >= 0 if key == "z_weight" else (v == int(v) and v >= 2)
     if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -67,6 +67,11 @@ def _add_recon(sub) -> None:
     p.add_argument("--z-weight", type=float, default=None,
                    help="--volume: weight along z (samplers: TV threshold per unit of the estimate's error; cs-tv/tv: "
                         "relative to the in-plane TV weight; default: measured per method and modality; 0: slice by slice)")
+    p.add_argument("--z-solve", choices=["prox", "admm"], default=None,
+                   help="--volume, fast and langevin: couple the slices before each data step (prox) or solve TV along z "
+                        "jointly with it by ADMM (admm); default: measured per modality")
+    p.add_argument("--z-rho", type=float, default=None,
+                   help="--z-solve admm: the penalty on the z differences relative to the data term (default: measured)")
     p.add_argument("--slab", type=int, default=None,
                    help="--volume: slices per slab (default: the whole study, or what fits the memory budget); "
                         "slabs overlap by a quarter and are blended")
@@ -171,6 +176,7 @@ def _recon(a: argparse.Namespace) -> int:
                       batch_size=a.batch_size, autocast=a.bf16, compile=a.compile, data_term=a.data_term, mask=a.mask, slices=a.slices,
                       noise_std=a.noise_std, progress=not a.quiet, support=a.support, maps=a.maps,
                       volume=a.volume, z_weight=a.z_weight, slab=a.slab,
+                      z_solve=a.z_solve, z_rho=a.z_rho,
                       options={n: getattr(a, n) for n in _extra_params() if getattr(a, n, None) is not None},
                       given=tuple(given), **given)
     inp = Path(a.input)

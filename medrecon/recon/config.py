@@ -60,6 +60,10 @@ class ReconConfig:
             with TV along z at each step, the TV methods become 3-D TV (``medrecon.recon.volume``).
         z_weight: volume mode's weight along z (``None``: the measured default for the method and modality,
             :func:`medrecon.recon.volume.z_weight_for`; 0: slice by slice).
+        z_solve: volume mode, the samplers with a CG data step (fast, langevin): ``"prox"`` couples the
+            estimates before the data step, ``"admm"`` solves TV along z jointly with it
+            (:mod:`medrecon.sampling.zcouple`); ``None``: the measured default (:func:`medrecon.recon.volume.z_solve_for`).
+        z_rho: ``"admm"``'s penalty relative to the data term's scale (``None``: the measured default).
         slab: volume mode: slices per slab (``None``: the whole study in one pass); slabs overlap and are
             blended (``medrecon.sampling.volume``).
         given: the acquisition options the user set explicitly (``"accel"``, ``"center_fraction"``,
@@ -94,6 +98,8 @@ class ReconConfig:
     maps: str = "auto"
     volume: bool = False
     z_weight: Optional[float] = None
+    z_solve: Optional[str] = None
+    z_rho: Optional[float] = None
     slab: Optional[int] = None
     options: dict = field(default_factory=dict)
     given: tuple[str, ...] = ()
@@ -141,9 +147,20 @@ class ReconConfig:
             if isinstance(self.z_weight, bool) or not isinstance(self.z_weight, (int, float)) \
                     or not math.isfinite(self.z_weight) or self.z_weight < 0:
                 raise InputError(f"--z-weight must be a finite number >= 0, got {self.z_weight!r}")
-        if not self.volume and (self.z_weight is not None or self.slab is not None):
-            flag = "--z-weight" if self.z_weight is not None else "--slab"
-            raise InputError(f"{flag} acts only in volume mode; add --volume")
+        from medrecon.sampling.zcouple import SOLVES
+
+        if self.z_solve is not None and self.z_solve not in SOLVES:
+            raise InputError(f"--z-solve must be one of {', '.join(SOLVES)}, got {self.z_solve!r}")
+        if self.z_rho is not None:
+            import math
+
+            if isinstance(self.z_rho, bool) or not isinstance(self.z_rho, (int, float)) \
+                    or not math.isfinite(self.z_rho) or self.z_rho <= 0:
+                raise InputError(f"--z-rho must be a finite number > 0, got {self.z_rho!r}")
+        given = [(f, v) for f, v in (("--z-weight", self.z_weight), ("--slab", self.slab), ("--z-solve", self.z_solve),
+                                     ("--z-rho", self.z_rho)) if v is not None]
+        if not self.volume and given:
+            raise InputError(f"{given[0][0]} acts only in volume mode; add --volume")
         if self.slab is not None and self.slab < 2:
             raise InputError(f"--slab must be at least 2 slices, got {self.slab}")
         if self.volume and self.z_weight and not methods.get(self.method).couples_slices:
@@ -160,6 +177,14 @@ class ReconConfig:
         from medrecon.recon.volume import z_weight_for
 
         return z_weight_for(self.method, modality)
+
+    def effective_z_solve(self, modality: str) -> tuple[str, float]:
+        """``(solve, rho)`` of the samplers' z coupling in this run: the given ones or the measured defaults
+        (:func:`medrecon.recon.volume.z_solve_for`)."""
+        from medrecon.recon.volume import z_solve_for
+
+        solve, rho = z_solve_for(modality)
+        return (self.z_solve or solve), float(self.z_rho if self.z_rho is not None else rho)
 
     def method_settings(self, modality: Optional[str] = None):
         """The method's effective parameters as its registered dataclass: its defaults for ``modality`` (MRI

@@ -45,8 +45,10 @@ def run_sampler(cfg, prior, problem, params: dict, modality: str = "mri"):
     if cfg.volume:
         from medrecon.sampling.volume import volume_sample
 
+        z_solve, z_rho = cfg.effective_z_solve(modality)
         return volume_sample(registry.get(cfg.method).sampler, net, problem, cfg.effective_z_weight(modality),
-                             samples=cfg.samples, seed=cfg.seed, slab=cfg.slab, progress=cfg.progress, **params)
+                             samples=cfg.samples, seed=cfg.seed, slab=cfg.slab, progress=cfg.progress,
+                             z_solve=z_solve, z_rho=z_rho, **params)
     res = posterior_sample(registry.get(cfg.method).sampler, net, problem, samples=cfg.samples, seed=cfg.seed,
                            batch_size=cfg.batch_size, progress=cfg.progress, **params)
     return res

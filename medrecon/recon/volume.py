@@ -12,7 +12,7 @@ from __future__ import annotations
 from medrecon import methods as registry
 from medrecon.errors import InputError
 
-__all__ = ["Z_WEIGHTS", "check_volume", "z_weight_for"]
+__all__ = ["Z_RHO", "Z_SOLVE", "Z_WEIGHTS", "check_volume", "z_solve_for", "z_weight_for"]
 
 #: Default z weights by method kind and modality, chosen on the tuning slabs of the volume suites
 #: (``bash benchmarks/volume_suites.sh tune``; benchmarks/results/volume_cpu_2026-12-07/ and README "Volumes"):
@@ -20,6 +20,18 @@ __all__ = ["Z_WEIGHTS", "check_volume", "z_weight_for"]
 #: (0.5/1/2/4: 37.08/37.23/37.30/37.23 dB); TV 1.0 on mri-vol-8x (0.5-8) and 8 on ct-vol-60 (2-32). The other
 #: samplers take the fast sampler's weight (not tuned separately).
 Z_WEIGHTS = {"learned": {"mri": 1.0, "ct": 2.0}, "tv": {"mri": 1.0, "ct": 8.0}}
+
+
+#: How the samplers with a CG data step (fast, langevin) couple the slices, and the joint solve's relative penalty
+#: (``medrecon.sampling.zcouple``): ``prox`` couples the estimates before the data step, ``admm`` solves TV along
+#: z jointly with it.
+Z_SOLVE = {"mri": "prox", "ct": "prox"}
+Z_RHO = {"mri": 1.0, "ct": 1.0}
+
+
+def z_solve_for(modality: str) -> tuple[str, float]:
+    """The default ``(z_solve, z_rho)`` on ``modality``."""
+    return Z_SOLVE[modality], Z_RHO[modality]
 
 
 def z_weight_for(method: str, modality: str) -> float:

@@ -24,7 +24,6 @@ from typing import Optional
 
 import torch
 
-from .cg import cg_normal
 from .common import DivergenceGuard, check_finite, noise_like, randn
 from .loop import levels, start
 from .problem import InverseProblem
@@ -68,7 +67,8 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             # Outside the measurement's support the data term is flat: keep the image empty there.
             x0 = problem.constrain(prior.x0_from_eps(x, t, eps).clamp(-4, 4))
             r2 = (1 - abar_t) / (abar_t + (1 - abar_t) / prior_var)
-            x0 = problem.couple(x0, r2.sqrt())  # volume mode: TV along z across the slices (zcouple.py)
+            # volume mode: TV along z across the slices, before the data step or inside it (zcouple.py)
+            x0 = problem.couple(x0, r2.sqrt(), joint_dc=True)
             p0 = problem.to_phys(x0)
             # A non-Gaussian likelihood (CT's pre-log Poisson) is re-expanded at this step's estimate.
             step = problem.linearized(p0) if problem.linearize is not None else problem
@@ -83,7 +83,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
                 yn = yn + std * noise_like(yn, generator, dev)
                 rhs = step.A.adjoint(yn)
             rhs = rhs + lam.view(-1, 1, 1) * p0
-            p = cg_normal(step.A, rhs, lam, p0, cg_iters)
+            p = problem.dc_solve(step.A, rhs, lam, p0, cg_iters, r2.sqrt())
             x0c = problem.constrain(problem.to_net(p))
             guard.check(i, x0c)
             if not lv.last:

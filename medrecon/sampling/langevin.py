@@ -50,7 +50,6 @@ from typing import Optional
 
 import torch
 
-from .cg import cg_normal
 from .common import DivergenceGuard, check_finite, noise_like, randn
 from .loop import levels, start
 from .problem import InverseProblem
@@ -100,7 +99,8 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
                 final = lv.last and k + 1 == inner
                 x_t = lv.abar.sqrt() * z  # the network's (variance-preserving) input at this level
                 d = problem.constrain(prior.x0_from_eps(x_t, lv.t, prior.eps(x_t, lv.t)).clamp(-4, 4))
-                d = problem.couple(d, (sigma2 / (1 + sigma2)).sqrt())  # volume mode (zcouple.py)
+                r_d = (sigma2 / (1 + sigma2)).sqrt()  # the denoised estimate's error std
+                d = problem.couple(d, r_d, joint_dc=True)  # volume mode (zcouple.py): here, or in dc_solve
                 step, lam_k, std_k = problem, lam, noise_std
                 if problem.linearize is not None:  # CT's pre-log Poisson likelihood, expanded at this denoised estimate
                     step = problem.linearized(problem.to_phys(d))
@@ -116,7 +116,7 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
                     start_p = problem.to_phys(problem.constrain(d + ak * sigma2.sqrt() * randn(shape, generator, dev)))
                     y_pert = step.y + ak * std_k * noise_like(step.y, generator, dev)
                     rhs = step.A.adjoint(y_pert) + lam_k.view(-1, 1, 1) * start_p
-                q = cg_normal(step.A, rhs, lam_k, start_p, cg_iters)
+                q = problem.dc_solve(step.A, rhs, lam_k, start_p, cg_iters, r_d)
                 p = (1 - gk) * problem.to_phys(z) + gk * q if gk < 1 else q
                 z = problem.constrain(problem.to_net(p))
                 guard.check(n, z)

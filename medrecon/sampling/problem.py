@@ -99,13 +99,29 @@ class InverseProblem:
         keep = self.support[:, None].to(x.device)
         return torch.where(keep, x, empty)
 
-    def couple(self, x: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
+    def couple(self, x: torch.Tensor, r: torch.Tensor | float, joint_dc: bool = False) -> torch.Tensor:
         """Clean-image estimates ``x`` ``(B, ch, H, W)`` (network space) coupled across the volume's slices, with
         ``r`` the estimates' error std in network units (:class:`~.zcouple.ZCoupling`); the identity for
-        slice-by-slice problems. Every sampler applies it where it applies :meth:`constrain`."""
-        if self.zcouple is None:
+        slice-by-slice problems. Every sampler applies it where it applies :meth:`constrain`.
+
+        ``joint_dc``: the caller's data step is :meth:`dc_solve`; with a joint coupling (``solve="admm"``) the
+        slices are coupled there instead, and this is the identity."""
+        if self.zcouple is None or (joint_dc and self.zcouple.joint):
             return x
         return self.constrain(self.zcouple(x, r))
+
+    def dc_solve(self, A: LinearOperator, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, cg_iters: int,
+                 r: torch.Tensor | float) -> torch.Tensor:
+        """The samplers' data-consistency solve ``(A^H A + lam I) p = rhs`` from ``p0`` (``cg_iters`` CG steps),
+        jointly with TV along z when the volume's coupling is joint (:meth:`.zcouple.ZCoupling.dc_solve`).
+
+        Shapes: rhs, p0 ``(B, H, W)`` physical; lam ``(B,)``; ``r`` the estimate's error std (network units).
+        ``A`` is this step's operator (``self.A``, or a linearized likelihood's)."""
+        if self.zcouple is not None and self.zcouple.joint:
+            return self.zcouple.dc_solve(A, rhs, lam, p0, cg_iters, r, self.gain.to(p0.device))
+        from .cg import cg_normal  # cg imports this module (batched_dot)
+
+        return cg_normal(A, rhs, lam, p0, cg_iters)
 
     def support_fraction(self) -> Optional[float]:
         """Fraction of pixels inside the support (None without one), for run records."""

@@ -69,7 +69,8 @@ def slab_weights(slabs: list[range], n: int) -> list[torch.Tensor]:
 
 def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weight: float,
                   samples: int = 1, seed: int = 0, slab: int | None = None, overlap: int | None = None,
-                  keep_samples: bool = False, progress: bool = False, iters: int = 30, **kwargs) -> SampleResult:
+                  keep_samples: bool = False, progress: bool = False, iters: int = 30, z_solve: str = "prox",
+                  z_rho: float | None = None, **kwargs) -> SampleResult:
     """Sample the rows of ``problem`` as the contiguous slices of one volume.
 
     Args:
@@ -79,6 +80,9 @@ def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weig
         slab: slices per slab (None: the whole volume in one pass).
         overlap: slices shared by neighbouring slabs (default :func:`default_overlap`).
         iters: dual iterations of the z proximal map.
+        z_solve: ``"prox"`` (couple the estimates before each data step) or ``"admm"`` (the fast and Langevin
+            samplers solve TV along z jointly with the data term, :mod:`.zcouple`).
+        z_rho: the joint solve's penalty relative to the data term (None: :data:`.zcouple.ADMM_RHO`).
 
     Returns:
         :class:`SampleResult` for the whole volume, as ``posterior_sample``'s; ``info["volume"]`` records the
@@ -90,7 +94,8 @@ def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weig
     s = problem.batch
     if s < 2:
         raise ValueError(f"volume mode needs at least 2 slices, got {s}")
-    coupling = ZCoupling(float(z_weight), iters=iters)
+    coupling = ZCoupling(float(z_weight), iters=iters, solve=z_solve,
+                         **({} if z_rho is None else {"rho": float(z_rho)}))
     slabs = slab_ranges(s, slab, overlap)
     weights = slab_weights(slabs, s)
     dev = prior.alphas_cumprod.device
@@ -116,6 +121,8 @@ def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weig
                  "seed": seed,
                  "volume": {"z_weight": float(z_weight), "slices": s, "slab": len(slabs[0]),
                             "overlap": (slabs[0].stop - slabs[1].start) if len(slabs) > 1 else 0,
-                            "slabs": len(slabs), "prox_iters": iters}})
+                            "slabs": len(slabs), "prox_iters": iters, "z_solve": z_solve,
+                            **({"admm_rho": coupling.rho, "admm_iters": coupling.admm_iters}
+                               if z_solve == "admm" else {})}})
     return SampleResult(mean=mean, std=std, nfe=res.nfe, seconds=seconds, samples=phys if keep_samples else None,
                         info=info)

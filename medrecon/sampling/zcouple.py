@@ -15,6 +15,24 @@ the estimates are rough and fades as the chain converges; ``w`` (``--z-weight``)
 ``w = 0`` is exactly the slice-by-slice sampler. Each row's data-consistency solve then only moves the
 image within ``range(A^H)`` (CG from ``v``), so what the data leave open is the z-coupled estimate's.
 
+**Joint solve** (``solve="admm"``, the samplers with a CG data step: fast and Langevin). The proximal split
+above couples the estimates *before* the data step, which then moves every slice alone. DiffusionMBIR
+(Algorithm 1, eqs. 10-12) and DDS-3D instead solve the data term and TV along z together, by ADMM on the
+split ``d = D_z p``:
+
+    min_p  1/2 <p, (A^H A + lam I) p> - Re<b, p> + rho * tau_t * ||D_z p||_1,     b = A^H y + lam p0,
+
+    p   <- CG on (A^H A + lam I + rho D_z^T D_z) p = b + rho D_z^T (d - u)     (one system for the whole stack)
+    d   <- shrink(D_z p + u, tau_t)                                           (complex: on the magnitude)
+    u   <- u + D_z p - d
+
+with ``tau_t = w * r_t * gain`` in physical units (the same "w Tweedie error stds" as the proximal mode's
+threshold), ``d`` started at ``shrink(D_z p0, tau_t)`` and ``u`` at 0 at every diffusion step (so that one
+ADMM iteration already pulls the slices together), and ``rho`` relative to the data term's scale on the
+estimate (``rho_rel * <p0, A^H A p0> / <p0, p0>``), so one setting serves MRI and CT. With many iterations
+the result is the minimizer of the objective above (tests/sampling/test_zjoint.py against an independent
+long-run FISTA). DPS and DAPS have no CG step; they keep the proximal coupling in either mode.
+
 The proximal map of 1-D TV is solved on its dual (Chambolle 2004, eq. 9, for the 1-D difference operator;
 accelerated as FISTA, Beck & Teboulle 2009): every pixel column is independent, so it runs on the whole
 stack at once. Complex images (two channels) are coupled as one vector per pixel (isotropic over real and
@@ -27,7 +45,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["ZCoupling", "tv_z_prox"]
+__all__ = ["SOLVES", "ZCoupling", "admm_tv_z", "tv_z_prox"]
+
+SOLVES = ("prox", "admm")
+ADMM_RHO = 1.0  # rho_rel: the D_z penalty at the data term's own scale (session 20 sweep, benchmarks/zjoint_sweep.py)
+ADMM_ITERS = 1  # ADMM iterations per diffusion step, each ``cg_iters`` CG steps (DiffusionMBIR: 1)
 
 
 def _dz(v: torch.Tensor) -> torch.Tensor:
@@ -79,6 +101,79 @@ def tv_z_prox(x: torch.Tensor, mu: torch.Tensor | float, iters: int = 40, group_
     return x - _dz_t(q)
 
 
+def _stack_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Real part of ``<a, b>`` over the whole tensor (the joint system couples every row), as a 0-d tensor."""
+    return (a.conj() * b).real.sum() if a.is_complex() else (a * b).sum()
+
+
+def _shrink(v: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Soft threshold ``v * max(0, 1 - tau / |v|)`` (complex: on the magnitude, the phase kept)."""
+    mag = v.abs()
+    return v * (1 - tau / mag.clamp_min(1e-30)).clamp_min(0)
+
+
+def admm_tv_z(normal, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, tau: torch.Tensor,
+              rho: float | torch.Tensor, k: int = 1, admm_iters: int = 1, cg_iters: int = 5,
+              normal_p0: torch.Tensor | None = None) -> torch.Tensor:
+    """Data term and TV along z solved together (the module note's ADMM), from ``p0``.
+
+    Minimizes ``1/2 <p, (N + lam) p> - Re<rhs, p> + rho * sum_i tau_i |p_{i+1} - p_i|`` with ``N = normal``
+    (``A^H A``), slice ``i`` being row block ``i`` of ``k`` posterior samples (chain ``j`` coupled with chain
+    ``j`` of the neighbouring slices).
+
+    Args:
+        normal: ``v -> A^H A v`` on ``(B, H, W)``.
+        rhs: ``A^H y + lam p0`` ``(B, H, W)``.
+        lam: ``(B,)`` >= 0.
+        p0: the start and the anchor of the proximal term ``(B, H, W)``.
+        tau: shrink threshold, broadcastable to ``(S - 1, k, 1, 1)`` (physical units).
+        rho: the penalty on ``D_z p = d`` (absolute, in the data term's units; a float or a 0-d tensor).
+        k: posterior samples per slice.
+        admm_iters, cg_iters: ADMM iterations, and CG steps of each one's ``p`` update.
+        normal_p0: ``normal(p0)`` when the caller has it (saves one operator application).
+
+    Returns:
+        ``p`` ``(B, H, W)``, dtype of ``p0``.
+    """
+    b = p0.shape[0]
+    view = (b // k, k, *p0.shape[1:])
+    lam_b = lam.to(p0.real.dtype).view(-1, *([1] * (p0.dim() - 1)))
+
+    def dz(v: torch.Tensor) -> torch.Tensor:
+        return _dz(v.reshape(view))
+
+    def dzt(q: torch.Tensor) -> torch.Tensor:
+        return _dz_t(q).reshape(p0.shape)
+
+    def op(v: torch.Tensor) -> torch.Tensor:
+        return normal(v) + lam_b * v + rho * dzt(dz(v))
+
+    p = p0.clone()
+    d = _shrink(dz(p0), tau)
+    u = torch.zeros_like(d)
+    for it in range(max(1, int(admm_iters))):
+        # p-update: CG on the whole stack (one system: the dot products run over every slice).
+        if it == 0 and normal_p0 is not None:
+            r = rhs + rho * dzt(d - u) - (normal_p0 + lam_b * p + rho * dzt(dz(p)))
+        else:
+            r = rhs + rho * dzt(d - u) - op(p)
+        q = r.clone()
+        rs = _stack_dot(r, r)
+        for _ in range(max(0, int(cg_iters))):
+            aq = op(q)
+            den = _stack_dot(q, aq)
+            alpha = torch.where(den > 0, rs / den.clamp_min(1e-30), torch.zeros_like(rs))
+            p = p + alpha * q
+            r = r - alpha * aq
+            rs_new = _stack_dot(r, r)
+            q = r + (rs_new / rs.clamp_min(1e-30)) * q
+            rs = rs_new
+        v = dz(p) + u
+        d = _shrink(v, tau)
+        u = v - d
+    return p
+
+
 @dataclass(frozen=True)
 class ZCoupling:
     """TV-along-z coupling of a volume's rows (see the module note).
@@ -90,18 +185,51 @@ class ZCoupling:
         weight: ``w >= 0``, the threshold per unit of the Tweedie error std.
         k: posterior samples per slice (set by ``InverseProblem.repeat``).
         iters: dual iterations of the proximal map.
+        solve: ``"prox"`` (the estimates coupled before the data step) or ``"admm"`` (the samplers with a CG data
+            step solve it jointly with TV along z, :meth:`dc_solve`; the others couple by the proximal map).
+        rho: ``rho_rel`` of the joint solve.
+        admm_iters: ADMM iterations per diffusion step of the joint solve.
     """
 
     weight: float
     k: int = 1
     iters: int = 30
+    solve: str = "prox"
+    rho: float = ADMM_RHO
+    admm_iters: int = ADMM_ITERS
 
     def __post_init__(self) -> None:
         if not self.weight >= 0:
             raise ValueError(f"the z weight must be >= 0, got {self.weight}")
+        if self.solve not in SOLVES:
+            raise ValueError(f"the z solve must be one of {', '.join(SOLVES)}, got {self.solve!r}")
+        if not (self.rho > 0 and self.admm_iters >= 1):
+            raise ValueError(f"the joint z solve needs rho > 0 and at least one ADMM iteration, got {self.rho}, "
+                             f"{self.admm_iters}")
+
+    @property
+    def joint(self) -> bool:
+        """Whether samplers with a CG data step couple inside it (:meth:`dc_solve`) rather than before it."""
+        return self.solve == "admm" and self.weight > 0
 
     def with_k(self, k: int) -> ZCoupling:
         return replace(self, k=int(k))
+
+    def dc_solve(self, A, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, cg_iters: int,
+                 r: torch.Tensor | float, gain: torch.Tensor) -> torch.Tensor:
+        """The joint data-consistency solve (module note): ``(A^H A + lam I) p = rhs`` with TV along z.
+
+        Shapes: rhs, p0 ``(S*k, H, W)`` physical; lam ``(S*k,)``; r the Tweedie error std (network units,
+        scalar); gain ``(S*k, 1, 1)`` physical units per network unit.
+        """
+        b = p0.shape[0]
+        g = gain.reshape(b // self.k, self.k, 1, 1).abs().to(p0.device, p0.real.dtype)
+        tau = self.weight * torch.as_tensor(r, dtype=p0.real.dtype, device=p0.device) * 0.5 * (g[1:] + g[:-1])
+        ap0 = A.normal(p0)
+        scale = _stack_dot(p0, ap0) / _stack_dot(p0, p0).clamp_min(1e-30)  # A^H A's size on this estimate
+        rho = self.rho * scale.clamp_min(1e-12)  # a 0-d tensor: no host sync inside the sampler loop
+        return admm_tv_z(A.normal, rhs, lam, p0, tau, rho, k=self.k, admm_iters=self.admm_iters,
+                         cg_iters=cg_iters, normal_p0=ap0)
 
     def __call__(self, x: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
         """The coupled estimates. Shapes: x ``(S*k, ch, H, W)`` network space; ``r`` a scalar (0-d tensor)."""
