@@ -4,7 +4,8 @@
 # It writes a copy of each suite manifest whose tuning grid is this sweep's, runs `medrecon benchmark --tune
 # --tune-only` on it, and keeps each grid point's score (OUT/<suite>-<solve>/tuned.json, "scores").
 # Usage: OUT=benchmarks/results/zjoint_DATE bash benchmarks/zjoint_sweep.sh [SUITE...]
-#   grids (environment): W_PROX (z weights, prox), W_ADMM and RHO (z weights x rho_rel, admm)
+#   grids (environment): W_PROX (z weights, prox), W_ADMM and RHO (z weights x rho_rel, admm and admm-carry);
+#   SOLVES (default "prox admm"; add admm-carry for DiffusionMBIR's carried ADMM variables)
 set -euo pipefail
 OUT=${OUT:-benchmarks/results/zjoint_$(date +%F)}
 DEV=${DEV:-cpu}
@@ -12,7 +13,7 @@ SUITES=("$@")
 [[ ${#SUITES[@]} -gt 0 ]] || SUITES=(ct-vol-60 mri-vol-8x)
 mkdir -p "$OUT"
 for s in "${SUITES[@]}"; do
-  for solve in prox admm; do
+  for solve in ${SOLVES:-prox admm}; do
     d="$OUT/$s-$solve"
     [[ -f $d/tuned.json ]] && continue
     mkdir -p "$d"

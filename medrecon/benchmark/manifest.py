@@ -255,11 +255,11 @@ def _check_split(c: _Checker, split: dict, where: str, df: DataFile) -> dict:
 def _setting_ok(key: str, v) -> bool:
     """A suite setting is a positive number; a method parameter whose registered range starts at 0 may also be 0
     (eta 0: deterministic DDIM; final_dc 0: off; geometric 0: DDIM's level spacing). Volume mode: ``volume`` is
-    true, ``z_weight`` >= 0, ``slab`` a whole number >= 2, ``z_solve`` prox or admm, ``z_rho`` > 0."""
+    true, ``z_weight`` >= 0, ``slab`` a whole number >= 2, ``z_solve`` prox, admm or admm-carry, ``z_rho`` > 0."""
     if key == "volume":
         return v is True
     if key == "z_solve":
-        return v in ("prox", "admm")
+        return v in ("prox", "admm", "admm-carry")
     if key in ("z_weight", "slab") and not isinstance(v, bool) and isinstance(v, (int, float)):
         return v >= 0 if key == "z_weight" else (v == int(v) and v >= 2)
     if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -67,9 +67,10 @@ def _add_recon(sub) -> None:
     p.add_argument("--z-weight", type=float, default=None,
                    help="--volume: weight along z (samplers: TV threshold per unit of the estimate's error; cs-tv/tv: "
                         "relative to the in-plane TV weight; default: measured per method and modality; 0: slice by slice)")
-    p.add_argument("--z-solve", choices=["prox", "admm"], default=None,
+    p.add_argument("--z-solve", choices=["prox", "admm", "admm-carry"], default=None,
                    help="--volume, fast and langevin: couple the slices before each data step (prox) or solve TV along z "
-                        "jointly with it by ADMM (admm); default: measured per modality")
+                        "jointly with it by ADMM (admm; admm-carry keeps the ADMM variables from step to step); "
+                        "default: measured per modality")
     p.add_argument("--z-rho", type=float, default=None,
                    help="--z-solve admm: the penalty on the z differences relative to the data term (default: measured)")
     p.add_argument("--slab", type=int, default=None,

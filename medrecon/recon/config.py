@@ -61,7 +61,8 @@ class ReconConfig:
         z_weight: volume mode's weight along z (``None``: the measured default for the method and modality,
             :func:`medrecon.recon.volume.z_weight_for`; 0: slice by slice).
         z_solve: volume mode, the samplers with a CG data step (fast, langevin): ``"prox"`` couples the
-            estimates before the data step, ``"admm"`` solves TV along z jointly with it
+            estimates before the data step, ``"admm"`` solves TV along z jointly with it (``"admm-carry"``: its
+            variables carried from step to step)
             (:mod:`medrecon.sampling.zcouple`); ``None``: the measured default (:func:`medrecon.recon.volume.z_solve_for`).
         z_rho: ``"admm"``'s penalty relative to the data term's scale (``None``: the measured default).
         slab: volume mode: slices per slab (``None``: the whole study in one pass); slabs overlap and are

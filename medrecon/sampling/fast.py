@@ -60,6 +60,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
     aty = problem.A.adjoint(problem.y)
     x0c = x
     guard = DivergenceGuard("fast", len(schedule))
+    zstate: dict = {}  # volume mode's carried ADMM variables (zcouple.py, solve "admm-carry")
     with torch.no_grad():
         for lv in levels(schedule, "fast", progress):
             i, t, abar_t, abar_prev = lv.i, lv.t, lv.abar, lv.abar_next
@@ -83,7 +84,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
                 yn = yn + std * noise_like(yn, generator, dev)
                 rhs = step.A.adjoint(yn)
             rhs = rhs + lam.view(-1, 1, 1) * p0
-            p = problem.dc_solve(step.A, rhs, lam, p0, cg_iters, r2.sqrt())
+            p = problem.dc_solve(step.A, rhs, lam, p0, cg_iters, r2.sqrt(), zstate)
             x0c = problem.constrain(problem.to_net(p))
             guard.check(i, x0c)
             if not lv.last:

@@ -90,6 +90,7 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
     g = float(step)
     a = (g * (2 - g)) ** 0.5 / g
     guard = DivergenceGuard("langevin", len(schedule) * inner)
+    zstate: dict = {}  # volume mode's carried ADMM variables (zcouple.py, solve "admm-carry")
     n = 0
     with torch.no_grad():
         for lv in levels(schedule, "langevin", progress):
@@ -116,7 +117,7 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
                     start_p = problem.to_phys(problem.constrain(d + ak * sigma2.sqrt() * randn(shape, generator, dev)))
                     y_pert = step.y + ak * std_k * noise_like(step.y, generator, dev)
                     rhs = step.A.adjoint(y_pert) + lam_k.view(-1, 1, 1) * start_p
-                q = problem.dc_solve(step.A, rhs, lam_k, start_p, cg_iters, r_d)
+                q = problem.dc_solve(step.A, rhs, lam_k, start_p, cg_iters, r_d, zstate)
                 p = (1 - gk) * problem.to_phys(z) + gk * q if gk < 1 else q
                 z = problem.constrain(problem.to_net(p))
                 guard.check(n, z)

@@ -111,14 +111,15 @@ class InverseProblem:
         return self.constrain(self.zcouple(x, r))
 
     def dc_solve(self, A: LinearOperator, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, cg_iters: int,
-                 r: torch.Tensor | float) -> torch.Tensor:
+                 r: torch.Tensor | float, state: Optional[dict] = None) -> torch.Tensor:
         """The samplers' data-consistency solve ``(A^H A + lam I) p = rhs`` from ``p0`` (``cg_iters`` CG steps),
         jointly with TV along z when the volume's coupling is joint (:meth:`.zcouple.ZCoupling.dc_solve`).
 
         Shapes: rhs, p0 ``(B, H, W)`` physical; lam ``(B,)``; ``r`` the estimate's error std (network units).
-        ``A`` is this step's operator (``self.A``, or a linearized likelihood's)."""
+        ``A`` is this step's operator (``self.A``, or a linearized likelihood's). ``state``: a dict the sampler
+        keeps for the whole chain (the ADMM variables of ``solve="admm-carry"``)."""
         if self.zcouple is not None and self.zcouple.joint:
-            return self.zcouple.dc_solve(A, rhs, lam, p0, cg_iters, r, self.gain.to(p0.device))
+            return self.zcouple.dc_solve(A, rhs, lam, p0, cg_iters, r, self.gain.to(p0.device), state)
         from .cg import cg_normal  # cg imports this module (batched_dot)
 
         return cg_normal(A, rhs, lam, p0, cg_iters)

@@ -80,8 +80,9 @@ def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weig
         slab: slices per slab (None: the whole volume in one pass).
         overlap: slices shared by neighbouring slabs (default :func:`default_overlap`).
         iters: dual iterations of the z proximal map.
-        z_solve: ``"prox"`` (couple the estimates before each data step) or ``"admm"`` (the fast and Langevin
-            samplers solve TV along z jointly with the data term, :mod:`.zcouple`).
+        z_solve: ``"prox"`` (couple the estimates before each data step), ``"admm"`` (the fast and Langevin
+            samplers solve TV along z jointly with the data term, :mod:`.zcouple`) or ``"admm-carry"`` (the same,
+            the ADMM variables carried from step to step).
         z_rho: the joint solve's penalty relative to the data term (None: :data:`.zcouple.ADMM_RHO`).
 
     Returns:
@@ -123,6 +124,6 @@ def volume_sample(method: str | Callable, prior, problem: InverseProblem, z_weig
                             "overlap": (slabs[0].stop - slabs[1].start) if len(slabs) > 1 else 0,
                             "slabs": len(slabs), "prox_iters": iters, "z_solve": z_solve,
                             **({"admm_rho": coupling.rho, "admm_iters": coupling.admm_iters}
-                               if z_solve == "admm" else {})}})
+                               if z_solve != "prox" else {})}})
     return SampleResult(mean=mean, std=std, nfe=res.nfe, seconds=seconds, samples=phys if keep_samples else None,
                         info=info)

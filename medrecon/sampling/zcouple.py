@@ -28,7 +28,8 @@ split ``d = D_z p``:
 
 with ``tau_t = w * r_t * gain`` in physical units (the same "w Tweedie error stds" as the proximal mode's
 threshold), ``d`` started at ``shrink(D_z p0, tau_t)`` and ``u`` at 0 at every diffusion step (so that one
-ADMM iteration already pulls the slices together), and ``rho`` relative to the data term's scale on the
+ADMM iteration already pulls the slices together; ``solve="admm-carry"`` instead carries ``d`` and ``u`` from
+one diffusion step to the next, as DiffusionMBIR's Algorithm 1 does), and ``rho`` relative to the data term's scale on the
 estimate (``rho_rel * <p0, A^H A p0> / <p0, p0>``), so one setting serves MRI and CT. With many iterations
 the result is the minimizer of the objective above (tests/sampling/test_zjoint.py against an independent
 long-run FISTA). DPS and DAPS have no CG step; they keep the proximal coupling in either mode.
@@ -47,7 +48,7 @@ import torch
 
 __all__ = ["SOLVES", "ZCoupling", "admm_tv_z", "tv_z_prox"]
 
-SOLVES = ("prox", "admm")
+SOLVES = ("prox", "admm", "admm-carry")
 ADMM_RHO = 1.0  # rho_rel: the D_z penalty at the data term's own scale (session 20 sweep, benchmarks/zjoint_sweep.py)
 ADMM_ITERS = 1  # ADMM iterations per diffusion step, each ``cg_iters`` CG steps (DiffusionMBIR: 1)
 
@@ -114,7 +115,7 @@ def _shrink(v: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 
 def admm_tv_z(normal, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, tau: torch.Tensor,
               rho: float | torch.Tensor, k: int = 1, admm_iters: int = 1, cg_iters: int = 5,
-              normal_p0: torch.Tensor | None = None) -> torch.Tensor:
+              normal_p0: torch.Tensor | None = None, state: dict | None = None) -> torch.Tensor:
     """Data term and TV along z solved together (the module note's ADMM), from ``p0``.
 
     Minimizes ``1/2 <p, (N + lam) p> - Re<rhs, p> + rho * sum_i tau_i |p_{i+1} - p_i|`` with ``N = normal``
@@ -131,6 +132,8 @@ def admm_tv_z(normal, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, ta
         k: posterior samples per slice.
         admm_iters, cg_iters: ADMM iterations, and CG steps of each one's ``p`` update.
         normal_p0: ``normal(p0)`` when the caller has it (saves one operator application).
+        state: ADMM variables carried between calls (``{"d": ..., "u": ...}``; empty at the first call, updated in
+            place); None starts fresh.
 
     Returns:
         ``p`` ``(B, H, W)``, dtype of ``p0``.
@@ -149,8 +152,11 @@ def admm_tv_z(normal, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, ta
         return normal(v) + lam_b * v + rho * dzt(dz(v))
 
     p = p0.clone()
-    d = _shrink(dz(p0), tau)
-    u = torch.zeros_like(d)
+    if state is not None and "d" in state:
+        d, u = state["d"], state["u"]
+    else:
+        d = _shrink(dz(p0), tau)
+        u = torch.zeros_like(d)
     for it in range(max(1, int(admm_iters))):
         # p-update: CG on the whole stack (one system: the dot products run over every slice).
         if it == 0 and normal_p0 is not None:
@@ -171,6 +177,8 @@ def admm_tv_z(normal, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, ta
         v = dz(p) + u
         d = _shrink(v, tau)
         u = v - d
+    if state is not None:
+        state.update(d=d, u=u)
     return p
 
 
@@ -210,17 +218,18 @@ class ZCoupling:
     @property
     def joint(self) -> bool:
         """Whether samplers with a CG data step couple inside it (:meth:`dc_solve`) rather than before it."""
-        return self.solve == "admm" and self.weight > 0
+        return self.solve != "prox" and self.weight > 0
 
     def with_k(self, k: int) -> ZCoupling:
         return replace(self, k=int(k))
 
     def dc_solve(self, A, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, cg_iters: int,
-                 r: torch.Tensor | float, gain: torch.Tensor) -> torch.Tensor:
+                 r: torch.Tensor | float, gain: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         """The joint data-consistency solve (module note): ``(A^H A + lam I) p = rhs`` with TV along z.
 
         Shapes: rhs, p0 ``(S*k, H, W)`` physical; lam ``(S*k,)``; r the Tweedie error std (network units,
-        scalar); gain ``(S*k, 1, 1)`` physical units per network unit.
+        scalar); gain ``(S*k, 1, 1)`` physical units per network unit. ``state``: the chain's carried ADMM
+        variables (used with ``solve="admm-carry"``).
         """
         b = p0.shape[0]
         g = gain.reshape(b // self.k, self.k, 1, 1).abs().to(p0.device, p0.real.dtype)
@@ -229,7 +238,7 @@ class ZCoupling:
         scale = _stack_dot(p0, ap0) / _stack_dot(p0, p0).clamp_min(1e-30)  # A^H A's size on this estimate
         rho = self.rho * scale.clamp_min(1e-12)  # a 0-d tensor: no host sync inside the sampler loop
         return admm_tv_z(A.normal, rhs, lam, p0, tau, rho, k=self.k, admm_iters=self.admm_iters,
-                         cg_iters=cg_iters, normal_p0=ap0)
+                         cg_iters=cg_iters, normal_p0=ap0, state=state if self.solve == "admm-carry" else None)
 
     def __call__(self, x: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
         """The coupled estimates. Shapes: x ``(S*k, ch, H, W)`` network space; ``r`` a scalar (0-d tensor)."""

@@ -100,9 +100,25 @@ def test_admm_with_zero_threshold_is_the_plain_solve():
     assert float((p - ref).norm() / ref.norm()) < 1e-8
 
 
+def test_carried_state_continues_the_iterations():
+    """With exact p-updates (converged CG), two calls of 20 ADMM iterations that carry ``(d, u)`` equal one call of
+    40: the carried state is the whole of ADMM's memory (``solve="admm-carry"`` across diffusion steps)."""
+    A, rhs, lam, p0 = _mri_stack()
+    tau = torch.full((4, 1, 1, 1), 0.15, dtype=F64)
+    state: dict = {}
+    admm_tv_z(A.normal, rhs, lam, p0, tau, 1.0, admm_iters=20, cg_iters=60, state=state)
+    assert set(state) == {"d", "u"} and state["d"].shape == (4, 1, 16, 16)
+    two = admm_tv_z(A.normal, rhs, lam, p0, tau, 1.0, admm_iters=20, cg_iters=60, state=state)
+    one = admm_tv_z(A.normal, rhs, lam, p0, tau, 1.0, admm_iters=40, cg_iters=60)
+    assert float((two - one).norm() / one.norm()) < 1e-9
+    fresh = admm_tv_z(A.normal, rhs, lam, p0, tau, 1.0, admm_iters=20, cg_iters=60)
+    assert float((two - fresh).norm() / one.norm()) > 1e-6
+
+
 def test_zcoupling_modes_and_errors():
     """``solve`` is checked; ``joint`` only with a positive weight and the admm solve."""
     assert ZCoupling(0.5, solve="admm").joint and not ZCoupling(0.0, solve="admm").joint
+    assert ZCoupling(0.5, solve="admm-carry").joint
     assert not ZCoupling(0.5).joint
     for bad in ({"solve": "cg"}, {"solve": "admm", "rho": 0.0}, {"solve": "admm", "admm_iters": 0}):
         with pytest.raises(ValueError):
@@ -138,18 +154,20 @@ def test_problem_dc_solve_is_cg_without_a_joint_coupling(volume):
     assert float((joint - ref).abs().max()) > 0
 
 
-@pytest.mark.parametrize("method", ["fast", "langevin"])
-def test_joint_solve_couples_the_samplers(prior, volume, method):
-    """With ``z_solve="admm"`` the fast and Langevin samplers give a different volume from the proximal mode and
-    from ``z_weight = 0``, with smaller slice-to-slice differences than ``z_weight = 0`` (same seed); a zero
+@pytest.mark.parametrize("method,solve", [("fast", "admm"), ("langevin", "admm"), ("fast", "admm-carry")])
+def test_joint_solve_couples_the_samplers(prior, volume, method, solve):
+    """With a joint z solve the fast and Langevin samplers give a different volume from the proximal mode and
+    from ``z_weight = 0``, with (admm) smaller slice-to-slice differences than ``z_weight = 0`` (same seed); a zero
     weight is the slice-by-slice result exactly in either mode. The run record names the solve."""
     kw = {"steps": 4, "cg_iters": 3}
-    joint = volume_sample(method, prior, volume, 0.5, seed=2, z_solve="admm", z_rho=0.1, **kw)
+    joint = volume_sample(method, prior, volume, 0.5, seed=2, z_solve=solve, z_rho=0.1, **kw)
     prox = volume_sample(method, prior, volume, 0.5, seed=2, **kw)
     alone = volume_sample(method, prior, volume, 0.0, seed=2, **kw)
-    alone_admm = volume_sample(method, prior, volume, 0.0, seed=2, z_solve="admm", **kw)
+    alone_admm = volume_sample(method, prior, volume, 0.0, seed=2, z_solve=solve, **kw)
     assert torch.equal(alone.mean, alone_admm.mean)
     assert float((joint.mean - prox.mean).abs().max()) > 1e-4
-    zd = lambda v: float((v[1:] - v[:-1]).abs().mean())  # noqa: E731
-    assert zd(joint.mean) < zd(alone.mean)
-    assert joint.info["volume"]["z_solve"] == "admm" and joint.info["volume"]["admm_iters"] >= 1
+    assert bool(torch.isfinite(joint.mean).all())
+    if solve == "admm":  # carried variables lag a 4-step chain's fast-moving estimates: no smoothing pinned there
+        zd = lambda v: float((v[1:] - v[:-1]).abs().mean())  # noqa: E731
+        assert zd(joint.mean) < zd(alone.mean)
+    assert joint.info["volume"]["z_solve"] == solve and joint.info["volume"]["admm_iters"] >= 1
