@@ -23,6 +23,18 @@ __all__ = ["TUNED_FORMAT", "read_params", "read_params_files", "settings_for"]
 TUNED_FORMAT = "medrecon-tuned/1"
 
 
+def _valid(key: str, v) -> bool:
+    """A tuned setting the suites accept: a method parameter or run setting with a valid value (numbers; the CT
+    data term and the z solve by name)."""
+    from medrecon.recon.problems import CT_DATA_TERMS
+
+    from .manifest import _setting_ok
+
+    if key not in method_keys():
+        return False
+    return v in CT_DATA_TERMS if key == "data_term" else _setting_ok(key, v)
+
+
 def read_params(path: Path, suite: Suite) -> dict[str, dict[str, dict]]:
     """``{dataset: {method: settings}}`` from a tuned.json, checked against the suite.
 
@@ -52,7 +64,7 @@ def read_params(path: Path, suite: Suite) -> dict[str, dict[str, dict]]:
         for method, settings in methods.items():
             if method not in names[ds_name].methods:
                 raise InputError(f"--params {path}: dataset {ds_name} has no method {method!r} in suite {suite.name}")
-            bad = [k for k, v in settings.items() if k not in method_keys() or not isinstance(v, (int, float))]
+            bad = [k for k, v in settings.items() if not _valid(k, v)]
             if bad:
                 raise InputError(f"--params {path}: params.{ds_name}.{method} has invalid setting(s) {', '.join(bad)}")
         out[ds_name] = {m: dict(s) for m, s in methods.items()}

@@ -98,3 +98,22 @@ def test_several_params_files_merge_and_a_method_set_twice_is_refused(tmp_path):
     with pytest.raises(InputError, match="cs-tv is set by both classical.json and other.json") as e:
         read_params_files([a, c], suite)
     assert "\n" not in str(e.value)
+
+
+def test_params_carry_named_settings_and_refuse_bad_values(tmp_path):
+    """A tuned volume row's z solve and the CT data term are names, not numbers: they are read back; an unknown name,
+    a string where a number belongs, or a negative z weight is a one-line error naming the setting."""
+    from medrecon.benchmark.manifest import load_suite
+    from medrecon.benchmark.params import read_params
+    from medrecon.errors import InputError
+
+    suite = load_suite("smoke")
+    good = {"fast": {"volume": True, "z_weight": 2.0, "z_solve": "admm", "z_rho": 0.03, "data_term": "pwls"}}
+    p = tmp_path / "tuned.json"
+    p.write_text(json.dumps({"format": "medrecon-tuned/1", "params": {"smoke-ct": good}}))
+    assert read_params(p, suite) == {"smoke-ct": good}
+    for key, bad in (("z_solve", "cg"), ("lam", "0.3"), ("z_weight", -1.0), ("data_term", "l1"), ("z_rho", 0.0)):
+        p.write_text(json.dumps({"format": "medrecon-tuned/1", "params": {"smoke-ct": {"fast": {key: bad}}}}))
+        with pytest.raises(InputError, match=f"invalid setting\\(s\\) {key}") as e:
+            read_params(p, suite)
+        assert "\n" not in str(e.value)
