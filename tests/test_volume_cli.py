@@ -107,6 +107,8 @@ def test_bad_volumes_get_one_line_errors(tmp_path):
              (["recon", "ct.h5", "--method", "fast", "--volume", "--z-weight", -0.5, "--out", "b.nii.gz"],
               "--z-weight must be"),
              (["recon", "ct.h5", "--method", "fast", "--z-weight", 0.5, "--out", "c.nii.gz"], "add --volume"),
+             (["recon", "ct.h5", "--method", "fast", "--z-solve", "admm", "--out", "e.nii.gz"], "add --volume"),
+             (["recon", "ct.h5", "--method", "fast", "--volume", "--z-rho", -1, "--out", "f.nii.gz"], "--z-rho must be"),
              (["recon", "ct.h5", "--method", "fbp", "--volume", "--z-weight", 1, "--out", "d.nii.gz"],
               "no term along z")]
     for args, text in cases:

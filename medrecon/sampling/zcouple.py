@@ -49,7 +49,7 @@ import torch
 __all__ = ["SOLVES", "ZCoupling", "admm_tv_z", "tv_z_prox"]
 
 SOLVES = ("prox", "admm", "admm-carry")
-ADMM_RHO = 1.0  # rho_rel: the D_z penalty at the data term's own scale (session 20 sweep, benchmarks/zjoint_sweep.py)
+ADMM_RHO = 0.03  # rho_rel: CT's best PSNR on the ct-vol-60 tuning slab (benchmarks/results/zjoint_cpu_2026-12-07/)
 ADMM_ITERS = 1  # ADMM iterations per diffusion step, each ``cg_iters`` CG steps (DiffusionMBIR: 1)
 
 

@@ -35,6 +35,10 @@ def _one_thread(one_thread):
     ({"method": "fast", "volume": True, "slab": 1}, "--slab must be at least 2"),
     ({"method": "sense", "volume": True, "z_weight": 1.0}, "method sense has no term along z"),
     ({"method": "fbp", "volume": True, "z_weight": 0.3}, "method fbp has no term along z"),
+    ({"method": "fast", "volume": True, "z_solve": "cg"}, "--z-solve must be one of prox, admm, admm-carry"),
+    ({"method": "fast", "volume": True, "z_solve": "admm", "z_rho": 0}, "--z-rho must be a finite number > 0"),
+    ({"method": "fast", "volume": True, "z_rho": float("nan")}, "--z-rho must be a finite number > 0"),
+    ({"method": "fast", "z_solve": "admm"}, "--z-solve acts only in volume mode"),
 ])
 def test_config_rejects_bad_volume_settings(kwargs, match):
     """Each bad volume setting is an InputError with a one-line message naming the flag."""
@@ -61,6 +65,16 @@ def test_config_effective_z_weight():
     assert ReconConfig(method="cs-tv").effective_z_weight("mri") == 0.0
     assert z_weight_for("sense", "mri") == 0.0 and z_weight_for("fbp", "ct") == 0.0
     assert ReconConfig(method="dps", volume=True, slab=2).slab == 2
+
+
+def test_config_effective_z_solve():
+    """The z solve: the measured default (prox on both modalities, with admm's tuned rho per modality) unless given."""
+    from medrecon.recon.volume import Z_RHO
+
+    fast = ReconConfig(method="fast", volume=True)
+    assert fast.effective_z_solve("mri") == ("prox", Z_RHO["mri"]) and fast.effective_z_solve("ct")[0] == "prox"
+    assert ReconConfig(method="fast", volume=True, z_solve="admm").effective_z_solve("ct") == ("admm", Z_RHO["ct"])
+    assert ReconConfig(method="fast", volume=True, z_solve="admm", z_rho=0.5).effective_z_solve("mri") == ("admm", 0.5)
 
 
 def test_check_volume():
