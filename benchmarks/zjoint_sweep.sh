@@ -2,7 +2,7 @@
 # Issue 19: the joint z solve (ADMM on the data term and TV along z, medrecon/sampling/zcouple.py) against the
 # proximal coupling, for the fast sampler on the tuning slabs of the volume suites (never the test slabs).
 # It writes a copy of each suite manifest whose tuning grid is this sweep's, runs `medrecon benchmark --tune
-# --tune-only` on it, and keeps each grid point's score (OUT/<suite>-<solve>/tuned.json, "scores").
+# --tune-only` on it, and keeps each grid point's score (OUT/<suite>-<solve>/tuned.json, "grid").
 # Usage: OUT=benchmarks/results/zjoint_DATE bash benchmarks/zjoint_sweep.sh [SUITE...]
 #   grids (environment): W_PROX (z weights, prox), W_ADMM and RHO (z weights x rho_rel, admm and admm-carry);
 #   SOLVES (default "prox admm"; add admm-carry for DiffusionMBIR's carried ADMM variables)

@@ -259,7 +259,9 @@ def _setting_ok(key: str, v) -> bool:
     if key == "volume":
         return v is True
     if key == "z_solve":
-        return v in ("prox", "admm", "admm-carry")
+        from medrecon.sampling.zcouple import SOLVES
+
+        return v in SOLVES
     if key in ("z_weight", "slab") and not isinstance(v, bool) and isinstance(v, (int, float)):
         return v >= 0 if key == "z_weight" else (v == int(v) and v >= 2)
     if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -27,6 +27,8 @@ def _methods_help() -> str:
 
 
 def _add_recon(sub) -> None:
+    from medrecon.sampling.zcouple import SOLVES
+
     p = sub.add_parser("recon", help="reconstruct k-space or sinogram files",
                        description="Reconstruct MRI k-space (fastMRI h5, ISMRMRD h5, BART cfl) or CT sinograms "
                                    "(from `medrecon simulate ct`). Writes the image and <out>.run.json.")
@@ -67,7 +69,7 @@ def _add_recon(sub) -> None:
     p.add_argument("--z-weight", type=float, default=None,
                    help="--volume: weight along z (samplers: TV threshold per unit of the estimate's error; cs-tv/tv: "
                         "relative to the in-plane TV weight; default: measured per method and modality; 0: slice by slice)")
-    p.add_argument("--z-solve", choices=["prox", "admm", "admm-carry"], default=None,
+    p.add_argument("--z-solve", choices=list(SOLVES), default=None,
                    help="--volume, fast and langevin: couple the slices before each data step (prox) or solve TV along z "
                         "jointly with it by ADMM (admm; admm-carry keeps the ADMM variables from step to step); "
                         "default: measured per modality")

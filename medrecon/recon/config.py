@@ -62,8 +62,8 @@ class ReconConfig:
             :func:`medrecon.recon.volume.z_weight_for`; 0: slice by slice).
         z_solve: volume mode, the samplers with a CG data step (fast, langevin): ``"prox"`` couples the
             estimates before the data step, ``"admm"`` solves TV along z jointly with it (``"admm-carry"``: its
-            variables carried from step to step)
-            (:mod:`medrecon.sampling.zcouple`); ``None``: the measured default (:func:`medrecon.recon.volume.z_solve_for`).
+            variables carried from step to step; :mod:`medrecon.sampling.zcouple`); ``None``: the measured
+            default (:func:`medrecon.recon.volume.z_solve_for`).
         z_rho: ``"admm"``'s penalty relative to the data term's scale (``None``: the measured default).
         slab: volume mode: slices per slab (``None``: the whole study in one pass); slabs overlap and are
             blended (``medrecon.sampling.volume``).
@@ -140,24 +140,17 @@ class ReconConfig:
 
     def _check_volume(self) -> None:
         """Volume mode's settings (one-line InputErrors)."""
+        import math
+
         from medrecon.errors import InputError
-
-        if self.z_weight is not None:
-            import math
-
-            if isinstance(self.z_weight, bool) or not isinstance(self.z_weight, (int, float)) \
-                    or not math.isfinite(self.z_weight) or self.z_weight < 0:
-                raise InputError(f"--z-weight must be a finite number >= 0, got {self.z_weight!r}")
         from medrecon.sampling.zcouple import SOLVES
 
+        for flag, v, zero_ok in (("--z-weight", self.z_weight, True), ("--z-rho", self.z_rho, False)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v < 0 or (v == 0 and not zero_ok)):
+                raise InputError(f"{flag} must be a finite number {'>=' if zero_ok else '>'} 0, got {v!r}")
         if self.z_solve is not None and self.z_solve not in SOLVES:
             raise InputError(f"--z-solve must be one of {', '.join(SOLVES)}, got {self.z_solve!r}")
-        if self.z_rho is not None:
-            import math
-
-            if isinstance(self.z_rho, bool) or not isinstance(self.z_rho, (int, float)) \
-                    or not math.isfinite(self.z_rho) or self.z_rho <= 0:
-                raise InputError(f"--z-rho must be a finite number > 0, got {self.z_rho!r}")
         given = [(f, v) for f, v in (("--z-weight", self.z_weight), ("--slab", self.slab), ("--z-solve", self.z_solve),
                                      ("--z-rho", self.z_rho)) if v is not None]
         if not self.volume and given:

@@ -26,8 +26,8 @@ Z_WEIGHTS = {"learned": {"mri": 1.0, "ct": 2.0}, "tv": {"mri": 1.0, "ct": 8.0}}
 #: (``medrecon.sampling.zcouple``): ``prox`` couples the estimates before the data step, ``admm`` solves TV along
 #: z jointly with it. Measured on the tuning slabs (``benchmarks/zjoint_sweep.sh``,
 #: benchmarks/results/zjoint_cpu_2026-12-07/): prox 37.30 dB on ct-vol-60 (admm at best 37.21, with +0.002 SSIM at
-#: rho_rel 0.03), 24.09 dB on mri-vol-8x (admm at best 23.82, rho_rel 0.03; slice by slice 23.53), so prox is the default;
-#: the rho values are admm's best tuning points, used when ``--z-solve admm`` is given without ``--z-rho``.
+#: rho_rel 0.03), 24.09 dB on mri-vol-8x (admm at best 23.82, rho_rel 0.03; slice by slice 23.53), so prox is the
+#: default; the rho values are admm's best tuning points, used when ``--z-solve admm`` is given without ``--z-rho``.
 Z_SOLVE = {"mri": "prox", "ct": "prox"}
 Z_RHO = {"mri": 0.03, "ct": 0.03}
 

@@ -29,8 +29,8 @@ split ``d = D_z p``:
 with ``tau_t = w * r_t * gain`` in physical units (the same "w Tweedie error stds" as the proximal mode's
 threshold), ``d`` started at ``shrink(D_z p0, tau_t)`` and ``u`` at 0 at every diffusion step (so that one
 ADMM iteration already pulls the slices together; ``solve="admm-carry"`` instead carries ``d`` and ``u`` from
-one diffusion step to the next, as DiffusionMBIR's Algorithm 1 does), and ``rho`` relative to the data term's scale on the
-estimate (``rho_rel * <p0, A^H A p0> / <p0, p0>``), so one setting serves MRI and CT. With many iterations
+one diffusion step to the next, as DiffusionMBIR's Algorithm 1 does), and ``rho`` relative to the data term's
+scale on the estimate (``rho_rel * <p0, A^H A p0> / <p0, p0>``), so one setting serves MRI and CT. With many iterations
 the result is the minimizer of the objective above (tests/sampling/test_zjoint.py against an independent
 long-run FISTA). DPS and DAPS have no CG step; they keep the proximal coupling in either mode.
 
@@ -159,10 +159,8 @@ def admm_tv_z(normal, rhs: torch.Tensor, lam: torch.Tensor, p0: torch.Tensor, ta
         u = torch.zeros_like(d)
     for it in range(max(1, int(admm_iters))):
         # p-update: CG on the whole stack (one system: the dot products run over every slice).
-        if it == 0 and normal_p0 is not None:
-            r = rhs + rho * dzt(d - u) - (normal_p0 + lam_b * p + rho * dzt(dz(p)))
-        else:
-            r = rhs + rho * dzt(d - u) - op(p)
+        np_ = normal_p0 if it == 0 and normal_p0 is not None else normal(p)
+        r = rhs + rho * dzt(d - u) - (np_ + lam_b * p + rho * dzt(dz(p)))
         q = r.clone()
         rs = _stack_dot(r, r)
         for _ in range(max(0, int(cg_iters))):
@@ -193,8 +191,9 @@ class ZCoupling:
         weight: ``w >= 0``, the threshold per unit of the Tweedie error std.
         k: posterior samples per slice (set by ``InverseProblem.repeat``).
         iters: dual iterations of the proximal map.
-        solve: ``"prox"`` (the estimates coupled before the data step) or ``"admm"`` (the samplers with a CG data
-            step solve it jointly with TV along z, :meth:`dc_solve`; the others couple by the proximal map).
+        solve: ``"prox"`` (the estimates coupled before the data step), ``"admm"`` (the samplers with a CG data
+            step solve it jointly with TV along z, :meth:`dc_solve`; the others couple by the proximal map) or
+            ``"admm-carry"`` (the same, the ADMM variables carried between diffusion steps).
         rho: ``rho_rel`` of the joint solve.
         admm_iters: ADMM iterations per diffusion step of the joint solve.
     """
