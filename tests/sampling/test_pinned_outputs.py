@@ -2,8 +2,8 @@
 
 Every diffusion sampler runs a few seeded steps with the shipped priors on small MRI and CT problems, and
 its output is compared with outputs pinned in ``data/pinned_outputs.npz``, which were written before the
-speed work (commit 42f107b, one torch thread); the CT outputs were pinned again when ct-body 0.2.0 replaced 0.1.0
-(new weights, same code). The tolerance is floating-point reordering (channels_last
+speed work (commit 42f107b, one torch thread); the CT outputs were pinned again when ct-body 0.2.0 replaced 0.1.0,
+the MRI outputs when mri-brain 0.2.0 replaced 0.1.0 (new weights, same code). The tolerance is floating-point reordering (channels_last
 convolutions, fused kernels), not a change of algorithm: 1e-4 of the reference's largest magnitude.
 
 A deliberate change of a sampler's algorithm re-pins with ``MEDRECON_REPIN=1 pytest
