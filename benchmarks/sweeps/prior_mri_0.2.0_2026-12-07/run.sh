@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Issue 16: the samplers re-tuned for mri-brain 0.2.0 (the small network, 3x cheaper per call) on the TUNING
+# split only, then the TEST split scored once with the winners. One thread per process, from a worktree W not
+# edited while this runs; R = where results go (tuned.json files and reports are copied into the repo).
+# Usage: bash run.sh tune|test SUITE   (SUITE: mri-4x or mri-8x)
+set -eu
+W=${W:-/work/bench}; R=${R:-/work/runs/s21/sweeps}
+export PYTHONPATH=$W OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+cd "$W"
+PHASE=$1; S=$2
+mkdir -p "$R"
+tune() {  # tune METHOD NAME GRID
+  python benchmarks/fast_grid.py --suite "$S" --method "$1" --grid "$3" --out "$R/$2.suite.json"
+  python -m medrecon benchmark --suite "$R/$2.suite.json" --methods "$1" --device cpu --tune --tune-only \
+    --no-figures --quiet --out "$R/$2"
+}
+case $PHASE:$S in
+  # Langevin: 0.1.0's winner (100 levels, 2 steps each) against more levels and steps, which the cheaper network pays for
+  tune:mri-4x) tune langevin $S-langevin '{"steps": [100, 200], "inner": [2, 3], "cg_iters": [5], "step": [1.0]}'
+               tune fast $S-fast '{"eta": [1.0], "samples": [4], "steps": [100, 200]}' ;;
+  tune:mri-8x) tune langevin $S-langevin '{"steps": [100, 200], "inner": [2, 3], "cg_iters": [3], "step": [1.0]}'
+               tune fast $S-fast '{"eta": [1.0], "samples": [4], "steps": [50, 100]}' ;;
+  test:*) python -m medrecon benchmark --suite "$S" --methods langevin,fast --device cpu --quiet \
+            --params "$R/$S-langevin/tuned.json" "$R/$S-fast/tuned.json" --out "$R/test-$S" ;;
+  *) echo "usage: bash run.sh tune|test mri-4x|mri-8x"; exit 2 ;;
+esac
