@@ -2,7 +2,7 @@
 # Issue 16: the samplers re-tuned for mri-brain 0.2.0 (the small network, 3x cheaper per call) on the TUNING
 # split only, then the TEST split scored once with the winners. One thread per process, from a worktree W not
 # edited while this runs; R = where results go (tuned.json files and reports are copied into the repo).
-# Usage: bash run.sh tune|tune2|test SUITE   (SUITE: mri-4x or mri-8x; tune2 = a second fast round with K = 8)
+# Usage: bash run.sh tune|tune2|test SUITE   (SUITE: mri-4x, mri-8x or ct-60; tune2 = a second fast round, K = 8)
 set -eu
 W=${W:-/work/bench}; R=${R:-/work/runs/s21/sweeps}
 export PYTHONPATH=$W OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -22,6 +22,8 @@ case $PHASE:$S in
   tune:mri-8x) tune langevin $S-langevin '{"steps": [100, 200], "inner": [2, 3], "cg_iters": [3], "step": [1.0]}'
                tune fast $S-fast '{"eta": [1.0], "samples": [4], "steps": [50, 100]}' ;;
   tune2:mri-8x) tune fast $S-fast2 '{"eta": [1.0], "samples": [8], "steps": [50, 100]}' ;;
+  # ct-body 0.2.0 (shipped the same day) had kept 0.1.0's K = 2: one round of K against its cost
+  tune:ct-60) tune fast $S-fast '{"eta": [1.0], "samples": [2, 4], "steps": [50]}' ;;
   test:*)
     # the fast sampler's best round by tuning-split PSNR (the criterion of --tune)
     python - "$R/$S-fast-best.json" "$R/$S"-fast*/tuned.json <<'PY'
@@ -33,7 +35,8 @@ win = max(sys.argv[2:], key=best)
 shutil.copy(win, sys.argv[1])
 print("fast settings from", win, json.load(open(win))["params"])
 PY
-    python -m medrecon benchmark --suite "$S" --methods langevin,fast --device cpu --quiet \
-      --params "$R/$S-langevin/tuned.json" "$R/$S-fast-best.json" --out "$R/test-$S" ;;
-  *) echo "usage: bash run.sh tune|tune2|test mri-4x|mri-8x"; exit 2 ;;
+    L=(); M=fast; [ -f "$R/$S-langevin/tuned.json" ] && L=("$R/$S-langevin/tuned.json") && M=langevin,fast
+    python -m medrecon benchmark --suite "$S" --methods $M --device cpu --quiet \
+      --params ${L[@]+"${L[@]}"} "$R/$S-fast-best.json" --out "$R/test-$S" ;;
+  *) echo "usage: bash run.sh tune|tune2|test mri-4x|mri-8x|ct-60"; exit 2 ;;
 esac
