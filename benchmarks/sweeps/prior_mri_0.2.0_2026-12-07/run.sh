@@ -2,7 +2,8 @@
 # Issue 16: the samplers re-tuned for mri-brain 0.2.0 (the small network, 3x cheaper per call) on the TUNING
 # split only, then the TEST split scored once with the winners. One thread per process, from a worktree W not
 # edited while this runs; R = where results go (tuned.json files and reports are copied into the repo).
-# Usage: bash run.sh tune|tune2|test SUITE   (SUITE: mri-4x, mri-8x or ct-60; tune2 = a second fast round, K = 8)
+# Usage: bash run.sh tune|tune2|test|others SUITE   (SUITE: mri-4x, mri-8x or ct-60; tune2 = a second fast round,
+# K = 8; others = DPS and DAPS on the test split at the settings tuned for 0.1.0, not re-tuned)
 set -eu
 W=${W:-/work/bench}; R=${R:-/work/runs/s21/sweeps}
 export PYTHONPATH=$W OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -38,5 +39,22 @@ PY
     L=(); M=fast; [ -f "$R/$S-langevin/tuned.json" ] && L=("$R/$S-langevin/tuned.json") && M=langevin,fast
     python -m medrecon benchmark --suite "$S" --methods $M --device cpu --quiet \
       --params ${L[@]+"${L[@]}"} "$R/$S-fast-best.json" --out "$R/test-$S" ;;
-  *) echo "usage: bash run.sh tune|tune2|test mri-4x|mri-8x|ct-60"; exit 2 ;;
+  others:mri-4x|others:mri-8x)
+    # DPS and DAPS at exactly the settings of the 2026-12-06 samplers table (0.1.0), read from its results, so the two
+    # priors differ in nothing else (mri-8x: DAPS's second run, lr 1.5)
+    SRC=benchmarks/results/samplers_cpu_2026-12-06; F=("$SRC/$S/results.json")
+    [ "$S" = mri-8x ] && F+=("$SRC/mri-8x-daps/results.json")
+    python - "$R/$S-others.json" "${F[@]}" <<'PY'
+import json, sys
+params = {}
+for f in sys.argv[2:]:
+    for r in json.load(open(f))["rows"]:
+        if r["method"] in ("dps", "daps"):
+            params.setdefault(r["dataset"], {})[r["method"]] = r["params"]  # a later file's row wins
+json.dump({"format": "medrecon-tuned/1", "params": params, "from": sys.argv[2:]}, open(sys.argv[1], "w"), indent=1)
+print(params)
+PY
+    python -m medrecon benchmark --suite "$S" --methods dps,daps --device cpu --quiet --params "$R/$S-others.json" \
+      --out "$R/test-$S-others" ;;
+  *) echo "usage: bash run.sh tune|tune2|test|others mri-4x|mri-8x|ct-60"; exit 2 ;;
 esac
