@@ -21,17 +21,7 @@ grid() { python benchmarks/fast_grid.py --suite $1 --grid "$2" --out $R/$3.suite
 [ -f $R/tune-mri-4x-2/tuned.json ] || grid mri-4x '{"eta": [1.0], "samples": [4], "steps": [50, 100]}' mri-4x-2
 [ -f $R/tune-mri-8x/tuned.json ]   || grid mri-8x '{"eta": [0.85, 1.0], "samples": [1, 4]}' mri-8x
 # the better MRI-4x round by its winner's tuning PSNR (the criterion of --tune)
-python - "$R" <<'PY'
-import json, shutil, sys
-r = sys.argv[1]
-def best(p):
-    d = json.load(open(p)); ds = next(iter(d["params"]))
-    return max(g["psnr"] for g in d["grid"][ds]["fast"])
-a, b = f"{r}/tune-mri-4x/tuned.json", f"{r}/tune-mri-4x-2/tuned.json"
-win = a if best(a) >= best(b) else b
-shutil.copy(win, f"{r}/fast-mri-4x-tuned.json")
-print("mri-4x fast settings from", win, json.load(open(win))["params"])
-PY
+python benchmarks/best_tuned.py $R/fast-mri-4x-tuned.json $R/tune-mri-4x/tuned.json $R/tune-mri-4x-2/tuned.json
 cp $R/tune-mri-8x/tuned.json $R/fast-mri-8x-tuned.json
 cp $R/tune-ct-60/tuned.json $R/fast-ct-60-tuned.json
 # 3. the test split, every method but DPS, with the settings above

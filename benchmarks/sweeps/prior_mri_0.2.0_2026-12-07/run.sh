@@ -27,15 +27,7 @@ case $PHASE:$S in
   tune:ct-60) tune fast $S-fast '{"eta": [1.0], "samples": [2, 4], "steps": [50]}' ;;
   test:*)
     # the fast sampler's best round by tuning-split PSNR (the criterion of --tune)
-    python - "$R/$S-fast-best.json" "$R/$S"-fast*/tuned.json <<'PY'
-import json, shutil, sys
-def best(p):
-    d = json.load(open(p)); ds = next(iter(d["params"]))
-    return max(g["psnr"] for g in d["grid"][ds]["fast"])
-win = max(sys.argv[2:], key=best)
-shutil.copy(win, sys.argv[1])
-print("fast settings from", win, json.load(open(win))["params"])
-PY
+    python benchmarks/best_tuned.py "$R/$S-fast-best.json" "$R/$S"-fast*/tuned.json
     L=(); M=fast; [ -f "$R/$S-langevin/tuned.json" ] && L=("$R/$S-langevin/tuned.json") && M=langevin,fast
     python -m medrecon benchmark --suite "$S" --methods $M --device cpu --quiet \
       --params ${L[@]+"${L[@]}"} "$R/$S-fast-best.json" --out "$R/test-$S" ;;
