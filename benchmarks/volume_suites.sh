@@ -41,17 +41,8 @@ fi
 if [[ $PHASE == learned ]]; then
   [[ -f $OUT/tune-mri-vol-8x-langevin/tuned.json ]] || run python -m medrecon benchmark --suite mri-vol-8x \
     --methods langevin --device $DEV --tune --tune-only --no-figures --quiet --out "$OUT/tune-mri-vol-8x-langevin"
-  python - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-t = json.load(open(f"{out}/tune-mri-vol-8x-langevin/tuned.json"))
-p = {"vsseg001-t1-vol-8x": {"fast": {"volume": True, "z_weight": 1.0},
-                            "langevin": t["params"]["vsseg001-t1-vol-8x"]["langevin"]}}
-json.dump({**t, "methods": ["fast", "langevin"], "params": p,
-           "note": "Langevin's z weight tuned on mri-vol-8x's tuning slab; the fast sampler's from volume_cpu_2026-12-07"},
-          open(f"{out}/mri-vol-8x-params.json", "w"), indent=2)
-PY
+  # the fast sampler keeps the manifest's z weight (1.0, tuned in phase tune); Langevin's comes from its tuning run
   run python -m medrecon benchmark --suite mri-vol-8x --methods fast langevin --device $DEV --quiet \
-    --params "$OUT/mri-vol-8x-params.json" --out "$OUT/mri-vol-8x"
+    --params "$OUT/tune-mri-vol-8x-langevin/tuned.json" --out "$OUT/mri-vol-8x"
   run python -m medrecon benchmark --suite mri-vol-4x --methods fast langevin --device $DEV --quiet --out "$OUT/mri-vol-4x"
 fi
