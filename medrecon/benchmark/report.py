@@ -144,7 +144,7 @@ def format_report(results: dict, suite: Suite) -> str:
               + f"; torch {results['torch_version']}",
               f"- device: `{results['device']}` ({results['device_name']}, {results['torch_threads']} torch threads)",
               f"- suite manifest: `{results['manifest']['path']}` (sha256 {results['manifest']['sha256'][:12]}...)",
-              f"- settings: {results['params_source']}",
+              f"- settings: {results['params_source']}; sampler seed {results.get('sampler_seed', 0)}",
               "- priors: " + (", ".join(f"{m}: {p['name']} ({p['sha256'][:12]}...)" for m, p in results['priors'].items())
                                or "none used"),
               f"- total wall time: {results['wall_seconds']:.0f} s", "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
@@ -45,6 +46,8 @@ class BenchmarkConfig:
         command: the command line, recorded in the report.
         excerpt: a ``--save-excerpt`` file to read the volume datasets from instead of their sources.
         priors: modality -> prior name or bundle folder (default: the shipped prior of each modality).
+        seed: the samplers' seed for every slice, replacing the suite's (to measure seed-to-seed spread); None keeps
+            the suite's. The acquisitions (masks, noise) keep their own seeds, so the data do not change.
     """
 
     suite: str
@@ -61,6 +64,7 @@ class BenchmarkConfig:
     command: str = ""
     excerpt: Path | None = None
     priors: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 def _missing_programs() -> dict[str, str]:
@@ -200,6 +204,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         InputError: bad suite/manifest, missing or altered data, unknown methods or datasets.
     """
     suite = load_suite(cfg.suite)
+    if cfg.seed is not None:
+        suite = dataclasses.replace(suite, seed=int(cfg.seed))
     plan = plan_suite(suite, cfg.methods, cfg.datasets)
     device = resolve_device(cfg.device)
     excerpt = read_excerpt(cfg.excerpt, suite) if cfg.excerpt else {}
@@ -270,7 +276,7 @@ def _results(session: Session, cfg: BenchmarkConfig, rows: list[dict], records: 
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": cfg.command,
             "medrecon_version": _version(), "git_commit": _git_commit(), "torch_version": torch.__version__,
             "manifest": {"path": _rel(suite.path), "sha256": sha256_of(suite.path)}, "params_source": params_source,
-            "priors": session.prior_info(), "datasets": records, "figures": figures,
+            "priors": session.prior_info(), "sampler_seed": suite.seed, "datasets": records, "figures": figures,
             "excerpt": session.excerpt_info,
             "wall_seconds": round(_elapsed(session), 1)}
 

@@ -45,6 +45,9 @@ def _add_benchmark(sub) -> None:
                         "where the source data are not")
     p.add_argument("--excerpt", default=None, metavar="NPZ", help="read the volume datasets from a --save-excerpt file")
     p.add_argument("--quiet", action="store_true", help="no sampler progress bars")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the samplers' seed, replacing the suite's (default: the suite's, usually 0); rerun with "
+                        "another to see the seed-to-seed spread. Masks and noise keep the suite's seeds")
 
 
 def _command_line(a: argparse.Namespace) -> str:
@@ -64,6 +67,8 @@ def _command_line(a: argparse.Namespace) -> str:
         parts += ["--prior", *a.prior]
     if a.excerpt:
         parts += ["--excerpt", a.excerpt]
+    if a.seed is not None:
+        parts += ["--seed", str(a.seed)]
     parts += ["--no-figures"] * a.no_figures + ["--out", a.out]
     # results.json and report.md are shared: folders may name a patient, so paths keep their base names
     from medrecon.io.run_record import arg_basename
@@ -88,7 +93,7 @@ def _benchmark(a: argparse.Namespace) -> int:
                           device=a.device, data_root=a.data_root, tune=a.tune, tune_only=a.tune_only,
                           params=[Path(p) for p in a.params or []], figures=not a.no_figures,
                           progress=not a.quiet, command=_command_line(a),
-                          excerpt=Path(a.excerpt) if a.excerpt else None, priors=_priors(a.prior))
+                          excerpt=Path(a.excerpt) if a.excerpt else None, priors=_priors(a.prior), seed=a.seed)
     results = run_benchmark(cfg)
     failed = [f"{r['dataset']}/{r['method']}" for r in results.get("rows", []) if r.get("error")]
     if failed:
