@@ -17,8 +17,9 @@ _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def github_slug(heading: str) -> str:
-    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped (underscores kept), spaces to
+    hyphens."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
     text = re.sub(r"[^\w\- ]", "", text)
     return text.replace(" ", "-")
 
@@ -49,6 +50,7 @@ def test_slug_rule() -> None:
         "low-dose-ct-pwls-against-post-log-2-core-cpu-2026-12-07"
     )
     assert github_slug("Benchmarks: `medrecon benchmark`") == "benchmarks-medrecon-benchmark"
+    assert github_slug("`MEDRECON_MAX_GB` and **limits**") == "medrecon_max_gb-and-limits"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
