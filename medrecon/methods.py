@@ -76,6 +76,9 @@ class FastParams:
     # 33.47/35.08/35.28/35.28 dB, benchmarks/results/tuning_cpu_2026-12-04). MRI: 20 amplified noise at 8x.
     cg_iters: int = _p(5, "CG iterations per step (data consistency)", lo=1, hi=10_000, ct=20)
     eta: float = _p(0.85, "DDIM stochasticity (0 deterministic .. 1 ancestral)", lo=0.0, hi=1.0)
+    # In-plane TV on each step's estimate (sampling/tv2d.py); measured in docs/robustness.md ("In-plane TV").
+    tv: float = _p(0.0, "in-plane TV on each step's clean-image estimate, in units of its error std (0 = off)",
+                   lo=0.0, hi=100.0)
     final_dc: int = _final_dc()
 
 

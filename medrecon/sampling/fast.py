@@ -15,7 +15,8 @@ Per step (Chung, Lee & Ye, ICLR 2024, "DDS"; with the noise-aware proximal of Di
    ancestral DDPM step, which makes the whole chain an exact posterior sampler for Gaussian priors.
 
 Both clean-image estimates pass through ``problem.constrain`` (empty outside the measurement's
-support, when the problem has one).
+support, when the problem has one). With ``tv > 0`` the Tweedie estimate is first replaced by its in-plane
+TV proximal map with weight ``tv * r_t`` (:mod:`.tv2d`), before the data-consistency solve starts from it.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from .common import DivergenceGuard, check_finite, noise_like, randn
 from .loop import levels, start
 from .problem import InverseProblem
 from .schedule import ddim_update
+from .tv2d import tv_prox_2d
 
 __all__ = ["fast_chain"]
 
 
 def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 5, eta: float = 0.85,
                perturb: bool = False, prior_var: float = 1.0, generator: Optional[torch.Generator] = None,
-               progress: bool = False) -> tuple[torch.Tensor, int]:
+               progress: bool = False, tv: float = 0.0) -> tuple[torch.Tensor, int]:
     """Run one batch of fast (DDS-style) chains.
 
     Args:
@@ -47,6 +49,7 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
         prior_var: ``v`` in the ``r_t`` formula (data variance in network units).
         generator: noise source.
         progress: show a progress bar.
+        tv: in-plane TV weight on the Tweedie estimate in units of its error std ``r_t`` (0: off).
 
     Returns:
         ``(x0, nfe)`` as :func:`~medrecon.sampling.dps.dps_chain`.
@@ -70,6 +73,8 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
             r2 = (1 - abar_t) / (abar_t + (1 - abar_t) / prior_var)
             # volume mode: TV along z across the slices, before the data step or inside it (zcouple.py)
             x0 = problem.couple(x0, r2.sqrt(), joint_dc=True)
+            if tv > 0:  # TV as a second prior on the estimate (tv2d.py): strong while r_t is large
+                x0 = problem.constrain(tv_prox_2d(x0, tv * r2.sqrt()))
             p0 = problem.to_phys(x0)
             # A non-Gaussian likelihood (CT's pre-log Poisson) is re-expanded at this step's estimate.
             step = problem.linearized(p0) if problem.linearize is not None else problem
