@@ -20,8 +20,9 @@ def test_registry_holds_the_shipped_methods_and_defaults():
     assert LEARNED == ("dps", "fast", "daps", "langevin")
     assert ReconConfig("dps").method_params("mri") == {"steps": 1000, "zeta": 3.0, "final_dc": 0}
     assert ReconConfig("dps").method_params("ct") == {"steps": 1000, "zeta": 10.0, "final_dc": 0}
-    assert ReconConfig("fast").method_params("ct") == {"steps": 50, "cg_iters": 20, "eta": 0.85, "final_dc": 0}
-    assert ReconConfig("fast", steps=10).method_params("mri") == {"steps": 10, "cg_iters": 5, "eta": 0.85,
+    assert ReconConfig("fast").method_params("ct") == {"steps": 50, "cg_iters": 20, "eta": 0.85, "tv": 0.3,
+                                                       "final_dc": 0}
+    assert ReconConfig("fast", steps=10).method_params("mri") == {"steps": 10, "cg_iters": 5, "eta": 0.85, "tv": 0.3,
                                                                   "final_dc": 0}
     assert DEFAULTS["tv"] == {"lam": 1.0, "iters": 100}
     assert registry.bench_names("ct") == ("fbp", "cs-tv", "dps", "fast", "daps", "langevin")

@@ -36,7 +36,7 @@ __all__ = ["fast_chain"]
 
 def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 5, eta: float = 0.85,
                perturb: bool = False, prior_var: float = 1.0, generator: Optional[torch.Generator] = None,
-               progress: bool = False, tv: float = 0.0) -> tuple[torch.Tensor, int]:
+               progress: bool = False, tv: float = 0.3) -> tuple[torch.Tensor, int]:
     """Run one batch of fast (DDS-style) chains.
 
     Args:
@@ -49,7 +49,8 @@ def fast_chain(prior, problem: InverseProblem, steps: int = 50, cg_iters: int = 
         prior_var: ``v`` in the ``r_t`` formula (data variance in network units).
         generator: noise source.
         progress: show a progress bar.
-        tv: in-plane TV weight on the Tweedie estimate in units of its error std ``r_t`` (0: off).
+        tv: in-plane TV weight on the Tweedie estimate in units of its error std ``r_t`` (0: off; the default
+            0.3 is the registry's, tuned in ``medrecon/methods.py``).
 
     Returns:
         ``(x0, nfe)`` as :func:`~medrecon.sampling.dps.dps_chain`.

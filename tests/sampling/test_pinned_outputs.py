@@ -24,8 +24,12 @@ from medrecon.testing.problems import small_problem
 
 PINNED = Path(__file__).parent / "data" / "pinned_outputs.npz"
 SIZE = 32
-SETTINGS = {"dps": {"steps": 3, "zeta": 1.0}, "fast": {"steps": 3, "cg_iters": 3, "eta": 0.85},
-            "langevin": {"steps": 3, "cg_iters": 3}, "daps": {"steps": 3, "ode_steps": 1, "langevin": 3}}
+# key -> (method, settings). "fast" pins the sampler without in-plane TV (as pinned before TV existed), "fast_tv"
+# with it (added 2026-12-08, when tv = 0.3 became the default).
+SETTINGS = {"dps": ("dps", {"steps": 3, "zeta": 1.0}), "fast": ("fast", {"steps": 3, "cg_iters": 3, "eta": 0.85, "tv": 0.0}),
+            "fast_tv": ("fast", {"steps": 3, "cg_iters": 3, "eta": 0.85, "tv": 0.3}),
+            "langevin": ("langevin", {"steps": 3, "cg_iters": 3}),
+            "daps": ("daps", {"steps": 3, "ode_steps": 1, "langevin": 3})}
 REL_TOL = 1e-4
 
 
@@ -42,10 +46,10 @@ def _outputs() -> dict[str, np.ndarray]:
     out = {}
     for modality in ("mri", "ct"):
         prior, problem = _problem(modality)
-        for method, settings in SETTINGS.items():
+        for key, (method, settings) in SETTINGS.items():
             res = posterior_sample(method, prior, problem, samples=2, seed=3, **settings)
             mean = res.mean.detach().cpu().numpy()  # complex for MRI: both parts are pinned
-            out[f"{modality}_{method}"] = mean.astype(np.complex64 if np.iscomplexobj(mean) else np.float32)
+            out[f"{modality}_{key}"] = mean.astype(np.complex64 if np.iscomplexobj(mean) else np.float32)
     return out
 
 
