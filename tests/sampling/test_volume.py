@@ -378,9 +378,10 @@ def test_coupling_smooths_along_z(prior, volume):
     """With the same seed, ``z_weight = 0.5`` makes the volume's mean absolute slice-to-slice difference smaller
     than ``z_weight = 0``, at every neighbouring pair, and brings the volume closer to the phantom (whose own slice
     differences are smaller still). Measured (8 steps, seeds 0-3): mean ratio 0.47-0.53, worst pair 0.60-0.74,
-    relative error to the phantom 0.16 against 0.24."""
-    coupled = volume_sample("fast", prior, volume, 0.5, seed=0, **SLAB_STEPS)
-    alone = volume_sample("fast", prior, volume, 0.0, seed=0, **SLAB_STEPS)
+    relative error to the phantom 0.16 against 0.24. The coupling alone: the default in-plane TV (``tv`` 0.3) already
+    smooths every slice, so it is off here (with it, the ratio is 0.90)."""
+    coupled = volume_sample("fast", prior, volume, 0.5, seed=0, tv=0.0, **SLAB_STEPS)
+    alone = volume_sample("fast", prior, volume, 0.0, seed=0, tv=0.0, **SLAB_STEPS)
     dc, da = _zdiff(coupled.mean), _zdiff(alone.mean)
     assert float(dc.mean()) < 0.7 * float(da.mean())  # measured 0.53
     assert bool((dc < da).all())
