@@ -107,6 +107,8 @@ class LangevinParams:
     cg_iters: int = _p(5, "CG iterations applying the preconditioner per step", lo=1, hi=10_000, ct=20)
     geometric: int = _p(1, "1: levels evenly spaced in log sigma (annealed Langevin); 0: DDIM's uniform stride in t",
                         lo=0, hi=1)
+    tv: float = _p(0.0, "in-plane TV on each step's denoised estimate, in units of its error std (0 = off)",
+                   lo=0.0, hi=100.0)
     final_dc: int = _final_dc()
 
 

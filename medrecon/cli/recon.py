@@ -112,9 +112,12 @@ def _add_method_options(p) -> None:
     for name in _extra_params():
         f = registry.param_field(name)
         t = f.type if isinstance(f.type, str) else f.type.__name__
-        owners = [m.name for m in registry.METHODS.values() if name in {x.name for x in m.param_fields()}]
+        owners = [m for m in registry.METHODS.values() if name in {x.name for x in m.param_fields()}]
+        defaults = {m.name: next(x.default for x in m.param_fields() if x.name == name) for m in owners}
+        default = (f"default {f.default}" if len(set(defaults.values())) == 1
+                   else "defaults " + ", ".join(f"{k} {v}" for k, v in defaults.items()))  # e.g. --tv
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=_TYPES.get(t, str), default=None,
-                       help=f"{', '.join(owners)}: {f.metadata['help']} (default {f.default})".replace("%", "%%"))
+                       help=f"{', '.join(defaults)}: {f.metadata['help']} ({default})".replace("%", "%%"))
 
 
 def _add_scale_options(p) -> None:

@@ -53,13 +53,14 @@ import torch
 from .common import DivergenceGuard, check_finite, noise_like, randn
 from .loop import levels, start
 from .problem import InverseProblem
+from .tv2d import tv_prox_2d
 
 __all__ = ["langevin_chain"]
 
 
 def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int = 1, step: float = 1.0,
                    cg_iters: int = 5, geometric: int = 1, generator: Optional[torch.Generator] = None,
-                   progress: bool = False) -> tuple[torch.Tensor, int]:
+                   progress: bool = False, tv: float = 0.0) -> tuple[torch.Tensor, int]:
     """Run one batch of preconditioned posterior Langevin chains.
 
     Args:
@@ -73,6 +74,8 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
             reproduce the comparison in the module note).
         generator: noise source.
         progress: show a progress bar.
+        tv: in-plane TV on each denoised estimate, weight ``tv`` times its error std (:mod:`.tv2d`, as the
+            fast sampler's ``tv``); 0: off (then the module note's exactness statements hold).
 
     Returns:
         ``(x0, nfe)``: network-space images ``(B, ch, H, W)`` and ``steps * inner`` network evaluations.
@@ -102,6 +105,8 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
                 d = problem.constrain(prior.x0_from_eps(x_t, lv.t, prior.eps(x_t, lv.t)).clamp(-4, 4))
                 r_d = (sigma2 / (1 + sigma2)).sqrt()  # the denoised estimate's error std
                 d = problem.couple(d, r_d, joint_dc=True)  # volume mode (zcouple.py): here, or in dc_solve
+                if tv > 0:  # TV as a second prior on the denoised estimate (tv2d.py)
+                    d = problem.constrain(tv_prox_2d(d, tv * r_d))
                 step, lam_k, std_k = problem, lam, noise_std
                 if problem.linearize is not None:  # CT's pre-log Poisson likelihood, expanded at this denoised estimate
                     step = problem.linearized(problem.to_phys(d))
