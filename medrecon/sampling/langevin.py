@@ -60,7 +60,7 @@ __all__ = ["langevin_chain"]
 
 def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int = 1, step: float = 1.0,
                    cg_iters: int = 5, geometric: int = 1, generator: Optional[torch.Generator] = None,
-                   progress: bool = False, tv: float = 0.0) -> tuple[torch.Tensor, int]:
+                   progress: bool = False, tv: float = 0.1) -> tuple[torch.Tensor, int]:
     """Run one batch of preconditioned posterior Langevin chains.
 
     Args:
@@ -75,7 +75,7 @@ def langevin_chain(prior, problem: InverseProblem, steps: int = 100, inner: int 
         generator: noise source.
         progress: show a progress bar.
         tv: in-plane TV on each denoised estimate, weight ``tv`` times its error std (:mod:`.tv2d`, as the
-            fast sampler's ``tv``); 0: off (then the module note's exactness statements hold).
+            fast sampler's ``tv``; default 0.1, the registry's); 0: off (then the module note's exactness statements hold).
 
     Returns:
         ``(x0, nfe)``: network-space images ``(B, ch, H, W)`` and ``steps * inner`` network evaluations.

@@ -21,7 +21,7 @@ from test_gaussian_posterior import S2, GaussianPrior, H, W, N, _problem
 
 SETTINGS = {
     "fast": dict(steps=30, cg_iters=N, eta=1.0, perturb=True, prior_var=S2, tv=0.0),  # exact only without TV
-    "langevin": dict(steps=30, inner=4, step=0.5, cg_iters=N),
+    "langevin": dict(steps=30, inner=4, step=0.5, cg_iters=N, tv=0.0),
     "daps": dict(steps=30, ode_steps=1, langevin=200, lr=0.2, lr_min_ratio=1.0),
 }
 

@@ -24,11 +24,12 @@ from medrecon.testing.problems import small_problem
 
 PINNED = Path(__file__).parent / "data" / "pinned_outputs.npz"
 SIZE = 32
-# key -> (method, settings). "fast" pins the sampler without in-plane TV (as pinned before TV existed), "fast_tv"
-# with it (added 2026-12-08, when tv = 0.3 became the default).
+# key -> (method, settings). "fast" and "langevin" pin the samplers without in-plane TV (as pinned before TV existed),
+# "fast_tv" and "langevin_tv" with it (added 2026-12-08, when TV became their default: 0.3 and 0.1).
 SETTINGS = {"dps": ("dps", {"steps": 3, "zeta": 1.0}), "fast": ("fast", {"steps": 3, "cg_iters": 3, "eta": 0.85, "tv": 0.0}),
             "fast_tv": ("fast", {"steps": 3, "cg_iters": 3, "eta": 0.85, "tv": 0.3}),
-            "langevin": ("langevin", {"steps": 3, "cg_iters": 3}),
+            "langevin": ("langevin", {"steps": 3, "cg_iters": 3, "tv": 0.0}),
+            "langevin_tv": ("langevin", {"steps": 3, "cg_iters": 3, "tv": 0.1}),
             "daps": ("daps", {"steps": 3, "ode_steps": 1, "langevin": 3})}
 REL_TOL = 1e-4
 
