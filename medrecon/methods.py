@@ -107,7 +107,7 @@ class LangevinParams:
     cg_iters: int = _p(5, "CG iterations applying the preconditioner per step", lo=1, hi=10_000, ct=20)
     geometric: int = _p(1, "1: levels evenly spaced in log sigma (annealed Langevin); 0: DDIM's uniform stride in t",
                         lo=0, hi=1)
-    # 0.1 by the tuning slices at each suite's tuned setting (0 / 0.1 / 0.3 / 1: mri-4x 31.84 / 31.96 / 31.65 / -,
+    # 0.1 by the tuning slices at each suite's tuned setting (0 / 0.1 / 0.3 / 1: mri-4x 31.84 / 31.96 / 31.65 / 30.43,
     # mri-8x 23.71 / 24.11 / 24.22 / 24.02, ct-60 37.21 / 37.45 / 37.22 / 35.57 dB; tv_cpu_2026-12-08/langevin-tuning/).
     tv: float = _p(0.1, "in-plane TV on each step's denoised estimate, in units of its error std (0 = off)",
                    lo=0.0, hi=100.0)
