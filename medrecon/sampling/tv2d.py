@@ -1,4 +1,4 @@
-"""In-plane total variation on the samplers' clean-image estimates (the ``tv`` setting of the fast sampler).
+"""In-plane total variation on the samplers' clean-image estimates (the ``tv`` setting of fast and Langevin).
 
 A diffusion prior trained on a few volumes at one range of pixel sizes is weakest where a user's image
 differs from its training slices: a finer pixel, a whole field of view with background, a contrast it has
@@ -32,22 +32,6 @@ TV_ITERS = 40
 _TAU = 0.248  # Chambolle's step (2004: proven for <= 1/8, converges up to 1/4 in practice)
 
 
-def _grad(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward differences with a zero last row / column (Neumann boundary): ``(..., H, W)`` twice."""
-    gx = torch.zeros_like(u)
-    gy = torch.zeros_like(u)
-    gx[..., :, :-1] = u[..., :, 1:] - u[..., :, :-1]
-    gy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
-    return gx, gy
-
-
-def _div(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """The divergence, minus the adjoint of :func:`_grad`: ``(..., H, W)``."""
-    dx = torch.cat([px[..., :, :1], px[..., :, 1:-1] - px[..., :, :-2], -px[..., :, -2:-1]], dim=-1)
-    dy = torch.cat([py[..., :1, :], py[..., 1:-1, :] - py[..., :-2, :], -py[..., -2:-1, :]], dim=-2)
-    return dx + dy
-
-
 def tv_prox_2d(v: torch.Tensor, mu: torch.Tensor | float, iters: int = TV_ITERS) -> torch.Tensor:
     """``argmin_u 1/2 ||u - v||^2 + mu TV(u)`` for each row, isotropic TV over the image axes and channels.
 
@@ -59,6 +43,10 @@ def tv_prox_2d(v: torch.Tensor, mu: torch.Tensor | float, iters: int = TV_ITERS)
     Returns:
         ``(B, C, H, W)``, same dtype as ``v``.
     """
+    # CS-TV's forward differences (Neumann boundary) and their exact adjoint: one discrete TV in the library. Imported
+    # here because medrecon.baselines imports the sampling package (its CG), which imports this module.
+    from medrecon.baselines.mri import _grad, _grad_adjoint
+
     if v.dim() != 4 or min(v.shape[-2:]) < 2:
         raise ValueError(f"tv_prox_2d needs (B, C, H, W) with H, W >= 2, got {tuple(v.shape)}")
     vf = v.float()
@@ -66,12 +54,12 @@ def tv_prox_2d(v: torch.Tensor, mu: torch.Tensor | float, iters: int = TV_ITERS)
     mu_t = mu_t.expand(v.shape[0]).view(-1, 1, 1, 1)
     active = mu_t > 0
     scale = torch.where(active, mu_t, torch.ones_like(mu_t))  # rows with mu = 0 are returned as they are
-    px = torch.zeros_like(vf)
-    py = torch.zeros_like(vf)
+    target = vf / scale
+    q = torch.zeros(*vf.shape[:2], 2, *vf.shape[2:], dtype=vf.dtype, device=vf.device)  # dual field (B, C, 2, H, W)
     for _ in range(iters):
-        gx, gy = _grad(_div(px, py) - vf / scale)
-        norm = 1 + _TAU * torch.sqrt((gx * gx + gy * gy).sum(dim=1, keepdim=True))
-        px = (px + _TAU * gx) / norm
-        py = (py + _TAU * gy) / norm
-    u = vf - scale * _div(px, py)
+        # Chambolle's eq. 9 with div = -grad^T: q <- (q + tau g) / (1 + tau |g|), g = grad(div q - v / mu)
+        g = _grad(-_grad_adjoint(q, "neumann") - target, "neumann")
+        norm = 1 + _TAU * torch.sqrt((g * g).sum(dim=(1, 2), keepdim=True))  # joint over channels and axes
+        q = (q + _TAU * g) / norm
+    u = vf + scale * _grad_adjoint(q, "neumann")
     return torch.where(active, u, vf).to(v.dtype)
